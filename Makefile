@@ -1,0 +1,21 @@
+# The two set-up commands of the README. Each one creates or reuses .venv and the colcon workspace.
+SHELL := /bin/bash
+RUN := scripts/run.sh
+TRAIN_ARGS ?= --task leg --algo mdemorl --epochs 15 --steps-per-epoch 1000 --seed 0 --out runs/leg_mdemorl
+
+.PHONY: setup train test bench clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+train: setup
+	@$(RUN) python -m mdemorl_learner.train $(TRAIN_ARGS)
+
+test: setup
+	@$(RUN) python -m pytest -q
+
+bench: setup
+	@$(RUN) python bench/leg_sample_efficiency.py
+
+clean:
+	rm -rf build install log

@@ -1,0 +1,122 @@
+"""Benchmark: sac against mdemorl on the 2R leg, several seeds, run side by side with the same settings.
+
+    python bench/leg_sample_efficiency.py [--epochs 15] [--seeds 0 1 2] [--algos sac mdemorl] [--jobs 2]
+
+Each run is the single-process trainer CLI in its own process (one torch thread each, `--jobs` at a time).
+Writes bench/results/leg_sample_efficiency.csv (every epoch of every run), .png (mean ± min/max over
+seeds) and _summary.json: the env steps each algorithm needs to reach SAC's final reward, and wall-clock
+per epoch. Not a test: machines here are shared, so compare the ratios measured in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def run_one(algo: str, seed: int, args: argparse.Namespace, out_root: Path) -> Path:
+    """One trainer process; its stdout/stderr go to a log beside its run directory."""
+    out = out_root / f"{algo}_seed{seed}"
+    cmd = [sys.executable, "-m", "mdemorl_learner.train", "--task", args.task, "--algo", algo,
+           "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch), "--seed", str(seed),
+           "--out", str(out), "--torch-threads", "1", *args.extra]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "log.txt", "w") as log:
+        start = time.monotonic()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    print(f"  {algo} seed {seed}: exit {code} after {time.monotonic() - start:.0f} s", flush=True)
+    if code != 0:
+        raise RuntimeError(f"{algo} seed {seed} failed; see {out / 'log.txt'}")
+    return out / "progress.csv"
+
+
+def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float:
+    """First env-step count at which the return reaches target (nan if never)."""
+    hit = np.nonzero(returns >= target)[0]
+    return float(steps[hit[0]]) if len(hit) else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="leg")
+    parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--steps-per-epoch", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
+    parser.add_argument("--name", default="leg_sample_efficiency", help="file stem under bench/results/")
+    parser.add_argument("--runs-dir", default=str(RESULTS / "runs"), help="where the per-run directories go")
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
+    args = parser.parse_args()
+    args.extra = [a for a in args.extra if a != "--"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = [(a, s) for a in args.algos for s in args.seeds]
+    print(f"{len(runs)} runs of {args.epochs} x {args.steps_per_epoch} steps on {args.task}, {args.jobs} at a time",
+          flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        paths = dict(zip(runs, pool.map(lambda r: run_one(*r, args, Path(args.runs_dir)), runs)))
+
+    rows, curves, walls = [], {}, {}
+    for (algo, seed), path in paths.items():
+        with open(path, newline="") as f:
+            data = list(csv.DictReader(f))
+        for r in data:
+            rows.append({"algo": algo, "seed": seed, **r})
+        curves.setdefault(algo, []).append(np.array([float(r["eval_return"]) for r in data]))
+        wall = np.array([float(r["wall_s"]) for r in data])
+        walls.setdefault(algo, []).append(float(np.diff(np.concatenate([[0.0], wall])).mean()))
+        steps = np.array([float(r["env_steps"]) for r in data])
+    csv_path = RESULTS / f"{args.name}.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    mean = {a: np.mean(c, axis=0) for a, c in curves.items()}
+    baseline = "sac" if "sac" in mean else args.algos[0]
+    target = float(mean[baseline][-1])
+    summary = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "date": date.today().isoformat(), "task": args.task, "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch, "seeds": args.seeds, "extra_flags": args.extra,
+        "target": f"{baseline} final mean eval return", "target_return": target,
+        "steps_to_target": {a: steps_to_reach(steps, m, target) for a, m in mean.items()},
+        "final_eval_return_mean": {a: float(m[-1]) for a, m in mean.items()},
+        "wall_s_per_epoch": {a: float(np.mean(w)) for a, w in walls.items()},
+    }
+    (RESULTS / f"{args.name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for algo, c in curves.items():
+        c = np.array(c)
+        ax.plot(steps, c.mean(0), "o-", label=f"{algo} (mean of {len(c)} seeds)")
+        ax.fill_between(steps, c.min(0), c.max(0), alpha=0.2)
+    ax.axhline(target, color="grey", ls=":", label=f"{baseline} final return")
+    ax.set(xlabel="real environment steps", ylabel="evaluation return",
+           title=f"{args.task}: {' vs '.join(args.algos)} ({summary['date']}, {summary['machine']})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{args.name}.png", dpi=110)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

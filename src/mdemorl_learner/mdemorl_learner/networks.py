@@ -1,0 +1,109 @@
+"""Actor and critic networks for SAC."""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def mlp(in_dim: int, out_dim: int, hidden_size: int, num_layers: int) -> nn.Sequential:
+    """ReLU MLP with ``num_layers`` hidden layers of width ``hidden_size`` and a linear output."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(num_layers):
+        layers += [nn.Linear(width, hidden_size), nn.ReLU(inplace=True)]
+        width = hidden_size
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class SquashedGaussianActor(nn.Module):
+    """Policy a = tanh(u), u ~ N(mu(x), std(x)^2), with log std clamped to [-20, 2]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.act_dim = act_dim
+        self.net = mlp(obs_dim, 2 * act_dim, hidden_size, num_layers)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        with_logprob: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Reparameterised action in [-1, 1] and its log-density (summed over action dims).
+
+        ``deterministic`` uses u = mu (logp is then the density at tanh(mu)); noise is
+        drawn from ``generator`` when given.
+        """
+        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        if deterministic:
+            eps = torch.zeros_like(mu)
+            u = mu
+        else:
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+            u = mu + log_std.exp() * eps
+        action = torch.tanh(u)
+        if not with_logprob:
+            return action, None
+        # log N(u; mu, std) - sum log(1 - tanh(u)^2), the latter in the stable form
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+        logp = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
+        logp = logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+        return action, logp
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action tanh(mu(x))."""
+        return torch.tanh(self.net(obs)[..., : self.act_dim])
+
+
+class TwinQ(nn.Module):
+    """Two Q(x, a) MLPs evaluated as one batched program.
+
+    Layer ``i`` holds stacked weights ``[2, in, out]`` and biases ``[2, 1, out]``;
+    each layer is one ``baddbmm`` over the head dimension. Initialisation matches
+    ``nn.Linear`` (U(-1/sqrt(in), 1/sqrt(in)) for weights and biases), per head.
+    """
+
+    num_heads = 2
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [obs_dim + act_dim] + [hidden_size] * num_layers + [1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(d_in)
+            self.weights.append(nn.Parameter(torch.empty(2, d_in, d_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(2, 1, d_out).uniform_(-bound, bound)))
+
+    def q_values(
+        self, obs: torch.Tensor, act: torch.Tensor, detach_weights: bool = False
+    ) -> torch.Tensor:
+        """Both heads stacked, shape ``[2, B]``.
+
+        ``detach_weights`` uses detached parameters, so gradients reach only the
+        inputs (used for the actor loss without touching the critic's ``.grad``).
+        """
+        h = torch.cat([obs, act], dim=-1).expand(self.num_heads, -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if detach_weights:
+                w, b = w.detach(), b.detach()
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = h.relu_()
+        return h.squeeze(-1)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(q1, q2)``, each of shape ``[B]``."""
+        q = self.q_values(obs, act)
+        return q[0], q[1]

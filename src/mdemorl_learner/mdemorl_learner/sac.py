@@ -1,0 +1,211 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications")."""
+
+import copy
+from dataclasses import asdict, dataclass
+from os import PathLike
+
+import numpy as np
+import torch
+
+from mdemorl_learner.networks import SquashedGaussianActor, TwinQ
+
+
+@dataclass
+class SACConfig:
+    """SAC hyper-parameters.
+
+    ``init_alpha`` is the starting temperature of the automatic entropy tuning:
+    1.0 (log alpha = 0), the usual start for tuned SAC; a large alpha explores
+    broadly at first and falls quickly once the entropy exceeds the target.
+    ``target_entropy`` ``None`` means ``-act_dim``.
+    """
+
+    hidden_size: int = 256
+    num_layers: int = 2
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    batch_size: int = 256
+    init_alpha: float = 1.0
+    target_entropy: float | None = None
+
+
+def _adam(groups: list[dict]) -> torch.optim.Adam:
+    """Adam with the fused CPU kernel, falling back to the foreach one."""
+    try:
+        return torch.optim.Adam(groups, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(groups, foreach=True)
+
+
+class SAC:
+    """SAC agent with twin Q critics, Polyak targets and automatic entropy tuning.
+
+    Actions are in [-1, 1]. One :meth:`update` is one gradient step of the critic,
+    then of the actor and temperature (sharing one Adam with two parameter groups),
+    then the Polyak target update.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, seed: int = 0) -> None:
+        self.obs_dim = obs_dim
+        self.act_dim = act_dim
+        self._set_config(config)
+        h, n = config.hidden_size, config.num_layers
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.actor = SquashedGaussianActor(obs_dim, act_dim, h, n)
+            self.critic = TwinQ(obs_dim, act_dim, h, n)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.nn.Parameter(torch.tensor(float(np.log(config.init_alpha))))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.critic_opt = _adam(
+            [{"params": list(self.critic.parameters()), "lr": config.critic_lr}]
+        )
+        self.actor_opt = _adam(
+            [
+                {"params": list(self.actor.parameters()), "lr": config.actor_lr},
+                {"params": [self.log_alpha], "lr": config.alpha_lr},
+            ]
+        )
+        self._online = list(self.critic.parameters())
+        self._target = list(self.critic_target.parameters())
+        self._updates = 0
+
+    def _set_config(self, config: SACConfig) -> None:
+        self.config = config
+        self.target_entropy = (
+            float(-self.act_dim) if config.target_entropy is None else float(config.target_entropy)
+        )
+
+    @property
+    def updates(self) -> int:
+        """Number of gradient steps taken so far."""
+        return self._updates
+
+    @property
+    def alpha(self) -> float:
+        """Current entropy temperature."""
+        return float(self.log_alpha.detach().exp())
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Action(s) in [-1, 1] for one observation ``[n]`` or a batch ``[B, n]``."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        a, _ = self.actor(x, deterministic, with_logprob=False, generator=self.generator)
+        return a.numpy()
+
+    @torch.no_grad()
+    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic policy tanh(mu(x)), the planner's shift model pi_theta(x)."""
+        return self.actor.mean_action(obs)
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(x) = min(Q1, Q2)(x, pi_mean(x)) for the planner's terminal cost.
+
+        Evaluated at the deterministic action the shift model also uses, so the
+        terminal cost is noise-free and consistent with the planner's nominal
+        controls; no entropy bonus, and the min of the twins for pessimism against
+        errors the MPC optimiser would otherwise exploit. Accepts any leading shape.
+        """
+        flat = obs.reshape(-1, self.obs_dim)
+        q = self.critic.q_values(flat, self.actor.mean_action(flat)).amin(0)
+        return q.reshape(obs.shape[:-1])
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One SAC gradient step on ``batch`` (keys as :class:`ReplayBuffer` samples)."""
+        obs, act, reward, next_obs, terminated = (
+            torch.from_numpy(np.asarray(batch[k], dtype=np.float32))
+            for k in ("obs", "act", "reward", "next_obs", "terminated")
+        )
+        n = obs.shape[0]
+        expected = ((n, self.obs_dim), (n, self.act_dim), (n,), (n, self.obs_dim), (n,))
+        got = (obs.shape, act.shape, reward.shape, next_obs.shape, terminated.shape)
+        if got != expected:
+            raise ValueError(
+                "batch shapes (obs, act, reward, next_obs, terminated): expected "
+                f"{expected}, got {tuple(tuple(g) for g in got)}"
+            )
+        cfg = self.config
+        alpha = self.log_alpha.detach().exp()
+
+        # Critic: clipped double-Q soft Bellman target.
+        with torch.no_grad():
+            next_act, next_logp = self.actor(next_obs, generator=self.generator)
+            next_q = self.critic_target.q_values(next_obs, next_act).amin(0)
+            target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * next_logp)
+        q = self.critic.q_values(obs, act)
+        q_loss = 0.5 * (q - target).square().mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.critic_opt.step()
+
+        # Actor (critic weights detached) and temperature.
+        pi_act, logp = self.actor(obs, generator=self.generator)
+        q_pi = self.critic.q_values(obs, pi_act, detach_weights=True).amin(0)
+        pi_loss = (alpha * logp - q_pi).mean()
+        logp_mean = logp.detach().mean()
+        alpha_loss = -self.log_alpha * (logp_mean + self.target_entropy)
+        self.actor_opt.zero_grad(set_to_none=True)
+        (pi_loss + alpha_loss).backward()
+        self.actor_opt.step()
+
+        with torch.no_grad():
+            for t, o in zip(self._target, self._online):
+                t.lerp_(o, cfg.tau)
+        self._updates += 1
+        stats = [q_loss.detach(), pi_loss.detach(), alpha, -logp_mean, q.detach().mean()]
+        names = ("q_loss", "pi_loss", "alpha", "entropy", "q_mean")
+        return dict(zip(names, torch.stack(stats).tolist()))
+
+    def state_dict(self) -> dict:
+        """Snapshot (deep copy) of everything needed to resume exactly.
+
+        Networks, targets, log_alpha, optimiser moments, the noise RNG and counters.
+        """
+        return copy.deepcopy({
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "config": asdict(self.config),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self._updates,
+        })
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict` (dimensions must match)."""
+        if (state["obs_dim"], state["act_dim"]) != (self.obs_dim, self.act_dim):
+            raise ValueError(
+                f"state is for obs_dim/act_dim {state['obs_dim']}/{state['act_dim']}, "
+                f"agent has {self.obs_dim}/{self.act_dim}"
+            )
+        self._set_config(SACConfig(**state["config"]))
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        # Optimizer.load_state_dict keeps references to the given moment tensors.
+        self.critic_opt.load_state_dict(copy.deepcopy(state["critic_opt"]))
+        self.actor_opt.load_state_dict(copy.deepcopy(state["actor_opt"]))
+        self.generator.set_state(state["generator"])
+        self._updates = int(state["updates"])
+
+    def save(self, path: str | PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` with ``torch.save``."""
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | PathLike) -> "SAC":
+        """Rebuild an agent saved with :meth:`save`."""
+        state = torch.load(path, weights_only=True)
+        agent = cls(state["obs_dim"], state["act_dim"], SACConfig(**state["config"]))
+        agent.load_state_dict(state)
+        return agent

@@ -1,0 +1,323 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Independent, Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from mdemorl_learner.networks import LOG_STD_MAX, LOG_STD_MIN, SquashedGaussianActor, TwinQ, mlp
+from mdemorl_learner.replay_buffer import ReplayBuffer
+from mdemorl_learner.sac import SAC, SACConfig
+
+torch.set_num_threads(1)
+
+OBS, ACT = 5, 3
+SMALL = SACConfig(hidden_size=32, batch_size=16)
+
+
+def random_batch(rng: np.random.Generator, n: int = 16) -> dict:
+    return {
+        "obs": rng.normal(size=(n, OBS)).astype(np.float32),
+        "act": rng.uniform(-1, 1, (n, ACT)).astype(np.float32),
+        "reward": rng.normal(size=n).astype(np.float32),
+        "next_obs": rng.normal(size=(n, OBS)).astype(np.float32),
+        "terminated": (rng.random(n) < 0.3).astype(np.float32),
+    }
+
+
+def params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_mlp_shape():
+    net = mlp(4, 7, hidden_size=8, num_layers=3)
+    assert sum(isinstance(m, torch.nn.Linear) for m in net) == 4
+    assert net(torch.zeros(2, 4)).shape == (2, 7)
+
+
+def test_actor_logprob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(OBS, ACT, 32, 2)
+    obs = torch.randn(64, OBS)
+    action, logp = actor(obs, generator=torch.Generator().manual_seed(1))
+
+    mu, log_std = actor.net(obs).chunk(2, -1)
+    log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(1))
+    u = mu + log_std.exp() * eps
+    base = Independent(Normal(mu, log_std.exp()), 1)
+    tanh = TanhTransform()
+    expected = base.log_prob(u) - tanh.log_abs_det_jacobian(u, torch.tanh(u)).sum(-1)
+    dist = TransformedDistribution(base, [TanhTransform(cache_size=1)])
+    via_dist = dist.log_prob(tanh(u))  # cache: evaluated at the same pre-tanh sample
+
+    torch.testing.assert_close(action, torch.tanh(u))
+    assert logp.shape == (64,)
+    torch.testing.assert_close(logp, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(logp, via_dist, rtol=0, atol=1e-5)
+
+
+def test_actor_actions_bounded_and_logprob_finite_when_saturated():
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(OBS, ACT, 32, 2)
+    obs = 1e3 * torch.randn(256, OBS)
+    action, logp = actor(obs)
+    assert action.abs().max() <= 1.0
+    assert torch.isfinite(logp).all()
+    det, _ = actor(obs, deterministic=True, with_logprob=False)
+    torch.testing.assert_close(det, actor.mean_action(obs), rtol=0, atol=0)
+    mean = actor.mean_action(obs[:4] / 1e3)
+    assert mean.abs().max() < 1.0
+
+
+def test_twin_q_fused_equals_per_head_reference():
+    torch.manual_seed(0)
+    q = TwinQ(OBS, ACT, hidden_size=16, num_layers=2)
+    obs, act = torch.randn(10, OBS), torch.randn(10, ACT)
+    q1, q2 = q(obs, act)
+    refs = []
+    for k in range(2):
+        h = torch.cat([obs, act], -1)
+        for i, (w, b) in enumerate(zip(q.weights, q.biases)):
+            h = h @ w[k] + b[k, 0]
+            if i < len(q.weights) - 1:
+                h = torch.relu(h)
+        refs.append(h.squeeze(-1))
+    torch.testing.assert_close(q1, refs[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(q2, refs[1], rtol=1e-6, atol=1e-6)
+    assert q1.shape == (10,) and not torch.allclose(q1, q2)  # independently initialised heads
+
+
+def test_twin_q_detached_weights_pass_gradient_only_to_inputs():
+    torch.manual_seed(0)
+    q = TwinQ(OBS, ACT, hidden_size=16, num_layers=2)
+    obs, act = torch.randn(10, OBS), torch.randn(10, ACT, requires_grad=True)
+    out = q.q_values(obs, act, detach_weights=True)
+    torch.testing.assert_close(out, q.q_values(obs, act), rtol=0, atol=0)
+    out.sum().backward()
+    assert act.grad is not None and act.grad.abs().sum() > 0
+    assert all(p.grad is None for p in q.parameters())
+
+
+def test_critic_loss_matches_soft_bellman_reference():
+    """q_loss = sum over heads of 0.5 mean (Q_i(s, a) - y)^2 with
+    y = r + gamma (1 - terminated) (min_i Qtarg_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
+    rng = np.random.default_rng(0)
+    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, gamma=0.9, init_alpha=0.7), seed=0)
+    for _ in range(3):
+        agent.update(random_batch(rng))
+    ref = SAC(OBS, ACT, agent.config, seed=1)
+    ref.load_state_dict(agent.state_dict())
+    batch = random_batch(rng, n=64)
+    b = {k: torch.from_numpy(v) for k, v in batch.items()}
+    assert 0 < b["terminated"].sum() < 64
+    with torch.no_grad():
+        next_act, next_logp = ref.actor(b["next_obs"], generator=ref.generator)
+        tq1, tq2 = ref.critic_target(b["next_obs"], next_act)
+        alpha = ref.log_alpha.exp()
+        soft_next = torch.minimum(tq1, tq2) - alpha * next_logp
+        y = b["reward"] + 0.9 * (1 - b["terminated"]) * soft_next
+    q1, q2 = ref.critic(b["obs"], b["act"])
+    expected = 0.5 * ((q1 - y) ** 2).mean() + 0.5 * ((q2 - y) ** 2).mean()
+    expected.backward()
+    stats = agent.update(batch)
+    assert stats["q_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    # the critic's gradients come from the critic loss only (the actor step leaves them alone)
+    for p_ref, p in zip(ref.critic.parameters(), agent.critic.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-6)
+    assert stats["q_mean"] == pytest.approx(((q1 + q2) / 2).mean().item(), rel=1e-5, abs=1e-6)
+    assert stats["alpha"] == pytest.approx(alpha.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("tau", [0.005, 0.3])
+def test_polyak_target_update(tau):
+    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, tau=tau), seed=0)
+    old_target = [p.double() for p in params(agent.critic_target)]
+    agent.update(random_batch(np.random.default_rng(0)))
+    online = [p.double() for p in params(agent.critic)]
+    for t, o, new in zip(old_target, online, agent.critic_target.parameters()):
+        assert not torch.equal(new.double(), t)
+        torch.testing.assert_close(new.double(), (1 - tau) * t + tau * o, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("offset, direction", [(-0.5, -1.0), (0.5, 1.0)])
+def test_entropy_tuning_moves_alpha_towards_target(offset, direction):
+    """Entropy above the target lowers alpha, below it raises alpha."""
+    rng = np.random.default_rng(0)
+    batches = [random_batch(rng) for _ in range(5)]
+    initial_entropy = SAC(OBS, ACT, SMALL, seed=0).update(batches[0])["entropy"]
+    config = SACConfig(hidden_size=32, init_alpha=0.5, target_entropy=initial_entropy + offset)
+    agent = SAC(OBS, ACT, config, seed=0)
+    stats = [agent.update(b) for b in batches]
+    assert stats[0]["alpha"] == pytest.approx(0.5)
+    assert all(direction * (s["entropy"] - agent.target_entropy) < 0 for s in stats)
+    alphas = [s["alpha"] for s in stats] + [agent.alpha]
+    assert all(direction * (b - a) > 0 for a, b in zip(alphas, alphas[1:]))
+
+
+def test_default_target_entropy_is_minus_act_dim():
+    assert SAC(OBS, ACT, SMALL).target_entropy == -3.0
+    assert SAC(OBS, ACT, SACConfig(hidden_size=8, target_entropy=-1.5)).target_entropy == -1.5
+
+
+def test_actor_keeps_more_entropy_at_higher_fixed_alpha():
+    """Quadratic bandit: the max-entropy policy's spread grows with the temperature."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    s = rng.uniform(-1, 1, (n, 2))
+    a = rng.uniform(-1, 1, (n, 1))
+    buf = ReplayBuffer(2, 1, n)
+    buf.add_batch(s, a, -((a[:, 0] - 0.5 * s[:, 0]) ** 2), s, np.ones(n))
+    entropy = {}
+    for alpha in (0.3, 0.01):
+        config = SACConfig(
+            hidden_size=32, actor_lr=1e-3, critic_lr=1e-3, alpha_lr=0.0, init_alpha=alpha
+        )
+        agent = SAC(2, 1, config, seed=0)
+        stats = [agent.update(buf.sample(64, rng)) for _ in range(400)]
+        assert agent.alpha == pytest.approx(alpha)
+        entropy[alpha] = np.mean([st["entropy"] for st in stats[-50:]])
+    assert entropy[0.3] > entropy[0.01] + 1.0
+
+
+def test_update_returns_stats_and_counts_steps():
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    assert agent.updates == 0
+    stats = agent.update(random_batch(np.random.default_rng(0)))
+    assert set(stats) == {"q_loss", "pi_loss", "alpha", "entropy", "q_mean"}
+    assert all(isinstance(v, float) and np.isfinite(v) for v in stats.values())
+    assert agent.updates == 1
+
+
+def test_update_rejects_mismatched_batch():
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    batch = random_batch(np.random.default_rng(0))
+    batch["reward"] = batch["reward"][:, None]
+    with pytest.raises(ValueError, match="batch shapes"):
+        agent.update(batch)
+    assert agent.updates == 0
+
+
+def test_act_shapes_and_bounds():
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    single = agent.act(np.zeros(OBS))
+    many = agent.act(np.random.default_rng(0).normal(size=(7, OBS)) * 100)
+    assert single.shape == (ACT,) and many.shape == (7, ACT)
+    assert single.dtype == np.float32 and np.abs(many).max() <= 1.0
+    det = agent.act(np.ones(OBS), deterministic=True)
+    np.testing.assert_array_equal(det, agent.act(np.ones(OBS), deterministic=True))
+    torch.testing.assert_close(
+        torch.from_numpy(det), agent.policy_mean(torch.ones(OBS)), rtol=0, atol=0
+    )
+
+
+def test_value_is_min_twin_q_at_mean_action():
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    obs = torch.randn(4, 6, OBS)
+    v = agent.value(obs)
+    assert v.shape == (4, 6) and not v.requires_grad
+    flat = obs.reshape(-1, OBS)
+    q1, q2 = agent.critic(flat, agent.policy_mean(flat))
+    torch.testing.assert_close(v.reshape(-1), torch.minimum(q1, q2), rtol=0, atol=0)
+
+
+def test_same_seed_is_deterministic_and_seed_matters():
+    rng = np.random.default_rng(0)
+    batches = [random_batch(rng) for _ in range(10)]
+    runs = []
+    for seed in (3, 3, 4):
+        agent = SAC(OBS, ACT, SMALL, seed=seed)
+        runs.append([agent.update(b) for b in batches] + [agent.act(np.ones(OBS)).tolist()])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_state_dict_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, tau=0.1), seed=0)
+    for _ in range(5):
+        agent.update(random_batch(rng))
+    path = tmp_path / "sac.pt"
+    agent.save(path)
+    restored = [SAC.load(path), SAC(OBS, ACT, SACConfig(hidden_size=32), seed=99)]
+    restored[1].load_state_dict(agent.state_dict())
+
+    obs = rng.normal(size=(8, OBS)).astype(np.float32)
+    batch = random_batch(rng)
+    expected_det = agent.act(obs, deterministic=True)
+    expected_stoch = agent.act(obs)
+    expected_stats = agent.update(batch)
+    for other in restored:
+        assert other.updates == 5 and other.config == agent.config
+        np.testing.assert_array_equal(other.act(obs, deterministic=True), expected_det)
+        np.testing.assert_array_equal(other.act(obs), expected_stoch)  # RNG state restored
+        assert other.update(batch) == expected_stats
+        assert other.updates == 6
+        for name in ("actor", "critic", "critic_target"):
+            for a, b in zip(getattr(agent, name).parameters(), getattr(other, name).parameters()):
+                assert torch.equal(a, b)
+        assert torch.equal(other.log_alpha, agent.log_alpha)
+
+
+def tensors(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in tensors(v)]
+    return []
+
+
+def test_state_dict_is_a_snapshot():
+    """Neither the source nor an agent loaded from it may alias the returned tensors."""
+    rng = np.random.default_rng(0)
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    agent.update(random_batch(rng))
+    state = agent.state_dict()
+    reference = copy.deepcopy(state)
+    other = SAC(OBS, ACT, SMALL, seed=1)
+    other.load_state_dict(state)
+    batch = random_batch(rng)
+    agent.update(batch)
+    other.update(batch)
+    assert len(tensors(state)) > 20
+    assert all(torch.equal(a, b) for a, b in zip(tensors(state), tensors(reference)))
+
+
+def test_load_state_dict_rejects_other_dimensions():
+    state = SAC(OBS, ACT, SMALL).state_dict()
+    with pytest.raises(ValueError, match="obs_dim/act_dim"):
+        SAC(OBS + 1, ACT, SMALL).load_state_dict(state)
+
+
+def test_learns_contextual_bandit():
+    """One-step problem: reward -(a - f(s))^2, terminated; optimum a* = f(s)."""
+
+    def optimum(s: np.ndarray) -> np.ndarray:
+        return 0.6 * s[:, 0] - 0.3 * s[:, 1]
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    s = rng.uniform(-1, 1, (n, 2))
+    a = rng.uniform(-1, 1, (n, 1))
+    buf = ReplayBuffer(2, 1, n)
+    buf.add_batch(s, a, -((a[:, 0] - optimum(s)) ** 2), s, np.ones(n))
+    config = SACConfig(
+        hidden_size=64,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        alpha_lr=1e-3,
+        batch_size=128,
+        init_alpha=0.02,
+    )
+    agent = SAC(2, 1, config, seed=0)
+    test_s = rng.uniform(-1, 1, (200, 2)).astype(np.float32)
+
+    def error() -> float:
+        return float(np.abs(agent.act(test_s, deterministic=True)[:, 0] - optimum(test_s)).max())
+
+    assert error() > 0.3
+    for _ in range(1500):
+        stats = agent.update(buf.sample(config.batch_size, rng))
+    assert error() < 0.1
+    assert stats["q_loss"] < 1e-2

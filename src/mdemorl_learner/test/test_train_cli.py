@@ -1,0 +1,82 @@
+"""The trainer CLI as a user runs it: real processes, real PyBullet and MuJoCo, files on disk."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REQUIRED_COLUMNS = {"epoch", "env_steps", "eval_return", "train_return", "model_val_loss", "mpc_transitions",
+                    "sac_updates", "wall_s"}
+TINY = ["--start-steps", "100", "--batch-size", "32", "--hidden-size", "32", "--model-hidden", "32",
+        "--ensemble-size", "3", "--num-elites", "2", "--model-max-epochs", "3", "--rollout-batch-start", "8",
+        "--rollout-batch-max", "8", "--num-samples", "10", "--horizon-start", "2", "--horizon-end", "3",
+        "--schedule-end-epoch", "2", "--model-train-freq", "100", "--torch-threads", "1"]
+
+
+def train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "mdemorl_learner.train", *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("algo", ["sac", "mbpo", "mopac", "mdemorl"])
+def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, algo):
+    out = tmp_path / "run"
+    proc = train(tmp_path, "--task", "leg", "--algo", algo, "--epochs", "2", "--steps-per-epoch", "200",
+                 "--episode-steps", "100", "--seed", "3", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_rows(out / "progress.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert REQUIRED_COLUMNS <= set(rows[0])
+    assert [int(r["env_steps"]) for r in rows] == [200, 400]
+    assert int(rows[-1]["sac_updates"]) == 400 - 100 + 1  # one update per step from start_steps on
+    if algo == "sac":
+        assert int(rows[-1]["mpc_transitions"]) == 0
+    else:
+        assert int(rows[-1]["mpc_transitions"]) > 0
+        assert float(rows[-1]["model_val_loss"]) > 0.0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["algo"] == algo and config["seed"] == 3 and config["steps_per_epoch"] == 200
+    assert "elite_fraction" in config and "horizon_end" in config
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["epoch"] == 2 and state["env_steps"] == 400
+    assert (state["model"] is None) == (algo == "sac")
+    for png in ("learning_curve.png", "foot_path.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "done: 2 epochs" in proc.stdout
+
+
+def test_gym_task_with_termination_runs(tmp_path):
+    out = tmp_path / "hopper"
+    proc = train(tmp_path, "--task", "Hopper-v5", "--algo", "mdemorl", "--epochs", "1", "--steps-per-epoch", "200",
+                 "--episode-steps", "100", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_rows(out / "progress.csv")
+    assert int(rows[0]["env_steps"]) == 200 and int(rows[0]["mpc_transitions"]) > 0
+    assert not (out / "foot_path.png").exists()
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--algo", "ppo"], "--algo 'ppo'"),
+    (["--task", "Humanoid-v9"], "--task 'Humanoid-v9'"),
+    (["--epochs", "0"], "--epochs"),
+    (["--elite-fraction", "1.5"], "--elite-fraction"),
+    (["--epochs", "many"], "--epochs"),
+    (["--num-elites", "9"], "--num-elites 9"),
+])
+def test_bad_value_is_one_clear_line_and_nonzero_exit(tmp_path, args, names):
+    proc = train(tmp_path, "--out", str(tmp_path / "never"), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "error" in lines[0] and names in lines[0]
+    assert not (tmp_path / "never").exists()

@@ -1,0 +1,125 @@
+"""ProbabilisticEnsemble: fitting a known linear system, elites, batched forward, state_dict round-trip."""
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from mdemorl_planner.ensemble import ProbabilisticEnsemble
+
+torch.set_num_threads(1)
+
+OBS_DIM, ACT_DIM = 3, 2
+A = np.array([[0.1, -0.2, 0.0], [0.05, 0.0, 0.1], [0.0, 0.2, -0.1]])
+B = np.array([[0.3, 0.0], [0.0, -0.2], [0.1, 0.1]])
+C = np.array([1.0, -0.5, 0.25])
+
+
+def linear_data(num: int, seed: int, noise: float = 0.01):
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 1, (num, OBS_DIM)).astype(np.float32)
+    act = rng.uniform(-1, 1, (num, ACT_DIM)).astype(np.float32)
+    next_obs = (obs + obs @ A.T + act @ B.T + noise * rng.standard_normal((num, OBS_DIM))).astype(np.float32)
+    reward = (obs @ C + noise * rng.standard_normal(num)).astype(np.float32)
+    return obs, act, reward, next_obs
+
+
+def reference_member_means(model: ProbabilisticEnsemble, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Per-member loop with plain matmuls: [K, N, obs_dim + 1] predicted means."""
+    x = (torch.cat([obs, act], dim=-1) - model.input_mean) / model.input_std
+    outputs = []
+    for k in range(model.num_members):
+        h = x
+        for layer, (w, b) in enumerate(zip(model.weights, model.biases)):
+            h = h @ w[k] + b[k, 0]
+            if layer < len(model.weights) - 1:
+                h = F.silu(h)
+        outputs.append(h[:, :OBS_DIM + 1])
+    return torch.stack(outputs).detach()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=5, num_elites=3, hidden_size=64, num_layers=2,
+                                  seed=0)
+    stats = model.fit(*linear_data(2000, seed=1), max_epochs=40)
+    return model, stats
+
+
+def test_fit_learns_linear_system(fitted):
+    model, stats = fitted
+    assert stats["val_loss"] < 1e-3
+    assert 1 <= stats["epochs"] <= 40
+    obs, act, reward, next_obs = linear_data(500, seed=7, noise=0.0)
+    pred_obs, pred_reward = model.step(torch.as_tensor(obs), torch.as_tensor(act), deterministic=True)
+    assert np.abs(pred_obs.numpy() - next_obs).max() < 0.1
+    assert np.abs(pred_reward.numpy() - reward).max() < 0.1
+    assert np.mean((pred_obs.numpy() - next_obs) ** 2) < 1e-3
+
+
+def test_stochastic_step_noise_matches_learned_variance(fitted):
+    model, _ = fitted
+    obs, act, _, _ = linear_data(4000, seed=8, noise=0.0)
+    obs_t, act_t = torch.as_tensor(obs), torch.as_tensor(act)
+    mean_obs, _ = model.step(obs_t, act_t, deterministic=True)
+    sample_obs, _ = model.step(obs_t, act_t, generator=torch.Generator().manual_seed(0))
+    spread = (sample_obs - mean_obs).std().item()
+    assert 0.003 < spread < 0.05  # data noise std is 0.01
+
+
+def test_elites_have_lowest_validation_mse():
+    obs, act, reward, next_obs = linear_data(600, seed=2)
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=6, num_elites=2, hidden_size=32, num_layers=2,
+                                  seed=5)
+    # holdout_fraction=0 validates on the whole (training) set, so the MSEs can be recomputed here
+    stats = model.fit(obs, act, reward, next_obs, holdout_fraction=0.0, max_epochs=3)
+    target = torch.as_tensor(np.concatenate([next_obs - obs, reward[:, None]], axis=1))
+    mse = ((reference_member_means(model, torch.as_tensor(obs), torch.as_tensor(act)) - target) ** 2).mean(dim=(1, 2))
+    elite_mse = mse[model.elites]
+    others = mse[[k for k in range(6) if k not in model.elites]]
+    assert len(model.elites) == 2
+    assert elite_mse.max().item() <= others.min().item() * (1 + 1e-5)
+    assert stats["val_loss"] == pytest.approx(elite_mse.mean().item(), rel=1e-4)
+
+
+def test_batched_forward_equals_per_member_reference():
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=4, num_elites=3, hidden_size=16, num_layers=3,
+                                  seed=3)
+    with torch.no_grad():
+        model.input_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0, 0.5]))
+        model.input_std.copy_(torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0]))
+        model.elite_indices.copy_(torch.tensor([3, 0, 2]))
+        model.max_logvar.fill_(-40.0)  # sampling noise ~1e-9: a stochastic step returns its member's mean
+        model.min_logvar.fill_(-50.0)
+    obs, act = torch.randn(301, OBS_DIM), torch.randn(301, ACT_DIM)
+    reference = reference_member_means(model, obs, act)[[3, 0, 2]]
+
+    next_obs, reward = model.step(obs, act, deterministic=True)
+    torch.testing.assert_close(next_obs, obs + reference[..., :OBS_DIM].mean(dim=0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reward, reference[..., OBS_DIM].mean(dim=0), atol=1e-5, rtol=1e-5)
+
+    next_obs, reward = model.step(obs, act, generator=torch.Generator().manual_seed(1))
+    prediction = torch.cat([next_obs - obs, reward.unsqueeze(-1)], dim=-1)
+    distance = (prediction.unsqueeze(0) - reference).abs().amax(dim=-1)  # [elites, N]
+    assert distance.min(dim=0).values.max().item() < 1e-5  # every row is one elite member's prediction
+    counts = torch.bincount(distance.argmin(dim=0), minlength=3)
+    assert counts.max() - counts.min() <= 1  # balanced random assignment of rows to elites (TS-1)
+
+
+def test_step_keeps_leading_batch_shape(fitted):
+    model, _ = fitted
+    next_obs, reward = model.step(torch.zeros(4, 6, OBS_DIM), torch.zeros(4, 6, ACT_DIM))
+    assert next_obs.shape == (4, 6, OBS_DIM) and reward.shape == (4, 6)
+    assert next_obs.dtype == torch.float32
+
+
+def test_state_dict_round_trip(fitted):
+    model, _ = fitted
+    clone = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=5, num_elites=3, hidden_size=64, num_layers=2,
+                                  seed=99)
+    clone.load_state_dict(model.state_dict())
+    assert clone.elites == model.elites
+    obs, act = torch.randn(50, OBS_DIM), torch.randn(50, ACT_DIM)
+    for deterministic in (True, False):
+        expected = model.step(obs, act, deterministic, torch.Generator().manual_seed(4))
+        actual = clone.step(obs, act, deterministic, torch.Generator().manual_seed(4))
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)

@@ -1,0 +1,1 @@
+"""Launch files, parameters, robot descriptions and task definitions (2R leg, StochLite, MuJoCo tasks)."""

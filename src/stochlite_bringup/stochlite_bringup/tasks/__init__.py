@@ -1,0 +1,77 @@
+"""Training tasks: the 2R-leg tracking task and the gymnasium MuJoCo benchmarks.
+
+``make_task(name)`` returns the env and a :class:`TaskSpec` with its dimensions,
+episode length and termination function for model rollouts.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+
+from .gym_tasks import GYM_TASK_NAMES, TERMINATION_FNS, make_env
+from .leg_env import LegTrackingEnv
+from .leg_reward import leg_tracking_reward
+
+LEG_TASK_NAME = "leg"
+TASK_NAMES = (LEG_TASK_NAME, *GYM_TASK_NAMES)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a learner needs to know about a task.
+
+    ``termination_fn(obs, act, next_obs)`` works on torch tensors ``[..., n]`` and
+    returns a bool mask ``[...]``; it is None for tasks that never terminate.
+    """
+
+    name: str
+    obs_dim: int
+    act_dim: int
+    episode_steps: int
+    termination_fn: Callable | None
+
+
+def make_task(
+    name: str, seed: int | None = None, episode_steps: int | None = None, **kwargs: Any
+) -> tuple[gymnasium.Env, TaskSpec]:
+    """Build task ``name`` (one of :data:`TASK_NAMES`); ``kwargs`` go to the env.
+
+    ``episode_steps`` overrides the episode length of any task (None: the task's
+    default, 1000 for all). With a ``seed``, the env's RNG and its action space are
+    seeded (MuJoCo envs through a first ``reset(seed=seed)``), so runs are reproducible.
+    """
+    if name not in TASK_NAMES:
+        raise ValueError(f"unknown task {name!r}; valid names: {', '.join(TASK_NAMES)}")
+    if name == LEG_TASK_NAME:
+        if episode_steps is not None:
+            kwargs["episode_steps"] = episode_steps
+        env: gymnasium.Env = LegTrackingEnv(seed=seed, **kwargs)
+        episode_steps = env.episode_steps
+    else:
+        if episode_steps is not None:
+            kwargs["max_episode_steps"] = episode_steps
+        env = make_env(name, **kwargs)
+        if seed is not None:
+            env.reset(seed=seed)
+        episode_steps = env.spec.max_episode_steps
+    if seed is not None:
+        env.action_space.seed(seed)
+    spec = TaskSpec(
+        name=name,
+        obs_dim=env.observation_space.shape[0],
+        act_dim=env.action_space.shape[0],
+        episode_steps=episode_steps,
+        termination_fn=None if name == LEG_TASK_NAME else TERMINATION_FNS[name],
+    )
+    return env, spec
+
+
+__all__ = [
+    "TASK_NAMES",
+    "TaskSpec",
+    "make_task",
+    "LegTrackingEnv",
+    "leg_tracking_reward",
+]

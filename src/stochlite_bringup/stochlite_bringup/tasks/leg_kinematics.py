@@ -1,0 +1,61 @@
+"""Planar kinematics of the 2R leg in ``urdf/leg_2r.urdf``.
+
+Frame: hip at the origin, x forward, z up; positions are ``(x, z)`` in metres.
+Both joints turn about -y, so ``q = (0, 0)`` hangs straight down and positive
+angles swing the foot forward. Link lengths are proxies (see docs/leg_task.md).
+All functions broadcast over leading dimensions (``q[..., 2]`` / ``p[..., 2]``).
+"""
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+THIGH_LENGTH_M = 0.297  # proxy (Stoch 3 leg)
+SHANK_LENGTH_M = 0.275  # proxy, hip-to-foot shank + foot
+
+
+def forward_kinematics(q: ArrayLike) -> NDArray[np.float64]:
+    """Foot position ``(x, z)`` for joint angles ``q = (q1, q2)`` in rad."""
+    q = np.asarray(q, dtype=np.float64)
+    q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
+    x = THIGH_LENGTH_M * np.sin(q1) + SHANK_LENGTH_M * np.sin(q12)
+    z = -THIGH_LENGTH_M * np.cos(q1) - SHANK_LENGTH_M * np.cos(q12)
+    return np.stack((x, z), axis=-1)
+
+
+def foot_jacobian(q: ArrayLike) -> NDArray[np.float64]:
+    """Jacobian ``d(x, z)/d(q1, q2)``, shape ``[..., 2, 2]``; foot velocity is ``J @ qdot``."""
+    q = np.asarray(q, dtype=np.float64)
+    q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
+    c1, s1 = THIGH_LENGTH_M * np.cos(q1), THIGH_LENGTH_M * np.sin(q1)
+    c12, s12 = SHANK_LENGTH_M * np.cos(q12), SHANK_LENGTH_M * np.sin(q12)
+    row_x = np.stack((c1 + c12, c12), axis=-1)
+    row_z = np.stack((s1 + s12, s12), axis=-1)
+    return np.stack((row_x, row_z), axis=-2)
+
+
+def foot_velocity(q: ArrayLike, qdot: ArrayLike) -> NDArray[np.float64]:
+    """Foot velocity ``(xdot, zdot)`` in m/s from joint angles and rates."""
+    return np.einsum("...ij,...j->...i", foot_jacobian(q), np.asarray(qdot, dtype=np.float64))
+
+
+def inverse_kinematics(p: ArrayLike) -> NDArray[np.float64]:
+    """Joint angles reaching foot position ``p = (x, z)``, knee-forward branch (``q2 <= 0``).
+
+    The knee branch matches the URDF knee limits ``[-2.6, 0]`` rad.
+    Raises ValueError if ``p`` is out of reach.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    x, z = p[..., 0], p[..., 1]
+    cos_q2 = (x**2 + z**2 - THIGH_LENGTH_M**2 - SHANK_LENGTH_M**2) / (
+        2.0 * THIGH_LENGTH_M * SHANK_LENGTH_M
+    )
+    if np.any(np.abs(cos_q2) > 1.0):
+        raise ValueError(
+            f"foot position {p.tolist()} is out of the leg's reach "
+            f"({abs(THIGH_LENGTH_M - SHANK_LENGTH_M):.3f}..{THIGH_LENGTH_M + SHANK_LENGTH_M:.3f} m from the hip)"
+        )
+    q2 = -np.arccos(cos_q2)
+    q1 = np.arctan2(x, -z) - np.arctan2(
+        SHANK_LENGTH_M * np.sin(q2), THIGH_LENGTH_M + SHANK_LENGTH_M * np.cos(q2)
+    )
+    return np.stack((q1, q2), axis=-1)
