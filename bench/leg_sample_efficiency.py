@@ -58,7 +58,8 @@ def main() -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     parser.add_argument("--name", default="leg_sample_efficiency", help="file stem under bench/results/")
-    parser.add_argument("--runs-dir", default=str(RESULTS / "runs"), help="where the per-run directories go")
+    parser.add_argument("--runs-dir", default=str(HERE.parent / "runs" / "bench"),
+                        help="where the per-run directories (checkpoints, logs) go; not committed")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
     args = parser.parse_args()
     args.extra = [a for a in args.extra if a != "--"]

@@ -68,7 +68,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting and how to fix it."""
-        from stochlite_bringup.tasks import TASK_NAMES
+        from stochlite_bringup.task_names import TASK_NAMES
 
         if self.algo not in ALGORITHMS:
             raise ValueError(f"--algo {self.algo!r} is not one of {', '.join(ALGORITHMS)}")

@@ -19,9 +19,6 @@ from tqdm import tqdm
 from .config import TrainConfig
 from .plotting import plot_foot_path, plot_learning_curve
 
-from .trainer import EpochStats, Trainer
-
-PROGRESS_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -55,6 +52,8 @@ def _fmt(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
+    from .trainer import EpochStats, Trainer  # loads the simulators: only once the arguments are known good
+
     out = Path(cfg.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(out / "config.yaml")
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(progress, "w", newline="") as f, tqdm(total=total, unit="step", dynamic_ncols=True,
                                                      desc=f"{cfg.algo}/{cfg.task}", file=sys.stderr,
                                                      mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
-        writer = csv.DictWriter(f, fieldnames=PROGRESS_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[f.name for f in dataclasses.fields(EpochStats)])
         writer.writeheader()
         for _ in range(cfg.epochs):
             stats, trace = trainer.run_epoch(on_step=lambda: bar.update(1))

@@ -108,3 +108,11 @@ def test_make_env_rejects_arguments_that_change_termination_and_unknown_names():
         make_env("Hopper-v5", healthy_z_range=(0.5, 2.0))
     with pytest.raises(ValueError, match="'Humanoid-v5'.*HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5"):
         make_task("Humanoid-v5")
+
+
+def test_every_gym_task_name_has_a_termination_entry():
+    from stochlite_bringup.task_names import GYM_TASK_NAMES
+    from stochlite_bringup.tasks.gym_tasks import TERMINATION_FNS
+
+    assert tuple(TERMINATION_FNS) == GYM_TASK_NAMES
+    assert TERMINATION_FNS["HalfCheetah-v5"] is None

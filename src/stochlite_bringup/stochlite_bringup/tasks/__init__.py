@@ -10,12 +10,10 @@ from typing import Any
 
 import gymnasium
 
-from .gym_tasks import GYM_TASK_NAMES, TERMINATION_FNS, make_env
+from ..task_names import LEG_TASK_NAME, TASK_NAMES
+from .gym_tasks import TERMINATION_FNS, make_env
 from .leg_env import LegTrackingEnv
 from .leg_reward import leg_tracking_reward
-
-LEG_TASK_NAME = "leg"
-TASK_NAMES = (LEG_TASK_NAME, *GYM_TASK_NAMES)
 
 
 @dataclass(frozen=True)

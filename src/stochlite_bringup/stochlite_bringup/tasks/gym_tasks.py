@@ -13,6 +13,8 @@ from typing import Any
 import gymnasium
 import torch
 
+from ..task_names import GYM_TASK_NAMES
+
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Arguments that move the entries or ranges the termination functions rely on.
@@ -68,8 +70,6 @@ TERMINATION_FNS: dict[str, TerminationFn | None] = {
     "Walker2d-v5": walker2d_termination_fn,
     "Ant-v5": ant_termination_fn,
 }
-GYM_TASK_NAMES = tuple(TERMINATION_FNS)
-
 
 def make_env(name: str, **kwargs: Any) -> gymnasium.Env:
     """``gymnasium.make(name, **kwargs)`` for one of :data:`GYM_TASK_NAMES`.

@@ -1,0 +1,48 @@
+"""Model-generated experience: MBPO's branched rollout and D_MPC filling for every model-based algorithm."""
+import numpy as np
+import pytest
+import torch
+
+from mdemorl_learner.config import TrainConfig
+from mdemorl_learner.imagination import Imagination, policy_rollout
+from mdemorl_learner.replay_buffer import ReplayBuffer
+from mdemorl_learner.sac import SAC, SACConfig
+
+
+class DriftModel:
+    """Exact dynamics x' = x + 1 with reward x[0], standing in for a learned ensemble."""
+
+    def step(self, obs, act, deterministic=False, generator=None):
+        return obs + 1.0, obs[..., 0]
+
+
+def test_policy_rollout_stops_each_branch_at_its_termination():
+    agent = SAC(2, 1, SACConfig(hidden_size=16), seed=0)
+    x0 = np.array([[0.0, 0.0], [2.0, 0.0]], dtype=np.float32)
+    terminate_at_3 = lambda obs, act, nxt: nxt[..., 0] >= 3.0  # noqa: E731
+    data = policy_rollout(DriftModel(), agent, x0, 4, terminate_at_3)
+    # branch 0: 0->1->2->3 (3 steps, last terminal); branch 1: 2->3 (1 step, terminal)
+    assert data["obs"][:, 0].tolist() == [0.0, 2.0, 1.0, 2.0]
+    assert data["terminated"].tolist() == [False, True, False, True]
+    assert data["reward"].tolist() == [0.0, 2.0, 1.0, 2.0]
+    assert np.all(np.abs(data["act"]) <= 1.0)
+
+
+@pytest.mark.parametrize("algo, per_start", [("mbpo", 1), ("mopac", 2), ("mdemorl", 2)])
+def test_generate_fills_d_mpc_with_finite_model_transitions(algo, per_start):
+    torch.manual_seed(0)
+    cfg = TrainConfig(algo=algo, ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2,
+                      model_max_epochs=2, rollout_batch_start=10, rollout_batch_max=10, horizon_start=2,
+                      horizon_end=2, num_samples=8, steps_per_epoch=100, model_train_freq=100)
+    agent = SAC(3, 2, SACConfig(hidden_size=16), seed=0)
+    imagination = Imagination(cfg, 3, 2, agent, termination_fn=None)
+    rng = np.random.default_rng(0)
+    d_env = ReplayBuffer(3, 2, 200)
+    obs = rng.normal(size=(200, 3)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(200, 2)).astype(np.float32)
+    d_env.add_batch(obs, act, obs[:, 0], obs + 0.1 * np.pad(act, ((0, 0), (0, 1))), np.zeros(200, bool))
+    assert imagination.train_model(d_env) > 0.0
+    added = imagination.generate(d_env, epoch=1)
+    assert added == 10 * per_start == len(imagination.d_mpc) == imagination.total_imagined
+    data = imagination.d_mpc.all()
+    assert np.isfinite(data["obs"]).all() and np.isfinite(data["reward"]).all()
