@@ -57,13 +57,15 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--steps-per-epoch", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
-    parser.add_argument("--name", default="leg_sample_efficiency", help="file stem under bench/results/")
+    parser.add_argument("--name", default="leg_sample_efficiency", help="file stem of the CSV, PNG and summary")
+    parser.add_argument("--results-dir", default=str(RESULTS), help="where the CSV, PNG and summary go")
     parser.add_argument("--runs-dir", default=str(HERE.parent / "runs" / "bench"),
                         help="where the per-run directories (checkpoints, logs) go; not committed")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
     args = parser.parse_args()
     args.extra = [a for a in args.extra if a != "--"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
     runs = [(a, s) for a in args.algos for s in args.seeds]
     print(f"{len(runs)} runs of {args.epochs} x {args.steps_per_epoch} steps on {args.task}, {args.jobs} at a time",
           flush=True)
@@ -80,7 +82,7 @@ def main() -> int:
         wall = np.array([float(r["wall_s"]) for r in data])
         walls.setdefault(algo, []).append(float(np.diff(np.concatenate([[0.0], wall])).mean()))
         steps = np.array([float(r["env_steps"]) for r in data])
-    csv_path = RESULTS / f"{args.name}.csv"
+    csv_path = results / f"{args.name}.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -98,7 +100,7 @@ def main() -> int:
         "final_eval_return_mean": {a: float(m[-1]) for a, m in mean.items()},
         "wall_s_per_epoch": {a: float(np.mean(w)) for a, w in walls.items()},
     }
-    (RESULTS / f"{args.name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (results / f"{args.name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     import matplotlib
     matplotlib.use("Agg")
@@ -114,7 +116,7 @@ def main() -> int:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / f"{args.name}.png", dpi=110)
+    fig.savefig(results / f"{args.name}.png", dpi=110)
     print(json.dumps(summary, indent=2))
     return 0
 
