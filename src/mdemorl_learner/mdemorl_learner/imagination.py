@@ -17,7 +17,7 @@ from mdemorl_planner.ensemble import ProbabilisticEnsemble
 from mdemorl_planner.schedules import LinearSchedule
 
 from .config import TrainConfig
-from .replay_buffer import ReplayBuffer
+from mdemorl_planner.replay_buffer import ReplayBuffer
 from .sac import SAC
 
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -7,7 +7,7 @@ from os import PathLike
 import numpy as np
 import torch
 
-from mdemorl_learner.networks import SquashedGaussianActor, TwinQ
+from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
 
 
 @dataclass

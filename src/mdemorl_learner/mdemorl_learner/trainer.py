@@ -13,7 +13,7 @@ from stochlite_bringup.tasks import make_task
 
 from .config import TrainConfig
 from .imagination import Imagination
-from .replay_buffer import ReplayBuffer, sample_union
+from mdemorl_planner.replay_buffer import ReplayBuffer, sample_union
 from .sac import SAC, SACConfig
 
 

@@ -5,7 +5,7 @@ import torch
 
 from mdemorl_learner.config import TrainConfig
 from mdemorl_learner.imagination import Imagination, policy_rollout
-from mdemorl_learner.replay_buffer import ReplayBuffer
+from mdemorl_planner.replay_buffer import ReplayBuffer
 from mdemorl_learner.sac import SAC, SACConfig
 
 

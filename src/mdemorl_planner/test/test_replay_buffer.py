@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mdemorl_learner.replay_buffer import ReplayBuffer, sample_union
+from mdemorl_planner.replay_buffer import ReplayBuffer, sample_union
 
 OBS, ACT = 3, 2
 

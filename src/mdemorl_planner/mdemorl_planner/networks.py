@@ -1,4 +1,4 @@
-"""Actor and critic networks for SAC."""
+"""Actor and twin-critic networks: trained by SAC (mdemorl_learner), evaluated by the planner (eq. 3, eq. 10)."""
 
 import math
 
