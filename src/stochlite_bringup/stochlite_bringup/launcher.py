@@ -1,0 +1,130 @@
+"""``mdemorl``: the project's launcher for installs without ``launch``/``launch_ros``.
+
+    mdemorl train [robot:=leg] [sim:=pybullet] [epochs:=20] ...   # same arguments as train.launch.py
+
+Starts the nodes of ``node_table`` as separate processes, streams their output prefixed with the node's
+name (and into RUN_DIR/logs/NODE.log), and ends every node within 10 s on Ctrl-C or SIGTERM. A node
+that dies is reported by name with its last lines. The run is complete when the learner exits cleanly.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+
+from .node_table import LAUNCH_ARGUMENTS, NodeSpec, resolve_arguments, training_nodes
+from .process_group import ProcessGroup
+
+USAGE = "usage: mdemorl train [name:=value ...]   (mdemorl train --help lists the arguments)"
+
+
+class LaunchError(Exception):
+    """A problem the user can fix before any node starts."""
+
+
+def parse_assignments(words: list[str]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for word in words:
+        name, sep, value = word.partition(":=")
+        if not sep or not name:
+            raise LaunchError(f"argument {word!r} is not of the form name:=value")
+        given[name] = value
+    return given
+
+
+def node_command(spec: NodeSpec) -> list[str]:
+    """The command line of one node, as `ros2 run` would build it, with its parameter file and overrides."""
+    try:
+        executable = Path(get_package_prefix(spec.package)) / "lib" / spec.package / spec.executable
+        config = Path(get_package_share_directory("stochlite_bringup")) / "config" / spec.parameter_file
+    except PackageNotFoundError as exc:
+        raise LaunchError(f"package {exc.args[0]!r} is not in the workspace: run `make setup` "
+                          "(or colcon build) and source scripts/env.sh") from None
+    if not executable.is_file():
+        raise LaunchError(f"node {spec.name!r}: executable {executable} is missing; rebuild with `make setup`")
+    if not config.is_file():
+        raise LaunchError(f"node {spec.name!r}: parameter file {config} is missing; rebuild with `make setup`")
+    command = [str(executable), "--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(config)]
+    for key, value in spec.parameters.items():
+        command += ["-p", f"{key}:={value}"]
+    return command
+
+
+def print_help() -> None:
+    print(USAGE)
+    print("\narguments (the same as `ros2 launch stochlite_bringup train.launch.py`):")
+    for a in LAUNCH_ARGUMENTS:
+        choices = f" [{' | '.join(a.choices)}]" if a.choices else ""
+        print(f"  {a.name}:={a.default or '<empty>'}{choices}\n      {a.description}")
+
+
+def train(words: list[str]) -> int:
+    """Run the training graph until the learner finishes, a node dies, or we are told to stop."""
+    args = resolve_arguments(parse_assignments(words))
+    if args["rviz"] == "true":
+        raise LaunchError("rviz:=true needs a ROS 2 install with rviz2: use `ros2 launch stochlite_bringup "
+                          "train.launch.py rviz:=true` there")
+    specs = training_nodes(args)
+    commands = {spec.name: node_command(spec) for spec in specs}
+    run_dir = Path(args["run_dir"])
+    group = ProcessGroup(run_dir / "logs")
+    stop = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"mdemorl: starting {len(specs)} nodes ({', '.join(commands)}); logs in {run_dir / 'logs'}", flush=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    code = 0
+    try:
+        for spec in specs:
+            group.start(spec.name, commands[spec.name], env)
+        finisher = next(s.name for s in specs if s.ends_run)
+        while True:
+            node = group.wait_any()
+            if node.exit_code == 0 and node.name == finisher:
+                print(f"mdemorl: {node.name} finished: the run is complete", flush=True)
+                break
+            if node.exit_code != 0:
+                print(f"mdemorl: node {node.name!r} died with exit code {node.exit_code}; its last lines:",
+                      *(f"    {line}" for line in node.tail), sep="\n", file=sys.stderr, flush=True)
+                code = 1
+                break
+            group.nodes.remove(node)  # a node that ends its part cleanly (the agent) leaves the group
+            node.log.close()
+    except KeyboardInterrupt:
+        print(f"mdemorl: {stop['signal'] or 'SIGINT'} received, stopping every node", file=sys.stderr, flush=True)
+        code = 130
+    finally:
+        escalated = group.stop_all()
+        if escalated:
+            print(f"mdemorl: had to escalate: {', '.join(escalated)}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if not words or words[0] in ("-h", "--help"):
+        print_help()
+        return 0 if words else 2
+    command, rest = words[0], words[1:]
+    if command != "train":
+        print(f"mdemorl: unknown command {command!r}; {USAGE}", file=sys.stderr)
+        return 2
+    if rest and rest[0] in ("-h", "--help"):
+        print_help()
+        return 0
+    try:
+        return train(rest)
+    except (LaunchError, ValueError) as exc:
+        print(f"mdemorl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The training graph as data: its launch arguments and which nodes run for them.
+
+One definition, read by ``launch/train.launch.py`` (ROS installs) and by the ``mdemorl`` launcher
+(installs without ``launch``/``launch_ros``), so both start exactly the same graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .task_names import LEG_TASK_NAME, TASK_NAMES
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """A ``name:=value`` argument of ``train.launch.py`` and ``mdemorl train``."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+SIMULATORS = ("pybullet", "mujoco", "none")
+
+LAUNCH_ARGUMENTS = (
+    LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, or a gymnasium MuJoCo id", TASK_NAMES),
+    LaunchArgument("sim", "pybullet", "simulator that replaces the hardware; none drives the robot on `port`",
+                   SIMULATORS),
+    LaunchArgument("port", "", "serial port of the robot's microcontroller when sim:=none, e.g. /dev/ttyACM0"),
+    LaunchArgument("rviz", "false", "open rviz2 with the shipped config (needs a ROS 2 install)", ("true", "false")),
+    LaunchArgument("epochs", "20", "training epochs"),
+    LaunchArgument("steps_per_epoch", "1000", "real environment steps per epoch"),
+    LaunchArgument("seed", "0", "random seed of every node"),
+    LaunchArgument("run_dir", "runs/graph", "directory for progress.csv, checkpoints, plots and node logs"),
+)
+
+ARGUMENTS_BY_NAME = {a.name: a for a in LAUNCH_ARGUMENTS}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One process of the graph: an executable of a package, its parameter file and overrides."""
+
+    package: str
+    executable: str
+    name: str
+    parameter_file: str  # a file in stochlite_bringup/config
+    parameters: dict[str, object] = field(default_factory=dict)
+    ends_run: bool = False  # the run is complete when this node exits with code 0
+
+
+def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
+    """Defaults filled in and every value checked; ValueError names the argument and the fix."""
+    unknown = sorted(set(given) - set(ARGUMENTS_BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown argument {unknown[0]!r}; valid arguments: {', '.join(ARGUMENTS_BY_NAME)}")
+    args = {a.name: given.get(a.name, a.default) for a in LAUNCH_ARGUMENTS}
+    for a in LAUNCH_ARGUMENTS:
+        if a.choices and args[a.name] not in a.choices:
+            raise ValueError(f"{a.name}:={args[a.name]} is not one of {', '.join(a.choices)}")
+    for name in ("epochs", "steps_per_epoch", "seed"):
+        if not args[name].isdigit() or (name != "seed" and int(args[name]) < 1):
+            raise ValueError(f"{name}:={args[name]} must be a {'non-negative' if name == 'seed' else 'positive'} integer")
+    robot, sim = args["robot"], args["sim"]
+    if sim == "none" and not args["port"]:
+        raise ValueError("sim:=none drives the real robot and needs port:=<serial device>, e.g. port:=/dev/ttyACM0")
+    if sim == "pybullet" and robot != LEG_TASK_NAME:
+        raise ValueError(f"robot:={robot} is a MuJoCo task: use sim:=mujoco")
+    if sim == "mujoco" and robot == LEG_TASK_NAME:
+        raise ValueError("robot:=leg is simulated in PyBullet: use sim:=pybullet")
+    if sim == "none" and robot != LEG_TASK_NAME:
+        raise ValueError(f"robot:={robot} has no hardware interface; sim:=none supports robot:=leg")
+    return args
+
+
+def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
+    """The nodes for resolved arguments: robot side (simulator or serial driver) plus the learning nodes."""
+    robot, seed = args["robot"], int(args["seed"])
+    epochs, steps = int(args["epochs"]), int(args["steps_per_epoch"])
+    if args["sim"] == "none":
+        robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
+                              {"robot": robot, "port": args["port"]})
+    else:
+        robot_side = NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml",
+                              {"robot": robot, "seed": seed})
+    return [
+        robot_side,
+        NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml",
+                 {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
+                  "run_dir": args["run_dir"]}),
+        NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
+                 {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
+                  "run_dir": args["run_dir"]}, ends_run=True),
+        NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
+                 {"robot": robot, "seed": seed}),
+        NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
+                 {"robot": robot, "steps_per_epoch": steps, "seed": seed}),
+    ]

@@ -1,0 +1,96 @@
+"""Supervision of the graph's node processes: start, stream output, notice deaths, stop them all."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+TAIL_LINES = 20
+
+
+@dataclass
+class NodeProcess:
+    """A running node: its process, a log file and the last lines it printed."""
+
+    name: str
+    popen: subprocess.Popen
+    log: IO[str]
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    reader: threading.Thread | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+
+class ProcessGroup:
+    """Starts each node in its own session, so that a signal reaches it whatever the parent shell does."""
+
+    def __init__(self, log_dir: Path, echo: IO[str] = sys.stdout):
+        self.log_dir = log_dir
+        self.echo = echo
+        self.nodes: list[NodeProcess] = []
+        self._echo_lock = threading.Lock()
+
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> NodeProcess:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "w")
+        popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=env, text=True, bufsize=1, start_new_session=True)
+        node = NodeProcess(name, popen, log)
+        node.reader = threading.Thread(target=self._pump, args=(node,), daemon=True)
+        node.reader.start()
+        self.nodes.append(node)
+        return node
+
+    def _pump(self, node: NodeProcess) -> None:
+        assert node.popen.stdout is not None
+        for line in node.popen.stdout:
+            node.tail.append(line.rstrip("\n"))
+            node.log.write(line)
+            node.log.flush()
+            with self._echo_lock:
+                self.echo.write(f"[{node.name}] {line}")
+                self.echo.flush()
+
+    def wait_any(self, poll_s: float = 0.2) -> NodeProcess:
+        """Block until some node has exited; returns it."""
+        while True:
+            for node in self.nodes:
+                if node.exit_code is not None:
+                    if node.reader is not None:
+                        node.reader.join(timeout=2.0)
+                    return node
+            time.sleep(poll_s)
+
+    def stop_all(self, timeout_s: float = 10.0) -> list[str]:
+        """SIGINT every running node, SIGTERM at half the timeout, SIGKILL at 90 %; names the stubborn."""
+        start = time.monotonic()
+        escalated: list[str] = []
+        for sig, until in ((signal.SIGINT, start + 0.5 * timeout_s), (signal.SIGTERM, start + 0.9 * timeout_s),
+                           (signal.SIGKILL, start + timeout_s)):
+            running = [n for n in self.nodes if n.exit_code is None]
+            if not running:
+                break
+            if sig != signal.SIGINT:
+                escalated += [f"{n.name} ({sig.name})" for n in running]
+            for node in running:
+                try:
+                    os.killpg(node.popen.pid, sig)
+                except ProcessLookupError:
+                    pass
+            while time.monotonic() < until and any(n.exit_code is None for n in running):
+                time.sleep(0.05)
+        for node in self.nodes:
+            node.popen.wait()
+            if node.reader is not None:
+                node.reader.join(timeout=2.0)
+            node.log.close()
+        return escalated

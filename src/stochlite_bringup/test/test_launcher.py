@@ -1,0 +1,103 @@
+"""The node table, the process supervision and the `mdemorl` command line, with real processes."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, resolve_arguments, training_nodes
+from stochlite_bringup.process_group import ProcessGroup
+
+TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir")
+
+
+def test_launch_arguments_are_exactly_those_of_train_launch():
+    assert tuple(a.name for a in LAUNCH_ARGUMENTS) == TRAIN_LAUNCH_ARGUMENTS
+    assert all(a.description for a in LAUNCH_ARGUMENTS)
+
+
+def test_defaults_train_the_simulated_leg():
+    args = resolve_arguments({})
+    assert args["robot"] == "leg" and args["sim"] == "pybullet"
+    nodes = training_nodes(args)
+    assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner"]
+    assert [n.name for n in nodes if n.ends_run] == ["learner"]
+    agent = next(n for n in nodes if n.name == "agent")
+    assert agent.parameters["epochs"] == 20 and agent.parameters["steps_per_epoch"] == 1000
+
+
+def test_sim_none_swaps_in_the_serial_driver_on_the_port():
+    nodes = training_nodes(resolve_arguments({"sim": "none", "port": "/dev/ttyACM0"}))
+    assert nodes[0].package == "leg_driver" and nodes[0].executable == "hw_interface_node"
+    assert nodes[0].parameters["port"] == "/dev/ttyACM0"
+    assert "sim_bridge" not in [n.name for n in nodes]
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"robots": "leg"}, "unknown argument 'robots'"),
+    ({"sim": "gazebo"}, "sim:=gazebo is not one of pybullet, mujoco, none"),
+    ({"sim": "none"}, "needs port:="),
+    ({"robot": "Hopper-v5"}, "use sim:=mujoco"),
+    ({"robot": "leg", "sim": "mujoco"}, "use sim:=pybullet"),
+    ({"epochs": "ten"}, "epochs:=ten must be a positive integer"),
+    ({"steps_per_epoch": "0"}, "steps_per_epoch:=0 must be a positive integer"),
+])
+def test_bad_arguments_name_the_argument_and_the_fix(given, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        resolve_arguments(given)
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-u", "-c", code]
+
+
+def test_a_dead_node_is_reported_with_its_last_lines_and_the_rest_stop(tmp_path):
+    echo = open(tmp_path / "echo.txt", "w")
+    group = ProcessGroup(tmp_path / "logs", echo=echo)
+    group.start("steady", python("import time\nprint('up')\nwhile True: time.sleep(0.1)"))
+    group.start("crasher", python("import time\nfor i in range(30): print('line', i)\ntime.sleep(0.5)\nraise SystemExit(3)"))
+    dead = group.wait_any()
+    assert dead.name == "crasher" and dead.exit_code == 3
+    assert list(dead.tail)[-1] == "line 29" and len(dead.tail) == 20
+    start = time.monotonic()
+    assert group.stop_all(timeout_s=10.0) == []  # SIGINT was enough
+    assert time.monotonic() - start < 5.0
+    assert all(n.exit_code is not None for n in group.nodes)
+    assert (tmp_path / "logs" / "crasher.log").read_text().count("line") == 30
+    echo.close()
+    assert "[steady] up" in (tmp_path / "echo.txt").read_text()
+
+
+def test_a_node_that_ignores_sigint_is_escalated_within_the_timeout(tmp_path):
+    group = ProcessGroup(tmp_path / "logs", echo=open(tmp_path / "echo.txt", "w"))
+    stubborn = group.start("stubborn", python(
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready')\n"
+        "while True: time.sleep(0.1)"))
+    while not stubborn.tail:
+        time.sleep(0.05)
+    start = time.monotonic()
+    assert group.stop_all(timeout_s=2.0) == ["stubborn (SIGTERM)"]
+    assert time.monotonic() - start < 2.5 and stubborn.exit_code is not None
+
+
+def mdemorl(*words: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stochlite_bringup.launcher", *words], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_mdemorl_help_lists_every_argument():
+    proc = mdemorl("train", "--help")
+    assert proc.returncode == 0
+    for name in TRAIN_LAUNCH_ARGUMENTS:
+        assert f"{name}:=" in proc.stdout
+
+
+@pytest.mark.parametrize("words, message", [
+    (["train", "sim:=gazebo"], "sim:=gazebo is not one of"),
+    (["train", "epochs=3"], "not of the form name:=value"),
+    (["fly"], "unknown command 'fly'"),
+])
+def test_mdemorl_bad_input_is_one_error_line_and_exit_2(words, message):
+    proc = mdemorl(*words)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
