@@ -11,7 +11,6 @@ from typing import Any
 import gymnasium
 
 from ..task_names import LEG_TASK_NAME, TASK_NAMES
-from .gym_tasks import TERMINATION_FNS, make_env
 from .leg_env import LegTrackingEnv
 from .leg_reward import leg_tracking_reward
 
@@ -42,6 +41,9 @@ def make_task(
     """
     if name not in TASK_NAMES:
         raise ValueError(f"unknown task {name!r}; valid names: {', '.join(TASK_NAMES)}")
+    # Imported here because it loads torch: the leg simulation (sim_bridge_node) stays torch-free.
+    from .gym_tasks import TERMINATION_FNS, make_env
+
     if name == LEG_TASK_NAME:
         if episode_steps is not None:
             kwargs["episode_steps"] = episode_steps

@@ -1,16 +1,14 @@
 """``LegTrackingEnv``: torque-controlled 2R leg tracking a half-ellipse (paper section V).
 
-PyBullet in DIRECT mode, 500 Hz physics, one physics step per control step. The
+Physics: :class:`LegSimulation` (PyBullet, 500 Hz), one physics step per control step. The
 reward is eq. 15 (:func:`leg_tracking_reward`) on the foot position and velocity
 after the step against the desired path at that time. See docs/leg_task.md.
 """
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
-import pybullet
 from gymnasium import spaces
 from numpy.typing import NDArray
 
@@ -23,28 +21,19 @@ from .foot_path import (
 )
 from .leg_kinematics import forward_kinematics, foot_velocity, inverse_kinematics
 from .leg_reward import leg_tracking_reward
+from .leg_simulation import (
+    MAX_JOINT_VELOCITY_RAD_PER_S,
+    STALL_TORQUE_NM,
+    TIMESTEP_S,
+    LegSimulation,
+    leg_urdf_path,
+)
 
-TIMESTEP_S = 0.002  # 500 Hz physics and control
-GRAVITY_M_PER_S2 = 9.81
-STALL_TORQUE_NM = 32.0  # proxy actuator stall torque at the joint (URDF effort limit)
-MAX_JOINT_VELOCITY_RAD_PER_S = 28.0  # proxy no-load speed (URDF velocity limit)
 DEFAULT_MAX_TORQUE_NM = 10.0
 JOINT_VELOCITY_SCALE_RAD_PER_S = 10.0  # observation: qdot / 10
 DESIRED_POSITION_SCALE_M = 0.1  # observation: (p_d - centre) in dm
-JOINT_INDICES = (0, 1)  # hip, knee
 
-
-def leg_urdf_path() -> Path:
-    """Path of ``leg_2r.urdf`` in the source tree or in a colcon install (share/)."""
-    here = Path(__file__).resolve()
-    candidates = (
-        here.parents[2] / "urdf" / "leg_2r.urdf",  # src/stochlite_bringup/urdf
-        here.parents[5] / "share" / "stochlite_bringup" / "urdf" / "leg_2r.urdf",  # install
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"leg_2r.urdf not found; looked in {[str(c) for c in candidates]}")
+__all__ = ["DEFAULT_MAX_TORQUE_NM", "TIMESTEP_S", "LegTrackingEnv", "leg_urdf_path"]
 
 
 class LegTrackingEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
@@ -94,27 +83,7 @@ class LegTrackingEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
         )
         self.observation_space = spaces.Box(-high, high, dtype=np.float32)
 
-        self._client = pybullet.connect(pybullet.DIRECT)
-        pybullet.setGravity(0.0, 0.0, -GRAVITY_M_PER_S2, physicsClientId=self._client)
-        pybullet.setTimeStep(TIMESTEP_S, physicsClientId=self._client)
-        self._body = pybullet.loadURDF(
-            str(leg_urdf_path()),
-            useFixedBase=True,
-            flags=pybullet.URDF_USE_INERTIA_FROM_FILE,
-            physicsClientId=self._client,
-        )
-        for joint in JOINT_INDICES:
-            pybullet.setJointMotorControl2(
-                self._body, joint, pybullet.VELOCITY_CONTROL, force=0.0, physicsClientId=self._client
-            )
-            pybullet.changeDynamics(
-                self._body,
-                joint,
-                linearDamping=0.0,
-                angularDamping=0.0,
-                maxJointVelocity=MAX_JOINT_VELOCITY_RAD_PER_S,
-                physicsClientId=self._client,
-            )
+        self._sim = LegSimulation(TIMESTEP_S, max_torque)
         self._phase0 = 0.0
         self._steps = 0
 
@@ -127,9 +96,8 @@ class LegTrackingEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
         self._steps = 0
         q0 = inverse_kinematics(desired_foot_position(self._phase0))
         q0 = q0 + self.np_random.uniform(-self.reset_noise, self.reset_noise, size=2)
-        for joint, angle in zip(JOINT_INDICES, q0):
-            pybullet.resetJointState(self._body, joint, float(angle), 0.0, physicsClientId=self._client)
-        q, qdot = self._joint_state()
+        self._sim.reset(q0)
+        q, qdot = self._sim.joint_state()
         info = self._info(q, qdot)
         return self._observation(q, qdot, info), info
 
@@ -143,13 +111,9 @@ class LegTrackingEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
                 f"action={action!r} must be 2 finite numbers (hip, knee) in [-1, 1]; "
                 "check the policy output for NaN/inf before calling step()"
             )
-        torque = self.max_torque * np.clip(action, -1.0, 1.0)
-        pybullet.setJointMotorControlArray(
-            self._body, JOINT_INDICES, pybullet.TORQUE_CONTROL, forces=torque, physicsClientId=self._client
-        )
-        pybullet.stepSimulation(physicsClientId=self._client)
+        self._sim.step(self.max_torque * np.clip(action, -1.0, 1.0))
         self._steps += 1
-        q, qdot = self._joint_state()
+        q, qdot = self._sim.joint_state()
         info = self._info(q, qdot)
         reward = leg_tracking_reward(
             info["foot_position"],
@@ -162,18 +126,12 @@ class LegTrackingEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
 
     def close(self) -> None:
         """Disconnect the PyBullet client (safe to call twice)."""
-        if self._client >= 0:
-            pybullet.disconnect(physicsClientId=self._client)
-            self._client = -1
+        self._sim.close()
 
     @property
     def phase(self) -> float:
         """Current phase of the desired path in [0, 1)."""
         return (self._phase0 + self.frequency_hz * self._steps * TIMESTEP_S) % 1.0
-
-    def _joint_state(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        states = pybullet.getJointStates(self._body, JOINT_INDICES, physicsClientId=self._client)
-        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
     @staticmethod
     def _observation(
