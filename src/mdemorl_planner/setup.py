@@ -18,5 +18,8 @@ setup(
     maintainer_email="mdemorl@example.com",
     description="Batched probabilistic ensemble dynamics and the DMD-MPC inner loop (CEM elites, MPPI) of M-DeMoRL.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "model_trainer_node = mdemorl_planner.model_trainer_node:main",
+        "planner_node = mdemorl_planner.planner_node:main",
+    ]},
 )

@@ -1,0 +1,143 @@
+"""model_trainer: fits the dynamics ensemble f_phi on D_ENV and publishes it (Algorithm 1, lines 5-7).
+
+Subscribes /mdemorl/transitions/env into its own D_ENV; every ``train_every_steps`` new transitions
+(once D_ENV holds ``min_steps``) fits the ensemble on all of D_ENV in a background thread and publishes
+a dynamics Snapshot with a rising version on /mdemorl/dynamics. Diagnostics on /diagnostics.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from mdemorl_msgs.msg import Snapshot, TransitionBatch
+from rclpy.node import Node
+
+from .ensemble import ProbabilisticEnsemble
+from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
+from .node_support import (AT_LEAST_1, DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, LOG_THROTTLE_S,
+                           NON_NEGATIVE, POSITIVE, SNAPSHOT_QOS, TRANSITIONS_QOS, UNIT_OPEN_HIGH, Param, Worker,
+                           declare_parameters, diagnostics_message, parameter_error, run)
+from .replay_buffer import ReplayBuffer
+from .snapshots import dynamics_payload
+
+NODE_NAME = "model_trainer"
+WORKER_JOIN_S = 1.0
+
+PARAMS = (
+    Param("train_every_steps", int, "new env transitions between two fits of the ensemble", AT_LEAST_1),
+    Param("min_steps", int, "env transitions D_ENV must hold before the first fit", AT_LEAST_1),
+    Param("num_members", int, "probabilistic networks in the ensemble (K)", AT_LEAST_1),
+    Param("num_elites", int, "members used for prediction, chosen by validation loss (<= num_members)", AT_LEAST_1),
+    Param("hidden_size", int, "hidden layer width of each member", AT_LEAST_1),
+    Param("num_layers", int, "hidden layers of each member", AT_LEAST_1),
+    Param("learning_rate", float, "Adam learning rate of the ensemble", POSITIVE),
+    Param("max_epochs", int, "cap on training epochs per fit (early stopping usually ends sooner)", AT_LEAST_1),
+    Param("holdout_fraction", float, "fraction of D_ENV held out for early stopping and elite selection",
+          UNIT_OPEN_HIGH),
+    Param("replay_size", int, "capacity of D_ENV; the oldest transitions are dropped beyond it", AT_LEAST_1),
+    Param("seed", int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
+    Param("torch_threads", int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
+    Param("diagnostics_period", float, "seconds between two /diagnostics messages", POSITIVE),
+)
+
+
+class ModelTrainerNode(Node):
+    """D_ENV in, dynamics snapshots out; the fit runs on a worker thread so messages keep arriving."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = p = declare_parameters(self, NODE_NAME, PARAMS)
+        if p.num_elites > p.num_members:
+            raise parameter_error(self.get_name(), "num_elites",
+                                  f"is {p.num_elites} but must not exceed num_members ({p.num_members})")
+        if p.torch_threads:
+            torch.set_num_threads(p.torch_threads)
+        self._lock = threading.Lock()  # guards D_ENV and the counters the worker reads
+        self._d_env: ReplayBuffer | None = None  # created by the first batch, which fixes the dimensions
+        self._model: ProbabilisticEnsemble | None = None
+        self._fitted_block = 0  # received // train_every_steps at the last fit
+        self.received = 0
+        self.rejected = 0
+        self.fits = 0
+        self.last_val_loss = math.nan
+        self.last_fit_seconds = math.nan
+        self._dynamics_pub = self.create_publisher(Snapshot, DYNAMICS_TOPIC, SNAPSHOT_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
+        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._worker = Worker(self._fit_if_due, self)
+        self.get_logger().info(f"fitting the ensemble every {p.train_every_steps} env transitions "
+                               f"(first at {max(p.min_steps, p.train_every_steps)})")
+
+    def _on_env(self, msg: TransitionBatch) -> None:
+        try:
+            if msg.source != "env":
+                raise ValueError(f"source is {msg.source!r}, expected 'env'")
+            batch = msg_to_batch(msg)
+            with self._lock:
+                obs_dim, act_dim = batch["obs"].shape[1], batch["act"].shape[1]
+                first = self._d_env is None
+                d_env = ReplayBuffer(obs_dim, act_dim, self.params.replay_size) if first else self._d_env
+                d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"],
+                                batch["terminated"])
+                if first:
+                    self._d_env, self._model = d_env, self._new_model(obs_dim, act_dim)
+                self.received += len(batch["reward"])
+        except ValueError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"rejected transition batch ({self.rejected} so far): {exc}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._worker.poke()
+
+    def _new_model(self, obs_dim: int, act_dim: int) -> ProbabilisticEnsemble:
+        p = self.params
+        return ProbabilisticEnsemble(obs_dim, act_dim, num_members=p.num_members, num_elites=p.num_elites,
+                                     hidden_size=p.hidden_size, num_layers=p.num_layers,
+                                     learning_rate=p.learning_rate, seed=p.seed)
+
+    def _fit_if_due(self) -> None:
+        """Worker thread: fit on a copy of D_ENV when a new block of ``train_every_steps`` is complete."""
+        p = self.params
+        with self._lock:
+            block = self.received // p.train_every_steps
+            if self._d_env is None or block <= self._fitted_block or len(self._d_env) < p.min_steps:
+                return
+            self._fitted_block = block
+            data = self._d_env.all()
+        start = time.monotonic()
+        stats = self._model.fit(data["obs"], data["act"], data["reward"], data["next_obs"],
+                                holdout_fraction=p.holdout_fraction, max_epochs=p.max_epochs)
+        payload = state_dict_to_bytes(dynamics_payload(self._model, p.hidden_size, p.num_layers, stats["val_loss"]))
+        if self._worker.stopping:
+            return
+        self.last_fit_seconds = time.monotonic() - start
+        self.last_val_loss = float(stats["val_loss"])
+        self.fits += 1
+        self._dynamics_pub.publish(snapshot_to_msg("dynamics", self.fits, payload,
+                                                   stamp=self.get_clock().now().to_msg()))
+        self.get_logger().info(
+            f"dynamics v{self.fits}: fit on {len(data['reward'])} transitions, {stats['epochs']} epochs, "
+            f"elite val MSE {self.last_val_loss:.4g}, {self.last_fit_seconds:.2f} s")
+
+    def _publish_diagnostics(self) -> None:
+        values = {"transitions": self.received, "fits": self.fits, "last_val_loss": self.last_val_loss,
+                  "last_fit_seconds": self.last_fit_seconds, "fitting": self._worker.busy,
+                  "rejected_batches": self.rejected}
+        problem = f"{self.rejected} malformed transition batches rejected" if self.rejected else ""
+        self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
+
+    def destroy_node(self) -> None:
+        self._worker.stop(WORKER_JOIN_S)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(ModelTrainerNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

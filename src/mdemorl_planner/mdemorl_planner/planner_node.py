@@ -1,0 +1,236 @@
+"""planner: DMD-MPC imagination into D_MPC after every new dynamics snapshot (Algorithm 1, lines 8-16).
+
+Subscribes /mdemorl/transitions/env (its own D_ENV, for start states) and the latest policy and dynamics
+snapshots (transient-local). After each new dynamics snapshot, once a policy is known too, a worker
+thread draws start states uniformly from D_ENV, runs DMD-MPC (CEM elites for mdemorl, MPPI with
+alpha = 1 for mopac) and publishes the imagined transitions on /mdemorl/transitions/mpc in chunks,
+tagged with the version of the policy snapshot used. Horizon and batch follow the epoch schedules.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from mdemorl_msgs.msg import Snapshot, TransitionBatch
+from rclpy.node import Node
+from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
+
+from .dmd_mpc import DMDMPCPlanner, PlannerConfig
+from .ensemble import ProbabilisticEnsemble
+from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
+from .node_support import (AT_LEAST_1, DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, LOG_THROTTLE_S,
+                           MPC_TOPIC, NON_NEGATIVE, POLICY_TOPIC, POSITIVE, SNAPSHOT_QOS, TRANSITIONS_QOS,
+                           UNIT_CLOSED, UNIT_OPEN_LOW, Param, Worker, declare_parameters, diagnostics_message,
+                           one_of, parameter_error, run)
+from .replay_buffer import ReplayBuffer
+from .schedules import LinearSchedule
+from .snapshots import PolicyValue, load_dynamics, load_policy
+
+NODE_NAME = "planner"
+WORKER_JOIN_S = 1.0
+SEED_RANGE = 2**31
+
+PARAMS = (
+    Param("algo", str, "inner loop: mdemorl (DMD-MPC with CEM elites) or mopac (MPPI, alpha = 1)",
+          one_of("mdemorl", "mopac")),
+    Param("robot", str, "task whose termination function ends imagined trajectories (leg: none)",
+          one_of(*TASK_NAMES)),
+    Param("steps_per_epoch", int, "real env steps per epoch; env step k belongs to epoch "
+          "(k - 1) // steps_per_epoch + 1, which drives the schedules", AT_LEAST_1),
+    Param("horizon_start", int, "planning horizon H at schedule_start_epoch (paper: 5)", AT_LEAST_1),
+    Param("horizon_end", int, "planning horizon H from schedule_end_epoch on (paper: 15)", AT_LEAST_1),
+    Param("schedule_start_epoch", int, "epoch where the horizon and batch schedules start growing", NON_NEGATIVE),
+    Param("schedule_end_epoch", int, "epoch where the horizon and batch reach their final values "
+          "(>= schedule_start_epoch)", NON_NEGATIVE),
+    Param("rollout_batch_start", int, "start states per imagination round at schedule_start_epoch", AT_LEAST_1),
+    Param("rollout_batch_max", int, "start states per round from schedule_end_epoch on (paper: up to 10,000)",
+          AT_LEAST_1),
+    Param("num_samples", int, "sampled control sequences per start state M (paper: 100)", AT_LEAST_1),
+    Param("elite_fraction", float, "CEM elite fraction p (eq. 13; paper: 10 %)", UNIT_OPEN_LOW),
+    Param("mirror_alpha", float, "mirror-descent step size alpha of eq. 9 (mdemorl)", UNIT_CLOSED),
+    Param("sigma", float, "std of the control distribution around the policy mean (eq. 11)", POSITIVE),
+    Param("gamma", float, "discount of the H-step cost (eq. 3)", UNIT_OPEN_LOW),
+    Param("mppi_temperature", float, "MPPI temperature lambda (mopac)", POSITIVE),
+    Param("publish_chunk", int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
+    Param("replay_size", int, "capacity of the planner's D_ENV (start states)", AT_LEAST_1),
+    Param("seed", int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
+    Param("torch_threads", int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
+    Param("diagnostics_period", float, "seconds between two /diagnostics messages", POSITIVE),
+)
+
+
+def termination_fn(robot: str):
+    """The task's model-rollout termination function, without building its environment."""
+    if robot == LEG_TASK_NAME:
+        return None
+    from stochlite_bringup.tasks.gym_tasks import TERMINATION_FNS  # loads the simulators: only when needed
+    return TERMINATION_FNS[robot]
+
+
+class PlannerNode(Node):
+    """Start states, policy and dynamics in; imagined D_MPC transitions out."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = p = declare_parameters(self, NODE_NAME, PARAMS)
+        if p.schedule_end_epoch < p.schedule_start_epoch:
+            raise parameter_error(self.get_name(), "schedule_end_epoch", f"is {p.schedule_end_epoch} but must "
+                                  f"not precede schedule_start_epoch ({p.schedule_start_epoch})")
+        if p.torch_threads:
+            torch.set_num_threads(p.torch_threads)
+        self._horizon = LinearSchedule(p.schedule_start_epoch, p.schedule_end_epoch, p.horizon_start, p.horizon_end)
+        self._batch = LinearSchedule(p.schedule_start_epoch, p.schedule_end_epoch, p.rollout_batch_start,
+                                     p.rollout_batch_max)
+        self._termination_fn = termination_fn(p.robot)
+        self._rng = np.random.default_rng(p.seed)
+        self._lock = threading.Lock()  # guards D_ENV, the latest snapshots and the counters below
+        self._dims: tuple[int, int] | None = None  # (obs_dim, act_dim), fixed by the first accepted input
+        self._d_env: ReplayBuffer | None = None
+        self._policy: tuple[int, PolicyValue] | None = None  # (version, networks)
+        self._dynamics: tuple[int, ProbabilisticEnsemble] | None = None
+        self._dynamics_pending = False  # a dynamics snapshot not yet imagined with
+        self.env_steps = 0
+        self.rejected_batches = 0
+        self.rejected_snapshots = 0
+        self.imaginations = 0
+        self.published = 0
+        self.dropped_nonfinite = 0
+        self.last_imagine_seconds = math.nan
+        self.last_publish_seconds = math.nan
+        self._mpc_pub = self.create_publisher(TransitionBatch, MPC_TOPIC, TRANSITIONS_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
+        self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
+        self.create_subscription(Snapshot, DYNAMICS_TOPIC, self._on_dynamics, SNAPSHOT_QOS)
+        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._worker = Worker(self._imagine_if_due, self)
+        self.get_logger().info(f"{p.algo} imagination for {p.robot}: H {p.horizon_start}->{p.horizon_end}, "
+                               f"batch {p.rollout_batch_start}->{p.rollout_batch_max}, M={p.num_samples}")
+
+    def _check_dims(self, obs_dim: int, act_dim: int, what: str) -> None:
+        if self._dims is not None and (obs_dim, act_dim) != self._dims:
+            raise ValueError(f"{what} has obs_dim/act_dim {obs_dim}/{act_dim}, but this graph uses "
+                             f"{self._dims[0]}/{self._dims[1]}")
+
+    def _on_env(self, msg: TransitionBatch) -> None:
+        try:
+            if msg.source != "env":
+                raise ValueError(f"source is {msg.source!r}, expected 'env'")
+            batch = msg_to_batch(msg)
+            dims = batch["obs"].shape[1], batch["act"].shape[1]
+            with self._lock:
+                self._check_dims(*dims, "transition batch")
+                d_env = ReplayBuffer(*dims, self.params.replay_size) if self._d_env is None else self._d_env
+                d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"],
+                                batch["terminated"])
+                self._d_env, self._dims = d_env, dims
+                self.env_steps += len(batch["reward"])
+        except ValueError as exc:
+            self.rejected_batches += 1
+            self.get_logger().warning(f"rejected transition batch ({self.rejected_batches} so far): {exc}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._worker.poke()
+
+    def _read_snapshot(self, msg: Snapshot, kind: str, load):
+        """The loaded snapshot, or None after counting and logging why it was rejected."""
+        try:
+            if msg.kind != kind:
+                raise ValueError(f"kind is {msg.kind!r}, expected {kind!r}")
+            loaded = load(bytes_to_state_dict(msg_to_payload(msg)))
+            with self._lock:
+                self._check_dims(loaded.obs_dim, loaded.act_dim, f"{kind} snapshot v{msg.version}")
+                self._dims = loaded.obs_dim, loaded.act_dim
+            return loaded
+        except ValueError as exc:
+            self.rejected_snapshots += 1
+            self.get_logger().warning(f"rejected {kind} snapshot ({self.rejected_snapshots} so far): {exc}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+
+    def _on_policy(self, msg: Snapshot) -> None:
+        policy = self._read_snapshot(msg, "policy", load_policy)
+        if policy is not None:
+            with self._lock:
+                self._policy = msg.version, policy
+            self._worker.poke()
+
+    def _on_dynamics(self, msg: Snapshot) -> None:
+        model = self._read_snapshot(msg, "dynamics", load_dynamics)
+        if model is not None:
+            with self._lock:
+                self._dynamics = msg.version, model
+                self._dynamics_pending = True
+            self._worker.poke()
+
+    def _planner_config(self, horizon: int) -> PlannerConfig:
+        p = self.params
+        mppi = p.algo == "mopac"
+        return PlannerConfig(horizon=horizon, num_samples=p.num_samples, elite_fraction=p.elite_fraction,
+                             alpha=1.0 if mppi else p.mirror_alpha, sigma=p.sigma, gamma=p.gamma,
+                             weighting="mppi" if mppi else "cem", mppi_temperature=p.mppi_temperature)
+
+    def _imagine_if_due(self) -> None:
+        """Worker thread: one imagination round with the latest dynamics and policy, then publish D_MPC."""
+        p = self.params
+        with self._lock:
+            if not (self._dynamics_pending and self._policy and self._d_env is not None and len(self._d_env)):
+                return
+            self._dynamics_pending = False
+            (policy_version, policy), (dynamics_version, model) = self._policy, self._dynamics
+            epoch = (max(self.env_steps, 1) - 1) // p.steps_per_epoch + 1
+            x0 = self._d_env.sample(min(int(self._batch(epoch)), len(self._d_env)), self._rng)["obs"]
+            seed = int(self._rng.integers(SEED_RANGE))
+        horizon = int(self._horizon(epoch))
+        start = time.monotonic()
+        planner = DMDMPCPlanner(self._planner_config(horizon), model, policy.policy_mean, policy.value,
+                                termination_fn=self._termination_fn, seed=seed)
+        data = planner.imagine(x0)
+        imagine_seconds = time.monotonic() - start
+        finite = (np.isfinite(data["obs"]).all(-1) & np.isfinite(data["next_obs"]).all(-1)
+                  & np.isfinite(data["reward"]))
+        data = {k: v[finite] for k, v in data.items()}
+        count, dropped = len(data["reward"]), int((~finite).sum())
+        start = time.monotonic()
+        for first in range(0, count, p.publish_chunk):
+            if self._worker.stopping:
+                return
+            chunk = {k: v[first:first + p.publish_chunk] for k, v in data.items()}
+            self._mpc_pub.publish(batch_to_msg(chunk, "mpc", policy_version, stamp=self.get_clock().now().to_msg()))
+        self.last_publish_seconds = time.monotonic() - start
+        self.last_imagine_seconds = imagine_seconds
+        self.dropped_nonfinite += dropped
+        self.published += count
+        self.imaginations += 1
+        self.get_logger().info(
+            f"epoch {epoch}: {len(x0)} start states x H={horizon} with dynamics v{dynamics_version}, "
+            f"policy v{policy_version}: {count} transitions ({dropped} non-finite dropped), "
+            f"imagined in {imagine_seconds:.2f} s, published in {self.last_publish_seconds:.2f} s")
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            versions = [None if s is None else s[0] for s in (self._policy, self._dynamics)]
+        values = {"env_transitions": self.env_steps, "policy_version": versions[0], "dynamics_version": versions[1],
+                  "imaginations": self.imaginations, "published_transitions": self.published,
+                  "dropped_nonfinite": self.dropped_nonfinite, "last_imagine_seconds": self.last_imagine_seconds,
+                  "last_publish_seconds": self.last_publish_seconds, "imagining": self._worker.busy,
+                  "rejected_batches": self.rejected_batches, "rejected_snapshots": self.rejected_snapshots}
+        rejected = self.rejected_batches + self.rejected_snapshots
+        problem = f"{rejected} malformed inputs rejected" if rejected else ""
+        self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
+
+    def destroy_node(self) -> None:
+        self._worker.stop(WORKER_JOIN_S)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(PlannerNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

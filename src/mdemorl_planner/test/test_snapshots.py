@@ -1,0 +1,57 @@
+"""Snapshot payloads: round trips through bytes, and rejections that say what is wrong."""
+import pytest
+import torch
+
+from mdemorl_planner.ensemble import ProbabilisticEnsemble
+from mdemorl_planner.messages import bytes_to_state_dict, state_dict_to_bytes
+from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
+from mdemorl_planner.snapshots import dynamics_payload, load_dynamics, load_policy, policy_payload
+
+
+def _policy_state(obs_dim=3, act_dim=2, hidden=8, layers=1):
+    actor, critic = SquashedGaussianActor(obs_dim, act_dim, hidden, layers), TwinQ(obs_dim, act_dim, hidden, layers)
+    return actor, critic, bytes_to_state_dict(state_dict_to_bytes(
+        policy_payload(actor, critic, obs_dim, act_dim, hidden, layers)))
+
+
+def test_policy_round_trip_gives_mean_action_and_min_q_value():
+    actor, critic, state = _policy_state()
+    policy = load_policy(state)
+    obs = torch.randn(4, 5, 3)
+    torch.testing.assert_close(policy.policy_mean(obs), actor.mean_action(obs))
+    flat = obs.reshape(-1, 3)
+    expected = critic.q_values(flat, actor.mean_action(flat)).amin(0).reshape(4, 5)
+    torch.testing.assert_close(policy.value(obs), expected)
+
+
+def test_dynamics_round_trip_predicts_like_the_original():
+    model = ProbabilisticEnsemble(3, 2, num_members=3, num_elites=2, hidden_size=8, num_layers=2, seed=1)
+    model.elite_indices.copy_(torch.tensor([2, 0]))
+    state = bytes_to_state_dict(state_dict_to_bytes(dynamics_payload(model, 8, 2, val_loss=0.5)))
+    assert state["val_loss"] == 0.5
+    loaded = load_dynamics(state)
+    obs, act = torch.randn(6, 3), torch.rand(6, 2)
+    assert loaded.elites == [2, 0]
+    for a, b in zip(loaded.step(obs, act, deterministic=True), model.step(obs, act, deterministic=True)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda s: s.update(hidden_size=9), r"'actor' does not match the declared sizes"),
+    (lambda s: s.pop("critic"), r"'critic' must be a state dict"),
+    (lambda s: s.update(obs_dim=0), r"'obs_dim' must be an integer >= 1"),
+    (lambda s: s["actor"]["net.0.weight"].fill_(float("nan")), r"'actor.net.0.weight' holds non-finite"),
+])
+def test_bad_policy_payloads_are_rejected_naming_the_problem(change, match):
+    state = _policy_state()[2]
+    change(state)
+    with pytest.raises(ValueError, match=match):
+        load_policy(state)
+
+
+def test_dynamics_with_more_elites_than_members_is_rejected():
+    model = ProbabilisticEnsemble(3, 2, num_members=2, num_elites=2, hidden_size=8, num_layers=1)
+    state = dynamics_payload(model, 8, 1, 0.0)
+    state["num_elites"] = 3
+    with pytest.raises(ValueError, match="num_elites 3 exceeds num_members 2"):
+        load_dynamics(state)
