@@ -18,5 +18,10 @@ setup(
     maintainer_email="mdemorl@example.com",
     description="Soft Actor-Critic, replay buffers, the M-DeMoRL/MBPO/MoPAC algorithms and the single-process trainer.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "agent_node = mdemorl_learner.agent_node:main",
+            "learner_node = mdemorl_learner.learner_node:main",
+        ]
+    },
 )

@@ -1,0 +1,359 @@
+"""``agent_node``: runs pi_theta on the robot and publishes what it experiences (Algorithm 1, line 4).
+
+Event-driven: each ``<robot>/joint_states`` message (in lockstep simulation: one per command)
+gives the reward of the previous action and the next observation; the next action goes out
+on ``<robot>/effort_commands`` (action * ``max_torque`` N*m). Training transitions go to
+``/mdemorl/transitions/env`` in batches; after every ``steps_per_epoch`` env steps a
+deterministic evaluation episode runs, its return goes to ``/mdemorl/eval_return`` and its
+foot path to ``<robot>/foot_path`` / ``foot_path_desired`` markers. Policy snapshots from
+``/mdemorl/policy`` are checked and loaded on a worker thread and swapped in as one reference,
+so loading never blocks control; a single-threaded executor runs everything else (it steps
+about 2x faster than rclpy's multi-threaded one). After the last evaluation the robot is
+disarmed and the node exits 0. Parameters: ``stochlite_bringup/config/agent.yaml``.
+"""
+
+import collections
+import enum
+
+import torch
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point
+from mdemorl_msgs.msg import Snapshot, TransitionBatch
+from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
+from mdemorl_planner.networks import SquashedGaussianActor
+from mdemorl_planner.node_support import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENV_TOPIC, LOG_THROTTLE_S,
+                                          POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS, Worker,
+                                          diagnostics_message)
+from mdemorl_planner.snapshots import load_policy
+from rcl_interfaces.msg import ParameterType
+from rclpy.node import Node
+from rclpy.task import Future
+from sensor_msgs.msg import JointState
+from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+from stochlite_bringup.node_parameters import declare_parameters_from_config
+from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
+from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
+from visualization_msgs.msg import Marker
+
+from .agent_core import AgentCore, Batch, EpisodeEnd, joint_state_arrays
+from .graph_io import EVAL_RETURN_TOPIC, MARKER_QOS, RETURNS_QOS, ROBOT_QOS, TRAIN_RETURN_TOPIC
+from .node_common import check_parameters, described, run_until_done
+
+NODE_NAME = "agent"
+CONFIG_FILE = "agent.yaml"
+ROBOTS = ("leg",)
+SERVICE_POLL_S = 0.2
+LOADER_JOIN_S = 2.0
+NS_PER_S = 1_000_000_000
+MARKER_WIDTH_M = 0.004
+FOOT_COLOR = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
+DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
+
+
+_INT, _DOUBLE = ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_DOUBLE
+_STRING, _BOOL = ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_BOOL
+PARAMETERS = {
+    "robot": described(_STRING, f"robot and topic prefix (<robot>/joint_states, ...); one of {ROBOTS}"),
+    "epochs": described(_INT, "training epochs; after the last evaluation the robot is disarmed and the node "
+                              "exits 0; >= 1"),
+    "steps_per_epoch": described(_INT, "env steps (training transitions) per epoch, each epoch followed by one "
+                                       "deterministic evaluation episode; >= 1"),
+    "start_steps": described(_INT, "uniform random actions for the first N env steps; >= 0"),
+    "episode_steps": described(_INT, "control steps per episode (1000 = 2 s at 500 Hz); >= 1"),
+    "transitions_per_batch": described(_INT, "transitions per TransitionBatch; partial batches go out at "
+                                             "episode end; >= 1"),
+    "seed": described(_INT, "seed of the random actions and of the policy's sampling noise; >= 0"),
+    "max_torque": described(_DOUBLE, f"joint torque [N*m] of action 1.0 (the action scale); "
+                                     f"in (0, {STALL_TORQUE_NM}]"),
+    "enable_on_start": described(_BOOL, "arm the robot (<robot>/enable true) before the first episode"),
+    "torch_threads": described(_INT, "torch intra-op threads for the policy; >= 1"),
+    "marker_frame": described(_STRING, "frame_id of the foot-path markers (the leg's hip frame)"),
+    "diagnostics_period_s": described(_DOUBLE, "seconds between two /diagnostics messages; > 0"),
+    "disarm_timeout_s": described(_DOUBLE, "seconds to wait for <robot>/enable false when stopping; > 0"),
+}
+
+
+def _checked(params: dict) -> dict:
+    return check_parameters(params, {
+        "robot": (params["robot"] in ROBOTS, f"one of {ROBOTS}"),
+        "epochs": (params["epochs"] >= 1, ">= 1"),
+        "steps_per_epoch": (params["steps_per_epoch"] >= 1, ">= 1"),
+        "start_steps": (params["start_steps"] >= 0, ">= 0"),
+        "episode_steps": (params["episode_steps"] >= 1, ">= 1"),
+        "transitions_per_batch": (params["transitions_per_batch"] >= 1, ">= 1"),
+        "seed": (params["seed"] >= 0, ">= 0"),
+        "max_torque": (0.0 < params["max_torque"] <= STALL_TORQUE_NM, f"in (0, {STALL_TORQUE_NM}]"),
+        "torch_threads": (params["torch_threads"] >= 1, ">= 1"),
+        "diagnostics_period_s": (params["diagnostics_period_s"] > 0.0, "> 0"),
+        "disarm_timeout_s": (params["disarm_timeout_s"] > 0.0, "> 0"),
+    }, CONFIG_FILE)
+
+
+def _stamp_ns(stamp: Time) -> int:
+    return stamp.sec * NS_PER_S + stamp.nanosec
+
+
+def actor_from_snapshot(msg: Snapshot) -> SquashedGaussianActor:
+    """The actor of a policy snapshot for this task; ValueError if it is corrupt or unusable."""
+    if msg.kind != "policy":
+        raise ValueError(f"snapshot kind is {msg.kind!r}, expected 'policy'")
+    policy = load_policy(bytes_to_state_dict(msg_to_payload(msg)))
+    if (policy.obs_dim, policy.act_dim) != (OBS_DIM, ACT_DIM):
+        raise ValueError(f"policy is for obs/act dims {policy.obs_dim}/{policy.act_dim}, the task has "
+                         f"{OBS_DIM}/{ACT_DIM}")
+    with torch.no_grad():
+        probe = policy.actor.mean_action(torch.zeros(OBS_DIM))
+    if not torch.isfinite(probe).all():
+        raise ValueError("policy produces non-finite actions")
+    return policy.actor
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting for the robot's services"
+    ENABLING = "arming the robot"
+    RESETTING = "resetting the robot"
+    RUNNING = "running an episode"
+    STOPPING = "disarming the robot"
+
+
+class AgentNode(Node):
+    """The agent; ``exit_code`` is set once it has stopped (0: all epochs done or interrupted).
+
+    Spin it on a single-threaded executor: control, service answers and timers share that thread.
+    """
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        p = _checked(declare_parameters_from_config(self, CONFIG_FILE, NODE_NAME, PARAMETERS))
+        torch.set_num_threads(p["torch_threads"])
+        self.params = p
+        self.core = AgentCore(LegTask(p["episode_steps"]), p["steps_per_epoch"], p["epochs"], p["start_steps"],
+                              p["transitions_per_batch"], p["seed"])
+        self.exit_code: int | None = None
+        self.policy_errors = 0
+        self.malformed_states = 0
+        self._policy: tuple[SquashedGaussianActor | None, int] = (None, 0)  # swapped as one reference
+        self._snapshots: collections.deque[Snapshot] = collections.deque(maxlen=1)  # latest one not loaded yet
+        self._phase = Phase.WAITING
+        self._episode_start_ns = 0
+        self._reset_state: JointState | None = None
+        self._reset_answered = False
+        self._stop_code = 0
+        self._stop_timer = None
+        self._steps_since_diagnostics = 0
+
+        robot = p["robot"]
+        self._effort_pub = self.create_publisher(Float64MultiArray, f"{robot}/effort_commands", ROBOT_QOS)
+        self._env_pub = self.create_publisher(TransitionBatch, ENV_TOPIC, TRANSITIONS_QOS)
+        self._eval_pub = self.create_publisher(Float64, EVAL_RETURN_TOPIC, RETURNS_QOS)
+        self._train_pub = self.create_publisher(Float64, TRAIN_RETURN_TOPIC, RETURNS_QOS)
+        self._foot_pub = self.create_publisher(Marker, f"{robot}/foot_path", MARKER_QOS)
+        self._desired_pub = self.create_publisher(Marker, f"{robot}/foot_path_desired", MARKER_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self._enable = self.create_client(SetBool, f"{robot}/enable")
+        self._reset = self.create_client(Trigger, f"{robot}/reset")
+        self.create_subscription(JointState, f"{robot}/joint_states", self._on_joint_state, ROBOT_QOS)
+        self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
+        self._start_timer = self.create_timer(SERVICE_POLL_S, self._start)
+        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+        self._loader = Worker(self._load_policy, self)
+
+    @property
+    def policy_version(self) -> int:
+        return self._policy[1]
+
+    def request_stop(self) -> None:
+        """Stop early (SIGINT/SIGTERM): zero torque, disarm, exit 0."""
+        self._stop(0, "interrupted")
+
+    def destroy_node(self) -> None:
+        self._loader.stop(LOADER_JOIN_S)
+        super().destroy_node()
+
+    # --- start, reset and stop: service calls answered asynchronously -------------------------
+
+    def _start(self) -> None:
+        if self._phase is not Phase.WAITING:
+            return
+        if not (self._enable.service_is_ready() and self._reset.service_is_ready()):
+            self.get_logger().info(f"waiting for {self._enable.service_name} and {self._reset.service_name}",
+                                   throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._start_timer.cancel()
+        if self.params["enable_on_start"]:
+            self._phase = Phase.ENABLING
+            self._call(self._enable, SetBool.Request(data=True), self._on_enabled)
+        else:
+            self._request_reset()
+
+    def _call(self, client, request, on_answer) -> None:
+        future = client.call_async(request)
+        future.add_done_callback(lambda done: self._answered(client, done, on_answer))
+
+    def _answered(self, client, future: Future, on_answer) -> None:
+        error = future.exception()
+        response = future.result() if error is None else None
+        if error is not None or not response.success:
+            problem = error if error is not None else response.message
+            if self._phase is Phase.STOPPING:
+                self.get_logger().warning(f"{client.service_name} failed while stopping: {problem}")
+            else:
+                self._stop(1, f"{client.service_name} failed: {problem}")
+            return
+        on_answer()
+
+    def _on_enabled(self) -> None:
+        if self._phase is Phase.ENABLING:
+            self._request_reset()
+
+    def _request_reset(self) -> None:
+        self._phase = Phase.RESETTING
+        self._reset_state = None
+        self._reset_answered = False
+        self._call(self._reset, Trigger.Request(), self._on_reset)
+
+    def _on_reset(self) -> None:
+        """The reset is done; the episode starts on the first joint state sent since it was requested.
+
+        A lockstep simulator publishes that state itself while resetting, so it may arrive before
+        or after this answer.
+        """
+        if self._phase is not Phase.RESETTING:
+            return
+        self._reset_answered = True
+        if self._reset_state is not None:
+            self._begin(self._reset_state)
+
+    def _stop(self, code: int, reason: str) -> None:
+        if self._phase is Phase.STOPPING or self.exit_code is not None:
+            return
+        (self.get_logger().info if code == 0 else self.get_logger().error)(f"stopping: {reason}")
+        self._phase = Phase.STOPPING
+        self._stop_code = code
+        self._start_timer.cancel()
+        self._publish_batches(self.core.take_batches(flush=True))
+        self._effort_pub.publish(Float64MultiArray(data=[0.0] * ACT_DIM))
+        self._stop_timer = self.create_timer(self.params["disarm_timeout_s"], self._disarm_timed_out)
+        if self._enable.service_is_ready():
+            self._call(self._enable, SetBool.Request(data=False), self._finish)
+        else:
+            self._finish()
+
+    def _disarm_timed_out(self) -> None:
+        if self.exit_code is None:
+            self.get_logger().warning(f"no answer from {self._enable.service_name}; the robot may still be armed")
+        self._finish()
+
+    def _finish(self) -> None:
+        self._stop_timer.cancel()
+        if self.exit_code is None:
+            self.exit_code = self._stop_code
+
+    # --- control --------------------------------------------------------------------------------
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        if self._phase is Phase.RUNNING:
+            self._control(msg)
+        elif self._phase is Phase.RESETTING:
+            self._reset_state = msg
+            if self._reset_answered:
+                self._begin(msg)
+
+    def _begin(self, msg: JointState) -> None:
+        self._phase = Phase.RUNNING
+        self.core.start_episode()
+        self._episode_start_ns = _stamp_ns(msg.header.stamp)
+        self._control(msg)
+
+    def _control(self, msg: JointState) -> None:
+        try:
+            q, qdot = joint_state_arrays(msg.name, msg.position, msg.velocity)
+        except ValueError as error:
+            self.malformed_states += 1
+            self.get_logger().warning(f"ignored joint state ({self.malformed_states} so far): {error}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        elapsed_s = (_stamp_ns(msg.header.stamp) - self._episode_start_ns) / NS_PER_S
+        actor, version = self._policy
+        step = self.core.step(q, qdot, elapsed_s, actor, version)
+        if step.action is not None:
+            self._effort_pub.publish(Float64MultiArray(data=(self.params["max_torque"] * step.action).tolist()))
+            self._steps_since_diagnostics += 1
+        self._publish_batches(self.core.take_batches(flush=step.episode_end is not None))
+        if step.episode_end is not None:
+            self._end_episode(step.episode_end)
+
+    def _publish_batches(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            self._env_pub.publish(batch_to_msg(batch.data, "env", batch.policy_version,
+                                               stamp=self.get_clock().now().to_msg()))
+
+    def _end_episode(self, end: EpisodeEnd) -> None:
+        if end.evaluation:
+            self._eval_pub.publish(Float64(data=end.episode_return))
+            self._publish_foot_paths(end)
+            self.get_logger().info(f"epoch {end.epoch}: eval return {end.episode_return:.2f} "
+                                   f"(policy v{self.policy_version}, {self.core.env_steps} env steps)")
+        else:
+            self._train_pub.publish(Float64(data=end.episode_return))
+        if self.core.finished:
+            self._stop(0, f"done: {self.core.epoch} epochs, {self.core.env_steps} env steps")
+        else:
+            self._request_reset()
+
+    def _publish_foot_paths(self, end: EpisodeEnd) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for publisher, path, color in ((self._foot_pub, end.foot, FOOT_COLOR),
+                                       (self._desired_pub, end.foot_desired, DESIRED_COLOR)):
+            marker = Marker(type=Marker.LINE_STRIP, action=Marker.ADD, ns=publisher.topic_name, color=color)
+            marker.header.frame_id = self.params["marker_frame"]
+            marker.header.stamp = stamp
+            marker.pose.orientation.w = 1.0
+            marker.scale.x = MARKER_WIDTH_M
+            marker.points = [Point(x=float(x), y=0.0, z=float(z)) for x, z in path]
+            publisher.publish(marker)
+
+    # --- policy snapshots: loaded on the worker thread, never in the control path ----------------
+
+    def _on_policy(self, msg: Snapshot) -> None:
+        self._snapshots.append(msg)  # replaces one that is still waiting
+        self._loader.poke()
+
+    def _load_policy(self) -> None:
+        try:
+            msg = self._snapshots.popleft()
+        except IndexError:
+            return
+        try:
+            actor = actor_from_snapshot(msg)
+        except ValueError as error:
+            self.policy_errors += 1
+            self.get_logger().warning(
+                f"kept policy v{self.policy_version}, rejected snapshot v{msg.version} "
+                f"({self.policy_errors} rejected so far): {error}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._policy = (actor, msg.version)
+
+    def _publish_diagnostics(self) -> None:
+        rate = self._steps_since_diagnostics / self.params["diagnostics_period_s"]
+        self._steps_since_diagnostics = 0
+        values = {"phase": self._phase.value, "control_rate_hz": round(rate, 1),
+                  "env_steps": self.core.env_steps, "epoch": self.core.epoch,
+                  "policy_version": self.policy_version, "rejected_policies": self.policy_errors,
+                  "malformed_joint_states": self.malformed_states,
+                  "nonfinite_actions": self.core.nonfinite_actions}
+        problems = [f"{n} {what}" for n, what in ((self.policy_errors, "policy snapshots rejected"),
+                                                 (self.malformed_states, "malformed joint states"),
+                                                 (self.core.nonfinite_actions, "non-finite actions zeroed")) if n]
+        self._diagnostics_pub.publish(diagnostics_message(self, values, "; ".join(problems)))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run mdemorl_learner agent_node``."""
+    return run_until_done(AgentNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""``learner_node``: SAC on D_ENV ∪ D_MPC from the graph's transitions (Algorithm 1, lines 8-11).
+
+Subscribes ``/mdemorl/transitions/env`` and ``/mdemorl/transitions/mpc`` into D_ENV and D_MPC;
+SAC updates run on a worker thread (``updates_per_step`` per env transition after
+``start_steps``) so reception never waits for them. Publishes ``/mdemorl/policy`` (version =
+SAC updates so far: 0 at start, then every ``policy_period_updates``), ``/mdemorl/status`` and
+``/diagnostics``. The n-th ``/mdemorl/eval_return`` closes epoch n once D_ENV has received the
+epoch's n * ``steps_per_epoch`` transitions (topics are not ordered against each other): a row of
+``run_dir/progress.csv`` (the single-process trainer's columns, ``env_steps`` = n * steps_per_epoch)
+and ``checkpoints/latest.pt``; after epoch ``epochs`` the node exits 0, which marks the run complete.
+``/mdemorl/save_checkpoint`` writes the checkpoint on demand.
+Parameters: ``stochlite_bringup/config/learner.yaml``.
+"""
+
+import collections
+import csv
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
+from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
+                                      state_dict_to_bytes)
+from mdemorl_planner.node_support import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC,
+                                          LOG_THROTTLE_S, MPC_TOPIC, POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS,
+                                          Worker, diagnostics_message)
+from rcl_interfaces.msg import ParameterType
+from rclpy.node import Node
+from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
+from stochlite_bringup.node_parameters import declare_parameters_from_config
+from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM
+
+from .graph_io import (EVAL_RETURN_TOPIC, RETURNS_QOS, SAVE_CHECKPOINT_SERVICE, STATUS_QOS, STATUS_TOPIC,
+                       TRAIN_RETURN_TOPIC)
+from .learner_core import LearnerCore
+from .node_common import check_parameters, described, run_until_done
+from .sac import SACConfig
+from .trainer import EpochStats
+
+NODE_NAME = "learner"
+CONFIG_FILE = "learner.yaml"
+TASK_DIMS = {"leg": (OBS_DIM, ACT_DIM)}  # robots the agent node can drive
+TRAIN_RETURN_WINDOW = 5  # progress.csv's train_return: mean of the last 5 training episodes, as the trainer
+WORKER_JOIN_S = 2.0
+CHECKPOINT = Path("checkpoints") / "latest.pt"
+
+
+_INT, _DOUBLE = ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_DOUBLE
+_STRING = ParameterType.PARAMETER_STRING
+PARAMETERS = {
+    "robot": described(_STRING, f"robot whose transitions arrive (fixes obs/act dims); one of {tuple(TASK_DIMS)}"),
+    "epochs": described(_INT, "training epochs: after the epochs-th evaluation the node saves and exits 0; >= 1"),
+    "steps_per_epoch": described(_INT, "env steps per epoch (D_ENV holds at most epochs * steps_per_epoch); >= 1"),
+    "seed": described(_INT, "seed of the initial weights, the SAC noise and minibatch sampling; >= 0"),
+    "run_dir": described(_STRING, "directory for progress.csv and checkpoints/latest.pt"),
+    "start_steps": described(_INT, "env transitions before the first SAC update (the agent acts randomly "
+                                   "until then); >= 0"),
+    "updates_per_step": described(_DOUBLE, "SAC updates per received env transition (fractions accumulate); > 0"),
+    "batch_size": described(_INT, "SAC minibatch size; >= 1"),
+    "hidden_size": described(_INT, "hidden layer width of actor and critics; >= 1"),
+    "num_layers": described(_INT, "hidden layers of actor and critics; >= 1"),
+    "gamma": described(_DOUBLE, "discount factor; in (0, 1]"),
+    "tau": described(_DOUBLE, "Polyak rate of the target critics; in (0, 1]"),
+    "lr": described(_DOUBLE, "learning rate of actor, critics and temperature; > 0"),
+    "replay_size": described(_INT, "capacity of D_ENV (at most epochs * steps_per_epoch is used); >= 1"),
+    "mpc_capacity": described(_INT, "capacity of D_MPC; the oldest planner transitions go beyond it; >= 1"),
+    "real_ratio": described(_DOUBLE, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC; "
+                                     "in [0, 1]"),
+    "policy_period_updates": described(_INT, "SAC updates between two policy snapshots; >= 1"),
+    "status_period_s": described(_DOUBLE, "seconds between two /mdemorl/status and /diagnostics messages; > 0"),
+    "torch_threads": described(_INT, "torch intra-op threads of the SAC updates; >= 1"),
+}
+
+
+def _checked(p: dict) -> dict:
+    return check_parameters(p, {
+        "robot": (p["robot"] in TASK_DIMS, f"one of {tuple(TASK_DIMS)}"),
+        **{name: (p[name] >= 1, ">= 1") for name in (
+            "epochs", "steps_per_epoch", "batch_size", "hidden_size", "num_layers", "replay_size", "mpc_capacity",
+            "policy_period_updates", "torch_threads")},
+        **{name: (p[name] >= 0, ">= 0") for name in ("seed", "start_steps")},
+        **{name: (p[name] > 0.0, "> 0") for name in ("updates_per_step", "lr", "status_period_s")},
+        **{name: (0.0 < p[name] <= 1.0, "in (0, 1]") for name in ("gamma", "tau")},
+        "real_ratio": (0.0 <= p["real_ratio"] <= 1.0, "in [0, 1]"),
+        "run_dir": (bool(p["run_dir"]), "a directory path"),
+    }, CONFIG_FILE)
+
+
+class LearnerNode(Node):
+    """The learner; ``exit_code`` becomes 0 once the final epoch's checkpoint is written."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        p = _checked(declare_parameters_from_config(self, CONFIG_FILE, NODE_NAME, PARAMETERS))
+        torch.set_num_threads(p["torch_threads"])
+        self.params = p
+        obs_dim, act_dim = TASK_DIMS[p["robot"]]
+        sac_config = SACConfig(hidden_size=p["hidden_size"], num_layers=p["num_layers"], gamma=p["gamma"],
+                               tau=p["tau"], actor_lr=p["lr"], critic_lr=p["lr"], alpha_lr=p["lr"],
+                               batch_size=p["batch_size"])
+        self.core = LearnerCore(obs_dim, act_dim, sac_config, p["seed"],
+                                min(p["replay_size"], p["epochs"] * p["steps_per_epoch"]), p["mpc_capacity"],
+                                p["start_steps"], p["updates_per_step"], p["real_ratio"])
+        self.run_dir = Path(p["run_dir"])
+        self.exit_code: int | None = None
+        self.epoch = 0
+        self.rejected = 0
+        self.policy_version = 0
+        self.eval_return = math.nan
+        self.model_val_loss = math.nan
+        self._train_returns: collections.deque[float] = collections.deque(maxlen=TRAIN_RETURN_WINDOW)
+        self._pending_evals: collections.deque[float] = collections.deque()  # returns of epochs not closed yet
+        self._start = time.monotonic()
+        self._updates_at_status = 0
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._progress = self.run_dir / "progress.csv"
+        self._columns = [f.name for f in dataclasses.fields(EpochStats)]
+        with self._progress.open("w", newline="") as f:
+            csv.DictWriter(f, fieldnames=self._columns).writeheader()
+
+        self._policy_pub = self.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
+        self._status_pub = self.create_publisher(TrainingStatus, STATUS_TOPIC, STATUS_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
+        self.create_subscription(TransitionBatch, MPC_TOPIC, self._on_mpc, TRANSITIONS_QOS)
+        self.create_subscription(Snapshot, DYNAMICS_TOPIC, self._on_dynamics, SNAPSHOT_QOS)
+        self.create_subscription(Float64, EVAL_RETURN_TOPIC, self._on_eval_return, RETURNS_QOS)
+        self.create_subscription(Float64, TRAIN_RETURN_TOPIC, self._on_train_return, RETURNS_QOS)
+        self.create_service(Trigger, SAVE_CHECKPOINT_SERVICE, self._on_save_checkpoint)
+        self.create_timer(p["status_period_s"], self._on_status_timer)
+        self._publish_policy()
+        self._worker = Worker(self._train, self)
+        self.get_logger().info(f"learning from {ENV_TOPIC} and {MPC_TOPIC}; run directory {self.run_dir}")
+
+    def request_stop(self) -> None:
+        """SIGINT/SIGTERM: stop at once (exit 0); the last epoch's checkpoint stays on disk."""
+        self.exit_code = 0
+
+    def destroy_node(self) -> None:
+        self._worker.stop(WORKER_JOIN_S)
+        super().destroy_node()
+
+    # --- data in --------------------------------------------------------------------------------
+
+    def _on_env(self, msg: TransitionBatch) -> None:
+        if self._store(msg, "env", self.core.add_env):
+            self._worker.poke()
+            self._close_epochs()
+
+    def _on_mpc(self, msg: TransitionBatch) -> None:
+        self._store(msg, "mpc", self.core.add_mpc)
+
+    def _store(self, msg: TransitionBatch, source: str, add) -> bool:
+        try:
+            if msg.source != source:
+                raise ValueError(f"source is {msg.source!r}, expected {source!r}")
+            if (msg.obs_dim, msg.act_dim) != (self.core.sac.obs_dim, self.core.sac.act_dim):
+                raise ValueError(f"obs/act dims {msg.obs_dim}/{msg.act_dim}, expected "
+                                 f"{self.core.sac.obs_dim}/{self.core.sac.act_dim}")
+            add(msg_to_batch(msg))
+        except ValueError as error:
+            self.rejected += 1
+            self.get_logger().warning(f"rejected {source} batch ({self.rejected} so far): {error}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return False
+        return True
+
+    def _on_dynamics(self, msg: Snapshot) -> None:
+        try:
+            val_loss = bytes_to_state_dict(msg_to_payload(msg)).get("val_loss")
+            if not isinstance(val_loss, float):
+                raise ValueError(f"'val_loss' is {val_loss!r}, expected a float")
+        except ValueError as error:
+            self.rejected += 1
+            self.get_logger().warning(f"rejected dynamics snapshot v{msg.version}: {error}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self.model_val_loss = val_loss
+
+    def _on_train_return(self, msg: Float64) -> None:
+        self._train_returns.append(msg.data)
+
+    # --- learning (worker thread) ----------------------------------------------------------------
+
+    def _train(self) -> None:
+        period = self.params["policy_period_updates"]
+        while not self._worker.stopping and self.core.update():
+            if self.core.updates % period == 0:
+                self._publish_policy()
+
+    def _publish_policy(self) -> None:
+        payload = self.core.policy_payload()
+        version = self.core.updates
+        self._policy_pub.publish(snapshot_to_msg("policy", version, state_dict_to_bytes(payload),
+                                                 stamp=self.get_clock().now().to_msg()))
+        self.policy_version = version
+
+    # --- epochs, status, checkpoints -------------------------------------------------------------
+
+    def _on_eval_return(self, msg: Float64) -> None:
+        self._pending_evals.append(msg.data)
+        self._close_epochs()
+
+    def _close_epochs(self) -> None:
+        """Close each epoch whose evaluation has arrived and whose transitions are all in D_ENV."""
+        while self._pending_evals and self.core.env_steps >= (self.epoch + 1) * self.params["steps_per_epoch"]:
+            self._close_epoch(self._pending_evals.popleft())
+
+    def _close_epoch(self, eval_return: float) -> None:
+        self.epoch += 1
+        self.eval_return = eval_return
+        losses = self.core.last_losses
+        stats = EpochStats(
+            epoch=self.epoch, env_steps=self.epoch * self.params["steps_per_epoch"], eval_return=eval_return,
+            train_return=float(np.mean(self._train_returns)) if self._train_returns else math.nan,
+            model_val_loss=self.model_val_loss, mpc_transitions=self.core.mpc_transitions,
+            sac_updates=self.core.updates, wall_s=time.monotonic() - self._start,
+            q_loss=losses.get("q_loss", math.nan), pi_loss=losses.get("pi_loss", math.nan),
+            alpha=losses.get("alpha", math.nan))
+        with self._progress.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self._columns).writerow(dataclasses.asdict(stats))
+        self._save_checkpoint()
+        self._publish_status()
+        self.get_logger().info(f"epoch {self.epoch}: eval return {eval_return:.2f}, {stats.env_steps} env steps, "
+                               f"{stats.sac_updates} SAC updates, {stats.mpc_transitions} MPC transitions")
+        if self.epoch >= self.params["epochs"]:
+            self.get_logger().info(f"run complete: final checkpoint {self.run_dir / CHECKPOINT}")
+            self.exit_code = 0
+
+    def _save_checkpoint(self) -> Path:
+        path = self.run_dir / CHECKPOINT
+        self.core.save_checkpoint(path, dict(self.params), self.epoch)
+        return path
+
+    def _on_save_checkpoint(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            path = self._save_checkpoint()
+        except OSError as error:
+            response.success, response.message = False, f"checkpoint not written: {error}"
+            return response
+        response.success, response.message = True, str(path)
+        return response
+
+    def _on_status_timer(self) -> None:
+        self._publish_status()
+        updates = self.core.updates
+        rate = (updates - self._updates_at_status) / self.params["status_period_s"]
+        self._updates_at_status = updates
+        values = {"env_transitions": self.core.env_steps, "mpc_transitions": self.core.mpc_transitions,
+                  "sac_updates": updates, "updates_per_s": round(rate, 1),
+                  "update_backlog": int(self.core.backlog), "policy_version": self.policy_version,
+                  "epoch": self.epoch, "rejected_messages": self.rejected}
+        problem = f"{self.rejected} malformed messages rejected" if self.rejected else ""
+        self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
+
+    def _publish_status(self) -> None:
+        losses = self.core.last_losses
+        msg = TrainingStatus(
+            epoch=self.epoch, env_steps=self.core.env_steps, mpc_transitions=self.core.mpc_transitions,
+            sac_updates=self.core.updates, policy_version=self.policy_version,
+            train_return=self._train_returns[-1] if self._train_returns else math.nan,
+            eval_return=self.eval_return, model_val_loss=self.model_val_loss,
+            q_loss=losses.get("q_loss", math.nan), pi_loss=losses.get("pi_loss", math.nan),
+            alpha=losses.get("alpha", math.nan), wall_s=time.monotonic() - self._start)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._status_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run mdemorl_learner learner_node``."""
+    return run_until_done(LearnerNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
