@@ -43,10 +43,10 @@ def run_one(algo: str, seed: int, args: argparse.Namespace, out_root: Path) -> P
     return out / "progress.csv"
 
 
-def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float:
-    """First env-step count at which the return reaches target (nan if never)."""
+def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float | None:
+    """First env-step count at which the return reaches target (None if never)."""
     hit = np.nonzero(returns >= target)[0]
-    return float(steps[hit[0]]) if len(hit) else float("nan")
+    return float(steps[hit[0]]) if len(hit) else None
 
 
 def main() -> int:
