@@ -5,10 +5,21 @@ samples of the squashed-Gaussian policy; after every ``steps_per_epoch`` env ste
 deterministic evaluation episode that is not recorded in D_ENV; ``epochs`` epochs in all. A
 training episode also ends at an epoch boundary, because the robot has to be reset for the
 evaluation (the single-process trainer uses a second env instead).
+
+Pacing (``max_policy_lag`` > 0, lockstep simulation only): after ``start_steps`` the learner
+does about one SAC update per env step and its snapshot versions count updates, so
+``(env_steps - start_steps) - policy_version`` is how far the newest policy the agent has loaded
+lags the data it was given. While that exceeds ``max_policy_lag`` the agent holds its next
+command (:attr:`Step.held`; the simulator waits) and :meth:`AgentCore.resume` releases it once a
+newer snapshot is in bounds. The same rule gates every step of an evaluation episode, so an
+evaluation only starts with a policy within the bound. 0 disables pacing: a real robot cannot
+pause between two commands.
 """
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,21 +30,28 @@ from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, LegTask
 
 @dataclass(frozen=True)
 class EpisodeEnd:
-    """A finished episode; ``epoch`` counts completed epochs (an evaluation completes one)."""
+    """A finished episode; ``epoch`` counts completed epochs (an evaluation completes one).
+
+    An evaluation carries its foot path: ``foot`` and ``foot_desired`` [T, 2] (x forward, z up,
+    metres), one row per control step, ``dt`` seconds apart on average (0 if T < 2).
+    """
 
     evaluation: bool
     episode_return: float
     epoch: int
     foot: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
     foot_desired: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
+    dt: float = 0.0
 
 
 @dataclass(frozen=True)
 class Step:
-    """What to do after a joint state: apply ``action`` (in [-1, 1]), or the episode ended."""
+    """What to do after a joint state: apply ``action`` (in [-1, 1]), or the episode ended, or
+    ``held``: send nothing until :meth:`AgentCore.resume` gives the action (pacing)."""
 
     action: NDArray[np.float32] | None
     episode_end: EpisodeEnd | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,33 @@ class Batch:
 
     data: dict[str, NDArray[np.float32]]
     policy_version: int
+
+
+def pacing_can_progress(max_policy_lag: int, policy_period_updates: int) -> bool:
+    """Whether pacing with ``max_policy_lag`` can always be released by the learner's snapshots.
+
+    On a hold the agent has published all ``E`` env transitions. The learner credits one update
+    per transition from ``start_steps`` on (``updates_per_step`` >= 1, ``batch_size`` <=
+    ``start_steps``), so it keeps updating to at least ``E - start_steps + 1`` updates, and its
+    newest snapshot (one every ``policy_period_updates`` = P updates) is at most P - 1 behind that:
+    the lag falls to at most P - 2. A bound >= P always releases; a smaller one could wait for a
+    snapshot that never comes. 0 (no pacing) is always fine.
+    """
+    return max_policy_lag == 0 or (max_policy_lag > 0 and max_policy_lag >= policy_period_updates)
+
+
+def save_foot_path(path: Path, end: EpisodeEnd) -> None:
+    """Write ``end``'s foot path as ``foot``, ``foot_desired`` [T, 2] (m) and ``dt`` (s) to ``path`` (.npz).
+
+    Atomic: written to ``<path>.tmp`` then renamed, so a reader never sees a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as stream:  # a file object: np.savez would append ".npz" to a name
+        np.savez(stream, foot=np.asarray(end.foot, np.float64).reshape(-1, 2),
+                 foot_desired=np.asarray(end.foot_desired, np.float64).reshape(-1, 2), dt=np.float64(end.dt))
+    os.replace(tmp, path)
 
 
 def joint_state_arrays(
@@ -69,7 +114,9 @@ class AgentCore:
 
     Call :meth:`start_episode` after each reset, then :meth:`step` on every joint state with
     the time since the episode's first state; :meth:`take_batches` returns the transitions to
-    publish. ``finished`` is set by the evaluation of the last epoch.
+    publish. ``finished`` is set by the evaluation of the last epoch. With ``max_policy_lag`` > 0
+    a step may be ``held`` (see the module docstring); call :meth:`resume` when a newer policy
+    has been loaded.
     """
 
     def __init__(
@@ -80,12 +127,16 @@ class AgentCore:
         start_steps: int,
         transitions_per_batch: int,
         seed: int,
+        max_policy_lag: int = 0,
     ) -> None:
+        if max_policy_lag < 0:
+            raise ValueError(f"max_policy_lag={max_policy_lag} must be >= 0 (0: no pacing)")
         self.task = task
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.start_steps = start_steps
         self.transitions_per_batch = transitions_per_batch
+        self.max_policy_lag = max_policy_lag
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.env_steps = 0
@@ -97,6 +148,8 @@ class AgentCore:
         self._previous: tuple[NDArray[np.float32], NDArray[np.float32], int] | None = None
         self._foot: list[NDArray[np.float64]] = []
         self._foot_desired: list[NDArray[np.float64]] = []
+        self._times: list[float] = []
+        self._held: NDArray[np.float32] | None = None  # the observation whose action is held
         self._pending: list[tuple[NDArray[np.float32], NDArray[np.float32], float, NDArray[np.float32]]] = []
         self._pending_version = 0
         self._ready: list[Batch] = []
@@ -105,8 +158,32 @@ class AgentCore:
         """Begin the next episode (training, or the evaluation that ``evaluating`` announces)."""
         self.task.reset()
         self._previous = None
+        self._held = None
         self.episode_return = 0.0
-        self._foot, self._foot_desired = [], []
+        self._foot, self._foot_desired, self._times = [], [], []
+
+    @property
+    def holding(self) -> bool:
+        """A command is held until a policy within ``max_policy_lag`` arrives (:meth:`resume`)."""
+        return self._held is not None
+
+    def policy_lag(self, policy_version: int) -> int:
+        """Env steps since ``start_steps`` that policy ``policy_version`` has not been trained on."""
+        return (self.env_steps - self.start_steps) - policy_version
+
+    def must_wait(self, policy_version: int) -> bool:
+        """The pacing rule: hold while ``policy_lag(policy_version) > max_policy_lag`` (> 0)."""
+        return self.max_policy_lag > 0 and self.policy_lag(policy_version) > self.max_policy_lag
+
+    def resume(self, actor: SquashedGaussianActor | None, policy_version: int) -> NDArray[np.float32] | None:
+        """The held step's action if ``policy_version`` is now within the bound; else None (still holding).
+
+        None as well when nothing is held.
+        """
+        if self._held is None or self.must_wait(policy_version):
+            return None
+        obs, self._held = self._held, None
+        return self._choose(obs, actor, policy_version)
 
     def step(
         self, q: NDArray[np.float64], qdot: NDArray[np.float64], elapsed_s: float,
@@ -115,8 +192,12 @@ class AgentCore:
         """Reward the previous action with this state, then choose the next action (or end the episode).
 
         Actions are uniform random during the first ``start_steps`` env steps and while no policy
-        has arrived (``actor`` None); then policy samples, or its mean in an evaluation.
+        has arrived (``actor`` None); then policy samples, or its mean in an evaluation. The step
+        is ``held`` if ``policy_version`` lags too far (pacing); while a step is held no command
+        has gone out, so a further joint state is not a new step and is ignored.
         """
+        if self._held is not None:
+            return Step(None, held=True)
         sample = self.task.sample(q, qdot, elapsed_s)
         if self._previous is not None:
             obs, act, act_version = self._previous
@@ -125,15 +206,17 @@ class AgentCore:
             if self.evaluating:
                 self._foot.append(sample.foot_position)
                 self._foot_desired.append(sample.desired_foot_position)
+                self._times.append(elapsed_s)
             else:
                 self._record(obs, act, sample.reward, sample.obs, act_version)
                 self.env_steps += 1
                 truncated = truncated or self.env_steps % self.steps_per_epoch == 0
             if truncated:
                 return Step(None, self._end_episode())
-        action = self._act(sample.obs, actor)
-        self._previous = (sample.obs, action, policy_version)
-        return Step(action)
+        if self.must_wait(policy_version):
+            self._held = sample.obs
+            return Step(None, held=True)
+        return Step(self._choose(sample.obs, actor, policy_version))
 
     def take_batches(self, flush: bool = False) -> list[Batch]:
         """Full batches (and with ``flush`` the partial one) to publish, oldest first."""
@@ -141,6 +224,12 @@ class AgentCore:
             self._seal()
         ready, self._ready = self._ready, []
         return ready
+
+    def _choose(self, obs: NDArray[np.float32], actor: SquashedGaussianActor | None,
+                policy_version: int) -> NDArray[np.float32]:
+        action = self._act(obs, actor)
+        self._previous = (obs, action, policy_version)
+        return action
 
     def _act(self, obs: NDArray[np.float32], actor: SquashedGaussianActor | None) -> NDArray[np.float32]:
         if actor is None or (not self.evaluating and self.env_steps < self.start_steps):
@@ -176,7 +265,9 @@ class AgentCore:
             self.epoch += 1
             self.finished = self.epoch >= self.epochs
             self.evaluating = False
-            return EpisodeEnd(True, self.episode_return, self.epoch,
-                              np.asarray(self._foot), np.asarray(self._foot_desired))
+            times = self._times
+            dt = (times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2 else 0.0
+            return EpisodeEnd(True, self.episode_return, self.epoch, np.asarray(self._foot).reshape(-1, 2),
+                              np.asarray(self._foot_desired).reshape(-1, 2), dt)
         self.evaluating = self.env_steps % self.steps_per_epoch == 0
         return EpisodeEnd(False, self.episode_return, self.epoch)

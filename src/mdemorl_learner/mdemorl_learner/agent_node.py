@@ -5,15 +5,21 @@ gives the reward of the previous action and the next observation; the next actio
 on ``<robot>/effort_commands`` (action * ``max_torque`` N*m). Training transitions go to
 ``/mdemorl/transitions/env`` in batches; after every ``steps_per_epoch`` env steps a
 deterministic evaluation episode runs, its return goes to ``/mdemorl/eval_return`` and its
-foot path to ``<robot>/foot_path`` / ``foot_path_desired`` markers. Policy snapshots from
-``/mdemorl/policy`` are checked and loaded on a worker thread and swapped in as one reference,
-so loading never blocks control; a single-threaded executor runs everything else (it steps
+foot path to ``<robot>/foot_path`` / ``foot_path_desired`` markers and ``run_dir/foot_path.npz``.
+Pacing (``max_policy_lag`` > 0, lockstep simulation only; hardware must use 0): a command is
+held while the loaded policy lags the env steps too far (``AgentCore.must_wait``), the batch so
+far is flushed so the learner can train on it, and the held command goes out once a newer
+snapshot has been loaded (a guard condition brings the loader's swap back to the executor).
+Policy snapshots from ``/mdemorl/policy`` are checked and loaded on a worker thread and swapped
+in as one reference, so loading never blocks control; a single-threaded executor runs everything else (it steps
 about 2x faster than rclpy's multi-threaded one). After the last evaluation the robot is
 disarmed and the node exits 0. Parameters: ``stochlite_bringup/config/agent.yaml``.
 """
 
 import collections
 import enum
+import time
+from pathlib import Path
 
 import torch
 from builtin_interfaces.msg import Time
@@ -22,73 +28,74 @@ from geometry_msgs.msg import Point
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.networks import SquashedGaussianActor
-from mdemorl_planner.node_support import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENV_TOPIC, LOG_THROTTLE_S,
-                                          POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS, Worker,
-                                          diagnostics_message)
+from mdemorl_planner.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from mdemorl_planner.snapshots import load_policy
-from rcl_interfaces.msg import ParameterType
 from rclpy.node import Node
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
-from stochlite_bringup.node_parameters import declare_parameters_from_config
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENV_TOPIC, EVAL_RETURN_TOPIC,
+                                            MARKER_QOS, POLICY_TOPIC, RETURNS_QOS, ROBOT_QOS, SNAPSHOT_QOS,
+                                            TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+from stochlite_bringup.node_main import run_node
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of,
+                                               parameter_error, positive_up_to)
+from stochlite_bringup.node_worker import Worker
 from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
 from visualization_msgs.msg import Marker
 
-from .agent_core import AgentCore, Batch, EpisodeEnd, joint_state_arrays
-from .graph_io import EVAL_RETURN_TOPIC, MARKER_QOS, RETURNS_QOS, ROBOT_QOS, TRAIN_RETURN_TOPIC
-from .node_common import check_parameters, described, run_until_done
+from .agent_core import AgentCore, Batch, EpisodeEnd, joint_state_arrays, pacing_can_progress, save_foot_path
 
 NODE_NAME = "agent"
-CONFIG_FILE = "agent.yaml"
 ROBOTS = ("leg",)
 SERVICE_POLL_S = 0.2
 LOADER_JOIN_S = 2.0
 NS_PER_S = 1_000_000_000
 MARKER_WIDTH_M = 0.004
+FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
+HOLD_WARNING_S = 60.0  # a pacing hold this long means the learner is not producing snapshots
 FOOT_COLOR = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
 DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
 
 
-_INT, _DOUBLE = ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_DOUBLE
-_STRING, _BOOL = ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_BOOL
 PARAMETERS = {
-    "robot": described(_STRING, f"robot and topic prefix (<robot>/joint_states, ...); one of {ROBOTS}"),
-    "epochs": described(_INT, "training epochs; after the last evaluation the robot is disarmed and the node "
-                              "exits 0; >= 1"),
-    "steps_per_epoch": described(_INT, "env steps (training transitions) per epoch, each epoch followed by one "
-                                       "deterministic evaluation episode; >= 1"),
-    "start_steps": described(_INT, "uniform random actions for the first N env steps; >= 0"),
-    "episode_steps": described(_INT, "control steps per episode (1000 = 2 s at 500 Hz); >= 1"),
-    "transitions_per_batch": described(_INT, "transitions per TransitionBatch; partial batches go out at "
-                                             "episode end; >= 1"),
-    "seed": described(_INT, "seed of the random actions and of the policy's sampling noise; >= 0"),
-    "max_torque": described(_DOUBLE, f"joint torque [N*m] of action 1.0 (the action scale); "
-                                     f"in (0, {STALL_TORQUE_NM}]"),
-    "enable_on_start": described(_BOOL, "arm the robot (<robot>/enable true) before the first episode"),
-    "torch_threads": described(_INT, "torch intra-op threads for the policy; >= 1"),
-    "marker_frame": described(_STRING, "frame_id of the foot-path markers (the leg's hip frame)"),
-    "diagnostics_period_s": described(_DOUBLE, "seconds between two /diagnostics messages; > 0"),
-    "disarm_timeout_s": described(_DOUBLE, "seconds to wait for <robot>/enable false when stopping; > 0"),
+    "robot": Param(str, "robot and topic prefix (<robot>/joint_states, ...)", one_of(*ROBOTS)),
+    "epochs": Param(int, "training epochs; after the last evaluation the robot is disarmed and the node exits 0",
+                    AT_LEAST_1),
+    "steps_per_epoch": Param(int, "env steps (training transitions) per epoch, each epoch followed by one "
+                             "deterministic evaluation episode", AT_LEAST_1),
+    "start_steps": Param(int, "uniform random actions for the first N env steps", NON_NEGATIVE),
+    "episode_steps": Param(int, "control steps per episode (1000 = 2 s at 500 Hz)", AT_LEAST_1),
+    "transitions_per_batch": Param(int, "transitions per TransitionBatch; partial batches go out at episode end",
+                                   AT_LEAST_1),
+    "seed": Param(int, "seed of the random actions and of the policy's sampling noise", NON_NEGATIVE),
+    "max_torque": Param(float, "joint torque [N*m] of action 1.0 (the action scale)", positive_up_to(STALL_TORQUE_NM)),
+    "enable_on_start": Param(bool, "arm the robot (<robot>/enable true) before the first episode"),
+    "torch_threads": Param(int, "torch intra-op threads for the policy", AT_LEAST_1),
+    "marker_frame": Param(str, "frame_id of the foot-path markers (the leg's hip frame)"),
+    "diagnostics_period_s": Param(float, "seconds between two /diagnostics messages", POSITIVE),
+    "disarm_timeout_s": Param(float, "seconds to wait for <robot>/enable false when stopping", POSITIVE),
+    "max_policy_lag": Param(int, "pacing: after start_steps, hold the next command while (env_steps - "
+                            "start_steps) - policy_version > max_policy_lag, until a newer policy snapshot arrives "
+                            "(lockstep simulation waits meanwhile); 0 or >= policy_period_updates. 0 disables "
+                            "pacing: hardware runs MUST use 0, a real robot cannot pause between two commands"),
+    "policy_period_updates": Param(int, "the learner's policy_period_updates (SAC updates between two policy "
+                                   "snapshots); only checks max_policy_lag", AT_LEAST_1),
+    "run_dir": Param(str, "directory for foot_path.npz (the last evaluation's foot path: foot and foot_desired "
+                     "[T, 2] in m, dt in s); empty: not written"),
 }
 
 
 def _checked(params: dict) -> dict:
-    return check_parameters(params, {
-        "robot": (params["robot"] in ROBOTS, f"one of {ROBOTS}"),
-        "epochs": (params["epochs"] >= 1, ">= 1"),
-        "steps_per_epoch": (params["steps_per_epoch"] >= 1, ">= 1"),
-        "start_steps": (params["start_steps"] >= 0, ">= 0"),
-        "episode_steps": (params["episode_steps"] >= 1, ">= 1"),
-        "transitions_per_batch": (params["transitions_per_batch"] >= 1, ">= 1"),
-        "seed": (params["seed"] >= 0, ">= 0"),
-        "max_torque": (0.0 < params["max_torque"] <= STALL_TORQUE_NM, f"in (0, {STALL_TORQUE_NM}]"),
-        "torch_threads": (params["torch_threads"] >= 1, ">= 1"),
-        "diagnostics_period_s": (params["diagnostics_period_s"] > 0.0, "> 0"),
-        "disarm_timeout_s": (params["disarm_timeout_s"] > 0.0, "> 0"),
-    }, CONFIG_FILE)
+    """``params`` if max_policy_lag suits policy_period_updates; else ValueError naming it and the fix."""
+    lag, period = params["max_policy_lag"], params["policy_period_updates"]
+    if not pacing_can_progress(lag, period):
+        raise parameter_error(NODE_NAME, "max_policy_lag", f"is {lag} but must be 0 (no pacing) or >= "
+                              f"policy_period_updates ({period}): the learner publishes a snapshot only every "
+                              f"policy_period_updates updates, so a smaller lag could wait forever")
+    return params
 
 
 def _stamp_ns(stamp: Time) -> int:
@@ -126,11 +133,11 @@ class AgentNode(Node):
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        p = _checked(declare_parameters_from_config(self, CONFIG_FILE, NODE_NAME, PARAMETERS))
+        p = _checked(declare_parameters(self, NODE_NAME, PARAMETERS))
         torch.set_num_threads(p["torch_threads"])
         self.params = p
         self.core = AgentCore(LegTask(p["episode_steps"]), p["steps_per_epoch"], p["epochs"], p["start_steps"],
-                              p["transitions_per_batch"], p["seed"])
+                              p["transitions_per_batch"], p["seed"], p["max_policy_lag"])
         self.exit_code: int | None = None
         self.policy_errors = 0
         self.malformed_states = 0
@@ -143,6 +150,8 @@ class AgentNode(Node):
         self._stop_code = 0
         self._stop_timer = None
         self._steps_since_diagnostics = 0
+        self._hold_started = 0.0  # time.monotonic() when the current pacing hold began
+        self._holds = 0
 
         robot = p["robot"]
         self._effort_pub = self.create_publisher(Float64MultiArray, f"{robot}/effort_commands", ROBOT_QOS)
@@ -159,6 +168,8 @@ class AgentNode(Node):
         self._start_timer = self.create_timer(SERVICE_POLL_S, self._start)
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         self._loader = Worker(self._load_policy, self)
+        # the loader thread triggers it after each swap: the held command goes out on this executor
+        self._policy_swapped = self.create_guard_condition(self._resume)
 
     @property
     def policy_version(self) -> int:
@@ -181,12 +192,24 @@ class AgentNode(Node):
             self.get_logger().info(f"waiting for {self._enable.service_name} and {self._reset.service_name}",
                                    throttle_duration_sec=LOG_THROTTLE_S)
             return
+        if self.params["max_policy_lag"] > 0 and not self._learner_listening():
+            # transitions published before the learner subscribed are lost (volatile topic), and the
+            # pacing would then wait for updates on them forever
+            self.get_logger().info(f"pacing: waiting for the learner (the publisher of {POLICY_TOPIC}) to "
+                                   f"subscribe to {ENV_TOPIC}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
         self._start_timer.cancel()
         if self.params["enable_on_start"]:
             self._phase = Phase.ENABLING
             self._call(self._enable, SetBool.Request(data=True), self._on_enabled)
         else:
             self._request_reset()
+
+    def _learner_listening(self) -> bool:
+        """A node that publishes policy snapshots (the learner) subscribes to our transitions, and they reach it."""
+        learners = {(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(POLICY_TOPIC)}
+        readers = {(i.node_name, i.node_namespace) for i in self.get_subscriptions_info_by_topic(ENV_TOPIC)}
+        return bool(learners & readers) and self._env_pub.get_subscription_count() > 0
 
     def _call(self, client, request, on_answer) -> None:
         future = client.call_async(request)
@@ -277,13 +300,37 @@ class AgentNode(Node):
             return
         elapsed_s = (_stamp_ns(msg.header.stamp) - self._episode_start_ns) / NS_PER_S
         actor, version = self._policy
+        was_holding = self.core.holding
         step = self.core.step(q, qdot, elapsed_s, actor, version)
+        if step.held:
+            if not was_holding:  # else a state that came without a command (not lockstep): ignored
+                self._hold(version)
+            return
         if step.action is not None:
-            self._effort_pub.publish(Float64MultiArray(data=(self.params["max_torque"] * step.action).tolist()))
-            self._steps_since_diagnostics += 1
+            self._send(step.action)
         self._publish_batches(self.core.take_batches(flush=step.episode_end is not None))
         if step.episode_end is not None:
             self._end_episode(step.episode_end)
+
+    def _send(self, action) -> None:
+        self._effort_pub.publish(Float64MultiArray(data=(self.params["max_torque"] * action).tolist()))
+        self._steps_since_diagnostics += 1
+
+    def _hold(self, version: int) -> None:
+        """Pacing: no command until a newer policy; the learner gets every transition so far to train on."""
+        self._publish_batches(self.core.take_batches(flush=True))
+        self._hold_started = time.monotonic()
+        self._holds += 1
+        self.get_logger().debug(f"holding at {self.core.env_steps} env steps for a policy newer than v{version}")
+        self._resume()  # a snapshot loaded since _control read the policy
+
+    def _resume(self) -> None:
+        if self._phase is not Phase.RUNNING or not self.core.holding:
+            return
+        actor, version = self._policy
+        action = self.core.resume(actor, version)
+        if action is not None:
+            self._send(action)
 
     def _publish_batches(self, batches: list[Batch]) -> None:
         for batch in batches:
@@ -294,6 +341,7 @@ class AgentNode(Node):
         if end.evaluation:
             self._eval_pub.publish(Float64(data=end.episode_return))
             self._publish_foot_paths(end)
+            self._save_foot_path(end)
             self.get_logger().info(f"epoch {end.epoch}: eval return {end.episode_return:.2f} "
                                    f"(policy v{self.policy_version}, {self.core.env_steps} env steps)")
         else:
@@ -315,6 +363,15 @@ class AgentNode(Node):
             marker.points = [Point(x=float(x), y=0.0, z=float(z)) for x, z in path]
             publisher.publish(marker)
 
+    def _save_foot_path(self, end: EpisodeEnd) -> None:
+        if not self.params["run_dir"]:
+            return
+        path = Path(self.params["run_dir"]) / FOOT_PATH_FILE
+        try:
+            save_foot_path(path, end)
+        except OSError as error:
+            self.get_logger().warning(f"foot path not written to {path}: {error}")
+
     # --- policy snapshots: loaded on the worker thread, never in the control path ----------------
 
     def _on_policy(self, msg: Snapshot) -> None:
@@ -335,6 +392,7 @@ class AgentNode(Node):
                 f"({self.policy_errors} rejected so far): {error}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._policy = (actor, msg.version)
+        self._policy_swapped.trigger()
 
     def _publish_diagnostics(self) -> None:
         rate = self._steps_since_diagnostics / self.params["diagnostics_period_s"]
@@ -342,17 +400,24 @@ class AgentNode(Node):
         values = {"phase": self._phase.value, "control_rate_hz": round(rate, 1),
                   "env_steps": self.core.env_steps, "epoch": self.core.epoch,
                   "policy_version": self.policy_version, "rejected_policies": self.policy_errors,
+                  "holding": self.core.holding, "policy_lag": self.core.policy_lag(self.policy_version),
+                  "pacing_holds": self._holds,
                   "malformed_joint_states": self.malformed_states,
                   "nonfinite_actions": self.core.nonfinite_actions}
         problems = [f"{n} {what}" for n, what in ((self.policy_errors, "policy snapshots rejected"),
                                                  (self.malformed_states, "malformed joint states"),
                                                  (self.core.nonfinite_actions, "non-finite actions zeroed")) if n]
+        held_s = time.monotonic() - self._hold_started
+        if self.core.holding and held_s > HOLD_WARNING_S:
+            problems.append(f"waiting {held_s:.0f} s for a policy newer than v{self.policy_version} "
+                            f"(max_policy_lag {self.params['max_policy_lag']}): is the learner running?")
+            self.get_logger().warning(problems[-1], throttle_duration_sec=LOG_THROTTLE_S)
         self._diagnostics_pub.publish(diagnostics_message(self, values, "; ".join(problems)))
 
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run mdemorl_learner agent_node``."""
-    return run_until_done(AgentNode, NODE_NAME, args)
+    return run_node(AgentNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

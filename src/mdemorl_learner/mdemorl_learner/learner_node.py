@@ -25,70 +25,53 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
-from mdemorl_planner.node_support import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC,
-                                          LOG_THROTTLE_S, MPC_TOPIC, POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS,
-                                          Worker, diagnostics_message)
-from rcl_interfaces.msg import ParameterType
+from mdemorl_planner.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from rclpy.node import Node
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
-from stochlite_bringup.node_parameters import declare_parameters_from_config
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC,
+                                            EVAL_RETURN_TOPIC, MPC_TOPIC, POLICY_TOPIC, RETURNS_QOS,
+                                            SAVE_CHECKPOINT_SERVICE, SNAPSHOT_QOS, STATUS_QOS, STATUS_TOPIC,
+                                            TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+from stochlite_bringup.node_main import run_node
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
+                                               Rule, declare_parameters, one_of)
+from stochlite_bringup.node_worker import Worker
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM
 
-from .graph_io import (EVAL_RETURN_TOPIC, RETURNS_QOS, SAVE_CHECKPOINT_SERVICE, STATUS_QOS, STATUS_TOPIC,
-                       TRAIN_RETURN_TOPIC)
 from .learner_core import LearnerCore
-from .node_common import check_parameters, described, run_until_done
 from .sac import SACConfig
 from .trainer import EpochStats
 
 NODE_NAME = "learner"
-CONFIG_FILE = "learner.yaml"
 TASK_DIMS = {"leg": (OBS_DIM, ACT_DIM)}  # robots the agent node can drive
 TRAIN_RETURN_WINDOW = 5  # progress.csv's train_return: mean of the last 5 training episodes, as the trainer
 WORKER_JOIN_S = 2.0
 CHECKPOINT = Path("checkpoints") / "latest.pt"
+DIRECTORY = Rule(bool, "a directory path")
 
-
-_INT, _DOUBLE = ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_DOUBLE
-_STRING = ParameterType.PARAMETER_STRING
 PARAMETERS = {
-    "robot": described(_STRING, f"robot whose transitions arrive (fixes obs/act dims); one of {tuple(TASK_DIMS)}"),
-    "epochs": described(_INT, "training epochs: after the epochs-th evaluation the node saves and exits 0; >= 1"),
-    "steps_per_epoch": described(_INT, "env steps per epoch (D_ENV holds at most epochs * steps_per_epoch); >= 1"),
-    "seed": described(_INT, "seed of the initial weights, the SAC noise and minibatch sampling; >= 0"),
-    "run_dir": described(_STRING, "directory for progress.csv and checkpoints/latest.pt"),
-    "start_steps": described(_INT, "env transitions before the first SAC update (the agent acts randomly "
-                                   "until then); >= 0"),
-    "updates_per_step": described(_DOUBLE, "SAC updates per received env transition (fractions accumulate); > 0"),
-    "batch_size": described(_INT, "SAC minibatch size; >= 1"),
-    "hidden_size": described(_INT, "hidden layer width of actor and critics; >= 1"),
-    "num_layers": described(_INT, "hidden layers of actor and critics; >= 1"),
-    "gamma": described(_DOUBLE, "discount factor; in (0, 1]"),
-    "tau": described(_DOUBLE, "Polyak rate of the target critics; in (0, 1]"),
-    "lr": described(_DOUBLE, "learning rate of actor, critics and temperature; > 0"),
-    "replay_size": described(_INT, "capacity of D_ENV (at most epochs * steps_per_epoch is used); >= 1"),
-    "mpc_capacity": described(_INT, "capacity of D_MPC; the oldest planner transitions go beyond it; >= 1"),
-    "real_ratio": described(_DOUBLE, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC; "
-                                     "in [0, 1]"),
-    "policy_period_updates": described(_INT, "SAC updates between two policy snapshots; >= 1"),
-    "status_period_s": described(_DOUBLE, "seconds between two /mdemorl/status and /diagnostics messages; > 0"),
-    "torch_threads": described(_INT, "torch intra-op threads of the SAC updates; >= 1"),
+    "robot": Param(str, "robot whose transitions arrive (fixes obs/act dims)", one_of(*TASK_DIMS)),
+    "epochs": Param(int, "training epochs: after the epochs-th evaluation the node saves and exits 0", AT_LEAST_1),
+    "steps_per_epoch": Param(int, "env steps per epoch (D_ENV holds at most epochs * steps_per_epoch)", AT_LEAST_1),
+    "seed": Param(int, "seed of the initial weights, the SAC noise and minibatch sampling", NON_NEGATIVE),
+    "run_dir": Param(str, "directory for progress.csv and checkpoints/latest.pt", DIRECTORY),
+    "start_steps": Param(int, "env transitions before the first SAC update (the agent acts randomly until then)",
+                         NON_NEGATIVE),
+    "updates_per_step": Param(float, "SAC updates per received env transition (fractions accumulate)", POSITIVE),
+    "batch_size": Param(int, "SAC minibatch size", AT_LEAST_1),
+    "hidden_size": Param(int, "hidden layer width of actor and critics", AT_LEAST_1),
+    "num_layers": Param(int, "hidden layers of actor and critics", AT_LEAST_1),
+    "gamma": Param(float, "discount factor", UNIT_OPEN_LOW),
+    "tau": Param(float, "Polyak rate of the target critics", UNIT_OPEN_LOW),
+    "lr": Param(float, "learning rate of actor, critics and temperature", POSITIVE),
+    "replay_size": Param(int, "capacity of D_ENV (at most epochs * steps_per_epoch is used)", AT_LEAST_1),
+    "mpc_capacity": Param(int, "capacity of D_MPC; the oldest planner transitions go beyond it", AT_LEAST_1),
+    "real_ratio": Param(float, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC", UNIT_CLOSED),
+    "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
+    "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
+    "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
 }
-
-
-def _checked(p: dict) -> dict:
-    return check_parameters(p, {
-        "robot": (p["robot"] in TASK_DIMS, f"one of {tuple(TASK_DIMS)}"),
-        **{name: (p[name] >= 1, ">= 1") for name in (
-            "epochs", "steps_per_epoch", "batch_size", "hidden_size", "num_layers", "replay_size", "mpc_capacity",
-            "policy_period_updates", "torch_threads")},
-        **{name: (p[name] >= 0, ">= 0") for name in ("seed", "start_steps")},
-        **{name: (p[name] > 0.0, "> 0") for name in ("updates_per_step", "lr", "status_period_s")},
-        **{name: (0.0 < p[name] <= 1.0, "in (0, 1]") for name in ("gamma", "tau")},
-        "real_ratio": (0.0 <= p["real_ratio"] <= 1.0, "in [0, 1]"),
-        "run_dir": (bool(p["run_dir"]), "a directory path"),
-    }, CONFIG_FILE)
 
 
 class LearnerNode(Node):
@@ -96,7 +79,7 @@ class LearnerNode(Node):
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        p = _checked(declare_parameters_from_config(self, CONFIG_FILE, NODE_NAME, PARAMETERS))
+        p = declare_parameters(self, NODE_NAME, PARAMETERS)
         torch.set_num_threads(p["torch_threads"])
         self.params = p
         obs_dim, act_dim = TASK_DIMS[p["robot"]]
@@ -137,6 +120,11 @@ class LearnerNode(Node):
         self._publish_policy()
         self._worker = Worker(self._train, self)
         self.get_logger().info(f"learning from {ENV_TOPIC} and {MPC_TOPIC}; run directory {self.run_dir}")
+
+    @property
+    def pending_evaluations(self) -> int:
+        """Evaluation returns received whose epoch still waits for its transitions."""
+        return len(self._pending_evals)
 
     def request_stop(self) -> None:
         """SIGINT/SIGTERM: stop at once (exit 0); the last epoch's checkpoint stays on disk."""
@@ -274,7 +262,7 @@ class LearnerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run mdemorl_learner learner_node``."""
-    return run_until_done(LearnerNode, NODE_NAME, args)
+    return run_node(LearnerNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

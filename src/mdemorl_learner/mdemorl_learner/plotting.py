@@ -48,7 +48,7 @@ def plot_learning_curve(progress_csv: Path, out_png: Path, title: str) -> None:
 def plot_foot_path(foot: Sequence[np.ndarray], desired: Sequence[np.ndarray], dt: float, out_png: Path,
                    title: str) -> None:
     """The foot's path in the leg's plane (x forward, z up, metres) against the desired half-ellipse."""
-    if not foot:
+    if len(foot) == 0:  # a list of points or a [T, 2] array (foot_path.npz)
         return
     p, pd = np.asarray(foot), np.asarray(desired)
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.5))

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from mdemorl_learner.agent_core import AgentCore, joint_state_arrays
+from mdemorl_learner.agent_core import (AgentCore, EpisodeEnd, Step, joint_state_arrays, pacing_can_progress,
+                                        save_foot_path)
+from mdemorl_learner.learner_core import LearnerCore
+from mdemorl_learner.sac import SACConfig
 from mdemorl_planner.networks import SquashedGaussianActor
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
 
@@ -64,3 +67,148 @@ def test_joint_states_are_reordered_and_malformed_ones_rejected():
     ]:
         with pytest.raises(ValueError, match=match):
             joint_state_arrays(names, position, velocity)
+
+
+def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer_one():
+    # start_steps 2, bound 3: the transition that makes env_steps 6 has lag (6 - 2) - 0 = 4 > 3
+    core = AgentCore(LegTask(episode_steps=100), steps_per_epoch=100, epochs=1, start_steps=2,
+                     transitions_per_batch=50, seed=0, max_policy_lag=3)
+    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    core.start_episode()
+    steps = [core.step(Q, QDOT, i * 0.002, actor, 0) for i in range(7)]
+    assert [s.action is not None for s in steps] == [True] * 6 + [False]
+    assert steps[-1].held and steps[-1].episode_end is None and core.holding
+    assert core.env_steps == 6 and core.policy_lag(0) == 4
+    # the transition that ended in the held state is recorded and can be flushed to the learner
+    assert sum(len(b.data["reward"]) for b in core.take_batches(flush=True)) == 6
+    # no command went out: another joint state is not a step, and v1 still lags by 3 + 1
+    assert core.step(Q, QDOT, 0.014, actor, 0).held and core.env_steps == 6
+    assert core.resume(actor, 0) is None and core.resume(actor, 0) is None and core.holding
+    assert core.must_wait(0) and not core.must_wait(1)
+    action = core.resume(actor, 1)
+    assert action is not None and action.shape == (ACT_DIM,) and not core.holding
+    assert core.resume(actor, 1) is None  # nothing held any more
+    # the resumed action's transition carries the version it was taken with; lag (7-2)-1 = 4 > 3 holds again
+    step = core.step(Q, QDOT, 0.014, actor, 1)
+    assert step.held and core.env_steps == 7
+    assert [(len(b.data["reward"]), b.policy_version) for b in core.take_batches(flush=True)] == [(1, 1)]
+    assert core.resume(actor, 2) is not None
+
+
+def test_no_pacing_before_start_steps_or_with_max_policy_lag_0():
+    for lag, start_steps in ((0, 0), (3, 40)):
+        core = AgentCore(LegTask(episode_steps=100), steps_per_epoch=100, epochs=1, start_steps=start_steps,
+                         transitions_per_batch=50, seed=0, max_policy_lag=lag)
+        core.start_episode()
+        steps = [core.step(Q, QDOT, i * 0.002, None, 0) for i in range(44)]
+        assert all(s.action is not None for s in steps[:-1]) and core.env_steps == 43
+        # lag (43 - 40) - 0 = 3 is within 3; the next transition would exceed it
+        assert core.policy_lag(0) == 43 - start_steps
+    assert core.step(Q, QDOT, 0.088, None, 0).held and core.env_steps == 44
+    with pytest.raises(ValueError, match="max_policy_lag=-1 must be >= 0"):
+        AgentCore(LegTask(), 10, 1, 0, 10, 0, max_policy_lag=-1)
+
+
+def test_evaluation_starts_only_with_a_policy_within_the_bound():
+    core = AgentCore(LegTask(episode_steps=4), steps_per_epoch=5, epochs=1, start_steps=0,
+                     transitions_per_batch=50, seed=0, max_policy_lag=2)
+    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    n, end = run_episode(core, actor, version=5)  # a fresh policy: no hold
+    assert (n, end.evaluation) == (4, False)
+    n, end = run_episode(core, actor, version=5)
+    assert (n, end.evaluation, core.env_steps, core.evaluating) == (1, False, 5, True)
+    core.start_episode()  # the evaluation: its first state is held while v2 lags (5 - 0) - 2 = 3 > 2
+    assert core.step(Q, QDOT, 0.0, actor, 2).held
+    assert core.resume(actor, 2) is None
+    first = core.resume(actor, 3)
+    with torch.no_grad():
+        mean = actor.mean_action(torch.from_numpy(core.task.sample(Q, QDOT, 0.0).obs)).numpy()
+    np.testing.assert_allclose(first, mean, rtol=1e-6)  # deterministic: the policy's mean
+    actions = 1
+    while (step := core.step(Q, QDOT, actions * 0.002, actor, 3)).episode_end is None:
+        assert not step.held
+        actions += 1
+    assert step.episode_end.evaluation and core.finished and actions == 4
+    assert step.episode_end.foot.shape == (4, 2) and step.episode_end.dt == pytest.approx(0.002)
+
+
+def test_pacing_rule_needs_a_bound_of_at_least_one_snapshot_period():
+    assert pacing_can_progress(0, 250) and pacing_can_progress(250, 250) and pacing_can_progress(1000, 250)
+    assert not pacing_can_progress(249, 250) and not pacing_can_progress(1, 250)
+    assert not pacing_can_progress(-1, 250)
+
+
+def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_size: int, epochs: int = 2,
+                    steps_per_epoch: int = 150) -> tuple[AgentCore, LearnerCore, list[int], int]:
+    """AgentCore and LearnerCore wired as in the graph, with a learner that only works while the agent waits.
+
+    The learner's worst case: it never updates while the agent is acting. Returns the agent, the
+    learner, the lag of every command sent after ``start_steps`` and the number of holds. Fails if
+    a hold is not released by the learner's snapshots (a deadlock).
+    """
+    agent = AgentCore(LegTask(episode_steps=60), steps_per_epoch, epochs, start_steps, transitions_per_batch=25,
+                      seed=0, max_policy_lag=max_policy_lag)
+    learner = LearnerCore(OBS_DIM, ACT_DIM, SACConfig(hidden_size=8, num_layers=1, batch_size=batch_size), 0,
+                          10_000, 100, start_steps, 1.0, 1.0)
+    actor, version = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1), 0
+    lags, holds, t = [], 0, 0
+    while not agent.finished:
+        agent.start_episode()
+        while True:
+            step = agent.step(Q + 0.01 * t, QDOT, 0.002 * t, actor, version)
+            t += 1
+            if step.held:
+                holds += 1
+                for batch in agent.take_batches(flush=True):  # what the node does on a hold
+                    learner.add_env(batch.data)
+                while learner.update():  # the learner catches up, publishing every `period` updates
+                    if learner.updates % period == 0:
+                        version = learner.updates
+                action = agent.resume(actor, version)
+                assert action is not None, (f"deadlock at {agent.env_steps} env steps: policy v{version}, "
+                                            f"{learner.updates} updates, lag {agent.policy_lag(version)}")
+                step = Step(action)
+            for batch in agent.take_batches(flush=step.episode_end is not None):
+                learner.add_env(batch.data)
+            if step.episode_end is not None:
+                break
+            if agent.env_steps >= start_steps:
+                lags.append(agent.policy_lag(version))
+    while learner.update():  # the last transitions' updates
+        pass
+    return agent, learner, lags, holds
+
+
+@pytest.fixture
+def one_torch_thread():
+    """As the nodes run (torch_threads 1): on 2 busy cores more threads make tiny updates ~50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_paced_agent_and_learner_never_deadlock_and_updates_track_env_steps(one_torch_thread):
+    start_steps, period = 40, 20
+    for max_policy_lag in (period, 2 * period + 7):
+        agent, learner, lags, holds = run_paced_graph(max_policy_lag, period, start_steps, batch_size=32)
+        assert agent.env_steps == learner.env_steps == 300
+        assert holds >= (300 - start_steps) // (max_policy_lag + 1) - 1 and holds > 0
+        assert max(lags) == max_policy_lag  # the agent runs up to the bound, never past it
+        # updates per transition from start_steps on, as Trainer.env_step: 300 - 40 + 1
+        assert learner.updates == 300 - start_steps + 1
+
+
+def test_foot_path_is_saved_atomically_and_replaced_by_the_next_evaluation(tmp_path):
+    path = tmp_path / "run" / "foot_path.npz"
+    foot = np.array([[0.1, -0.2], [0.11, -0.21], [0.12, -0.22]])
+    save_foot_path(path, EpisodeEnd(True, 1.5, 1, foot, foot + 0.01, 0.002))
+    with np.load(path) as data:
+        assert sorted(data.files) == ["dt", "foot", "foot_desired"]
+        np.testing.assert_array_equal(data["foot"], foot)
+        np.testing.assert_array_equal(data["foot_desired"], foot + 0.01)
+        assert data["dt"] == 0.002
+    save_foot_path(path, EpisodeEnd(True, 2.0, 2, foot[:2], foot[:2], 0.004))
+    with np.load(path) as data:
+        assert data["foot"].shape == data["foot_desired"].shape == (2, 2) and data["dt"] == 0.004
+    assert sorted(p.name for p in path.parent.iterdir()) == ["foot_path.npz"]  # no .tmp left behind

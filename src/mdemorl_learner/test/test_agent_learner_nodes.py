@@ -15,7 +15,6 @@ from ament_index_python.packages import get_package_prefix
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import batch_to_msg, msg_to_batch, snapshot_to_msg, state_dict_to_bytes
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
-from mdemorl_planner.node_support import ENV_TOPIC, MPC_TOPIC, POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS
 from mdemorl_planner.snapshots import policy_payload
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -24,7 +23,11 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
+from stochlite_bringup.graph_topics import (ENV_TOPIC, EVAL_RETURN_TOPIC, MARKER_QOS, MPC_TOPIC, POLICY_TOPIC,
+                                            RETURNS_QOS, SAVE_CHECKPOINT_SERVICE, SNAPSHOT_QOS, STATUS_TOPIC,
+                                            TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
 from stochlite_bringup.node_parameters import config_defaults
+from stochlite_bringup.node_table import resolve_arguments, training_nodes
 from stochlite_bringup.package_files import package_file
 from stochlite_bringup.sim_bridge_node import SimBridgeNode
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
@@ -32,8 +35,6 @@ from visualization_msgs.msg import Marker
 
 from mdemorl_learner import agent_node, learner_node
 from mdemorl_learner.agent_node import AgentNode
-from mdemorl_learner.graph_io import (EVAL_RETURN_TOPIC, MARKER_QOS, RETURNS_QOS, SAVE_CHECKPOINT_SERVICE,
-                                      STATUS_TOPIC, TRAIN_RETURN_TOPIC)
 from mdemorl_learner.learner_node import LearnerNode
 from mdemorl_learner.sac import SAC, SACConfig
 
@@ -131,12 +132,12 @@ def expected_samples(states: list[JointState]) -> dict[bytes, tuple[np.ndarray, 
     return table
 
 
-def test_agent_drives_the_sim_bridge_publishes_the_task_and_swaps_policies_safely(graph):
+def test_agent_drives_the_sim_bridge_publishes_the_task_and_swaps_policies_safely(graph, tmp_path):
     steps_per_epoch, episode_steps, epochs = 150, 100, 2
     bridge, probe = graph(lambda c: SimBridgeNode(context=c), Probe)
     (agent,) = graph(lambda c: AgentNode(context=c, parameter_overrides=overrides(
         epochs=epochs, steps_per_epoch=steps_per_epoch, episode_steps=episode_steps, start_steps=50,
-        transitions_per_batch=25, seed=1)))
+        transitions_per_batch=25, seed=1, max_policy_lag=0, run_dir=str(tmp_path))))
 
     assert wait_for(lambda: probe.batches), "no TransitionBatch from the agent"
     corrupt = policy_snapshot(3, SquashedGaussianActor(OBS_DIM, ACT_DIM, 16, 1))
@@ -153,7 +154,7 @@ def test_agent_drives_the_sim_bridge_publishes_the_task_and_swaps_policies_safel
     assert wait_for(lambda: agent.policy_version == 7)
 
     assert wait_for(lambda: agent.exit_code is not None), "the agent did not finish its epochs"
-    assert agent.exit_code == 0 and not bridge._armed
+    assert agent.exit_code == 0 and not bridge.armed
     assert wait_for(lambda: len(probe.evals) == epochs and len(probe.markers) == 2)
 
     batches = [msg_to_batch(m) for m in probe.batches]
@@ -206,7 +207,7 @@ def test_learner_trains_on_batches_publishes_policies_status_progress_and_checkp
     assert wait_for(lambda: probe.policies and probe.statuses)
     assert probe.policies[0].version == 0 and probe.statuses[-1].sac_updates == 0
     probe.eval_pub.publish(Float64(data=12.5))  # may overtake the epoch's transitions: waits for them
-    assert wait_for(lambda: learner._pending_evals) and learner.epoch == 0
+    assert wait_for(lambda: learner.pending_evaluations) and learner.epoch == 0
 
     bad = batch_to_msg(random_batch(5, 0), "env", 0)
     bad.reward[2] = float("nan")
@@ -292,3 +293,120 @@ def test_invalid_parameter_exits_nonzero_naming_it(tmp_path):
 
 def test_learner_parameters_match_the_yaml():
     assert set(config_defaults("learner.yaml", "learner")) == set(learner_node.PARAMETERS)
+
+
+def test_agent_paces_itself_to_the_policy_snapshots_and_saves_the_foot_path(graph, tmp_path):
+    """max_policy_lag 250, start_steps 20: the lockstep sim stops where (env_steps - 20) - version > 250."""
+    (bridge,) = graph(lambda c: SimBridgeNode(context=c))
+    (agent,) = graph(lambda c: AgentNode(context=c, parameter_overrides=overrides(
+        epochs=1, steps_per_epoch=400, episode_steps=200, start_steps=20, transitions_per_batch=25, seed=2,
+        max_policy_lag=250, policy_period_updates=250, run_dir=str(tmp_path))))
+    # no learner yet (a node that publishes policies and takes transitions): the agent does not start
+    assert wait_for(lambda: agent._enable.service_is_ready() and agent._reset.service_is_ready())
+    time.sleep(1.0)
+    assert agent._phase is agent_node.Phase.WAITING and not bridge.armed and agent.core.env_steps == 0
+    (probe,) = graph(Probe)  # it plays the learner
+
+    def held_still(env_steps: int) -> None:
+        """The agent holds at exactly ``env_steps``; no command goes out, so the sim clock stands still."""
+        assert wait_for(lambda: agent.core.holding), f"no hold; {agent.core.env_steps} env steps"
+        assert agent.core.env_steps == env_steps
+        time.sleep(0.3)  # the held state itself may still be on its way to the probe
+        states, stamp = len(probe.states), probe.states[-1].header.stamp
+        time.sleep(1.0)
+        assert agent.core.holding and agent.core.env_steps == env_steps
+        assert len(probe.states) == states and probe.states[-1].header.stamp == stamp
+        # everything so far reached the learner's topic, so its update credit covers these steps
+        assert wait_for(lambda: sum(len(m.reward) for m in probe.batches) == env_steps)
+
+    held_still(20 + 250 + 1)  # no snapshot beyond v0 (none at all here): random actions up to the bound
+    assert not probe.evals
+    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 16, 1)
+    probe.policy_pub.publish(policy_snapshot(10, actor))
+    assert wait_for(lambda: agent.policy_version == 10)
+    held_still(20 + 10 + 250 + 1)  # resumed with v10 and ran to its bound
+    assert probe.batches[-1].policy_version == 10
+
+    # v129 lets training reach the epoch's end (400 steps); the evaluation then waits for a policy
+    # within the bound: (400 - 20) - 129 = 251 > 250
+    probe.policy_pub.publish(policy_snapshot(129, actor))
+    assert wait_for(lambda: agent.core.holding and agent.core.evaluating), agent.core.env_steps
+    held_still(400)
+    assert not probe.evals
+    probe.policy_pub.publish(policy_snapshot(130, actor))
+    assert wait_for(lambda: agent.exit_code is not None), "the evaluation did not run"
+    assert agent.exit_code == 0 and agent.core.env_steps == 400
+    assert wait_for(lambda: len(probe.evals) == 1 and len(probe.markers) == 2)
+
+    with np.load(tmp_path / "foot_path.npz") as data:
+        assert data["foot"].shape == data["foot_desired"].shape == (200, 2)
+        assert float(data["dt"]) == pytest.approx(0.002)  # one 2 ms physics step per command
+        foot, desired = data["foot"], data["foot_desired"]
+    np.testing.assert_array_equal([[p.x, p.z] for p in probe.markers["/leg/foot_path"].points], foot)
+    task = LegTask()  # the desired path is the task's, 2 ms apart from the first step on
+    np.testing.assert_allclose(desired, [task.sample([0.0, 0.0], [0.0, 0.0], (i + 1) * 0.002).desired_foot_position
+                                         for i in range(200)], atol=1e-12)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_agent_pacing_bound_must_cover_a_snapshot_period():
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    try:
+        with pytest.raises(ValueError, match=r"parameter 'max_policy_lag' is 200 but must be 0 \(no pacing\) or "
+                                             r">= policy_period_updates \(250\)"):
+            AgentNode(context=context, parameter_overrides=overrides(max_policy_lag=200))
+        AgentNode(context=context, parameter_overrides=overrides(max_policy_lag=0)).destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_agent_and_learner_configs_agree_on_what_pacing_relies_on():
+    """The agent's copies of the learner's values, and the learner's credit rule pacing needs."""
+    agent, learner = config_defaults("agent.yaml", "agent"), config_defaults("learner.yaml", "learner")
+    assert agent["policy_period_updates"] == learner["policy_period_updates"]
+    assert agent["start_steps"] == learner["start_steps"]
+    assert agent["max_policy_lag"] >= learner["policy_period_updates"]
+    # about one update per env step from start_steps on: the learner's version reaches env_steps - start_steps
+    assert learner["updates_per_step"] >= 1.0 and learner["batch_size"] <= learner["start_steps"]
+
+
+def test_paced_agent_and_real_learner_finish_every_epoch_with_actions_never_past_the_bound(graph, tmp_path):
+    """sim bridge + agent + learner: holds are released by the learner's own snapshots until the run ends."""
+    start_steps, period, lag, epochs, steps_per_epoch = 40, 20, 25, 2, 150
+    bridge, probe = graph(lambda c: SimBridgeNode(context=c), Probe)
+    (learner,) = graph(lambda c: LearnerNode(context=c, parameter_overrides=overrides(
+        epochs=epochs, steps_per_epoch=steps_per_epoch, start_steps=start_steps, batch_size=32, hidden_size=16,
+        num_layers=1, policy_period_updates=period, run_dir=str(tmp_path))))
+    (agent,) = graph(lambda c: AgentNode(context=c, parameter_overrides=overrides(
+        epochs=epochs, steps_per_epoch=steps_per_epoch, episode_steps=100, start_steps=start_steps,
+        transitions_per_batch=25, seed=3, max_policy_lag=lag, policy_period_updates=period,
+        run_dir=str(tmp_path))))
+    assert wait_for(lambda: agent.exit_code is not None and learner.exit_code is not None, 3 * TIMEOUT_S), (
+        f"stalled: {agent.core.env_steps} env steps, holding {agent.core.holding}, policy v{agent.policy_version}, "
+        f"{learner.core.updates} updates")
+    assert agent.exit_code == 0 and learner.exit_code == 0
+    total = epochs * steps_per_epoch
+    assert agent.core.env_steps == learner.core.env_steps == total
+    assert wait_for(lambda: learner.core.updates == total - start_steps + 1)  # Trainer.env_step's count
+    # the first hold is certain: at 66 env steps the lag is 26 and the learner has seen only 50 transitions
+    # (one batch), 11 updates, so no snapshot beyond v0; every hold follows an action at exactly the bound
+    assert agent._holds >= 1
+    # the transition with index i was chosen at i env steps, by the policy its batch names
+    index, lags = 0, []
+    for msg in probe.batches:
+        for _ in range(len(msg.reward)):
+            if index >= start_steps:
+                lags.append(index - start_steps - msg.policy_version)
+            index += 1
+    assert index == total and max(lags) == lag
+    with np.load(tmp_path / "foot_path.npz") as data:
+        assert data["foot"].shape == (100, 2)
+
+
+def test_hardware_runs_never_pace():
+    """sim:=none drives the real leg, which cannot wait for the learner: the launcher turns pacing off."""
+    hardware = {n.name: n for n in training_nodes(resolve_arguments({"sim": "none", "port": "/dev/ttyACM0"}))}
+    assert hardware["agent"].parameters["max_policy_lag"] == 0
+    simulated = {n.name: n for n in training_nodes(resolve_arguments({}))}
+    assert "max_policy_lag" not in simulated["agent"].parameters  # agent.yaml's bound

@@ -14,34 +14,38 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from rclpy.node import Node
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, SNAPSHOT_QOS,
+                                            TRANSITIONS_QOS)
+from stochlite_bringup.node_main import run_node
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_HIGH, Param,
+                                               declare_parameters, parameter_error)
+from stochlite_bringup.node_worker import Worker
 
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
-from .node_support import (AT_LEAST_1, DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, LOG_THROTTLE_S,
-                           NON_NEGATIVE, POSITIVE, SNAPSHOT_QOS, TRANSITIONS_QOS, UNIT_OPEN_HIGH, Param, Worker,
-                           declare_parameters, diagnostics_message, parameter_error, run)
+from .node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from .replay_buffer import ReplayBuffer
 from .snapshots import dynamics_payload
 
 NODE_NAME = "model_trainer"
 WORKER_JOIN_S = 1.0
 
-PARAMS = (
-    Param("train_every_steps", int, "new env transitions between two fits of the ensemble", AT_LEAST_1),
-    Param("min_steps", int, "env transitions D_ENV must hold before the first fit", AT_LEAST_1),
-    Param("num_members", int, "probabilistic networks in the ensemble (K)", AT_LEAST_1),
-    Param("num_elites", int, "members used for prediction, chosen by validation loss (<= num_members)", AT_LEAST_1),
-    Param("hidden_size", int, "hidden layer width of each member", AT_LEAST_1),
-    Param("num_layers", int, "hidden layers of each member", AT_LEAST_1),
-    Param("learning_rate", float, "Adam learning rate of the ensemble", POSITIVE),
-    Param("max_epochs", int, "cap on training epochs per fit (early stopping usually ends sooner)", AT_LEAST_1),
-    Param("holdout_fraction", float, "fraction of D_ENV held out for early stopping and elite selection",
-          UNIT_OPEN_HIGH),
-    Param("replay_size", int, "capacity of D_ENV; the oldest transitions are dropped beyond it", AT_LEAST_1),
-    Param("seed", int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
-    Param("torch_threads", int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
-    Param("diagnostics_period", float, "seconds between two /diagnostics messages", POSITIVE),
-)
+PARAMETERS = {
+    "train_every_steps": Param(int, "new env transitions between two fits of the ensemble", AT_LEAST_1),
+    "min_steps": Param(int, "env transitions D_ENV must hold before the first fit", AT_LEAST_1),
+    "num_members": Param(int, "probabilistic networks in the ensemble (K)", AT_LEAST_1),
+    "num_elites": Param(int, "members used for prediction, chosen by validation loss (<= num_members)", AT_LEAST_1),
+    "hidden_size": Param(int, "hidden layer width of each member", AT_LEAST_1),
+    "num_layers": Param(int, "hidden layers of each member", AT_LEAST_1),
+    "learning_rate": Param(float, "Adam learning rate of the ensemble", POSITIVE),
+    "max_epochs": Param(int, "cap on training epochs per fit (early stopping usually ends sooner)", AT_LEAST_1),
+    "holdout_fraction": Param(float, "fraction of D_ENV held out for early stopping and elite selection",
+                              UNIT_OPEN_HIGH),
+    "replay_size": Param(int, "capacity of D_ENV; the oldest transitions are dropped beyond it", AT_LEAST_1),
+    "seed": Param(int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
+    "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
+    "diagnostics_period": Param(float, "seconds between two /diagnostics messages", POSITIVE),
+}
 
 
 class ModelTrainerNode(Node):
@@ -49,12 +53,12 @@ class ModelTrainerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.params = p = declare_parameters(self, NODE_NAME, PARAMS)
-        if p.num_elites > p.num_members:
+        self.params = p = declare_parameters(self, NODE_NAME, PARAMETERS)
+        if p["num_elites"] > p["num_members"]:
             raise parameter_error(self.get_name(), "num_elites",
-                                  f"is {p.num_elites} but must not exceed num_members ({p.num_members})")
-        if p.torch_threads:
-            torch.set_num_threads(p.torch_threads)
+                                  f"is {p['num_elites']} but must not exceed num_members ({p['num_members']})")
+        if p["torch_threads"]:
+            torch.set_num_threads(p["torch_threads"])
         self._lock = threading.Lock()  # guards D_ENV and the counters the worker reads
         self._d_env: ReplayBuffer | None = None  # created by the first batch, which fixes the dimensions
         self._model: ProbabilisticEnsemble | None = None
@@ -67,10 +71,10 @@ class ModelTrainerNode(Node):
         self._dynamics_pub = self.create_publisher(Snapshot, DYNAMICS_TOPIC, SNAPSHOT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
-        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self._worker = Worker(self._fit_if_due, self)
-        self.get_logger().info(f"fitting the ensemble every {p.train_every_steps} env transitions "
-                               f"(first at {max(p.min_steps, p.train_every_steps)})")
+        self.get_logger().info(f"fitting the ensemble every {p['train_every_steps']} env transitions "
+                               f"(first at {max(p['min_steps'], p['train_every_steps'])})")
 
     def _on_env(self, msg: TransitionBatch) -> None:
         try:
@@ -80,7 +84,7 @@ class ModelTrainerNode(Node):
             with self._lock:
                 obs_dim, act_dim = batch["obs"].shape[1], batch["act"].shape[1]
                 first = self._d_env is None
-                d_env = ReplayBuffer(obs_dim, act_dim, self.params.replay_size) if first else self._d_env
+                d_env = ReplayBuffer(obs_dim, act_dim, self.params["replay_size"]) if first else self._d_env
                 d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"],
                                 batch["terminated"])
                 if first:
@@ -95,23 +99,24 @@ class ModelTrainerNode(Node):
 
     def _new_model(self, obs_dim: int, act_dim: int) -> ProbabilisticEnsemble:
         p = self.params
-        return ProbabilisticEnsemble(obs_dim, act_dim, num_members=p.num_members, num_elites=p.num_elites,
-                                     hidden_size=p.hidden_size, num_layers=p.num_layers,
-                                     learning_rate=p.learning_rate, seed=p.seed)
+        return ProbabilisticEnsemble(obs_dim, act_dim, num_members=p["num_members"], num_elites=p["num_elites"],
+                                     hidden_size=p["hidden_size"], num_layers=p["num_layers"],
+                                     learning_rate=p["learning_rate"], seed=p["seed"])
 
     def _fit_if_due(self) -> None:
         """Worker thread: fit on a copy of D_ENV when a new block of ``train_every_steps`` is complete."""
         p = self.params
         with self._lock:
-            block = self.received // p.train_every_steps
-            if self._d_env is None or block <= self._fitted_block or len(self._d_env) < p.min_steps:
+            block = self.received // p["train_every_steps"]
+            if self._d_env is None or block <= self._fitted_block or len(self._d_env) < p["min_steps"]:
                 return
             self._fitted_block = block
             data = self._d_env.all()
         start = time.monotonic()
         stats = self._model.fit(data["obs"], data["act"], data["reward"], data["next_obs"],
-                                holdout_fraction=p.holdout_fraction, max_epochs=p.max_epochs)
-        payload = state_dict_to_bytes(dynamics_payload(self._model, p.hidden_size, p.num_layers, stats["val_loss"]))
+                                holdout_fraction=p["holdout_fraction"], max_epochs=p["max_epochs"])
+        payload = state_dict_to_bytes(dynamics_payload(self._model, p["hidden_size"], p["num_layers"],
+                                                       stats["val_loss"]))
         if self._worker.stopping:
             return
         self.last_fit_seconds = time.monotonic() - start
@@ -131,12 +136,13 @@ class ModelTrainerNode(Node):
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 
     def destroy_node(self) -> None:
-        self._worker.stop(WORKER_JOIN_S)
+        if hasattr(self, "_worker"):  # absent when the constructor refused its parameters
+            self._worker.stop(WORKER_JOIN_S)
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    return run(ModelTrainerNode, NODE_NAME, args)
+    return run_node(ModelTrainerNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,18 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from rclpy.node import Node
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,
+                                            POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS)
+from stochlite_bringup.node_main import run_node
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
+                                               declare_parameters, one_of, parameter_error)
+from stochlite_bringup.node_worker import Worker
 from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
 
 from .dmd_mpc import DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
-from .node_support import (AT_LEAST_1, DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, LOG_THROTTLE_S,
-                           MPC_TOPIC, NON_NEGATIVE, POLICY_TOPIC, POSITIVE, SNAPSHOT_QOS, TRANSITIONS_QOS,
-                           UNIT_CLOSED, UNIT_OPEN_LOW, Param, Worker, declare_parameters, diagnostics_message,
-                           one_of, parameter_error, run)
+from .node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
@@ -34,33 +37,33 @@ NODE_NAME = "planner"
 WORKER_JOIN_S = 1.0
 SEED_RANGE = 2**31
 
-PARAMS = (
-    Param("algo", str, "inner loop: mdemorl (DMD-MPC with CEM elites) or mopac (MPPI, alpha = 1)",
-          one_of("mdemorl", "mopac")),
-    Param("robot", str, "task whose termination function ends imagined trajectories (leg: none)",
-          one_of(*TASK_NAMES)),
-    Param("steps_per_epoch", int, "real env steps per epoch; env step k belongs to epoch "
-          "(k - 1) // steps_per_epoch + 1, which drives the schedules", AT_LEAST_1),
-    Param("horizon_start", int, "planning horizon H at schedule_start_epoch (paper: 5)", AT_LEAST_1),
-    Param("horizon_end", int, "planning horizon H from schedule_end_epoch on (paper: 15)", AT_LEAST_1),
-    Param("schedule_start_epoch", int, "epoch where the horizon and batch schedules start growing", NON_NEGATIVE),
-    Param("schedule_end_epoch", int, "epoch where the horizon and batch reach their final values "
-          "(>= schedule_start_epoch)", NON_NEGATIVE),
-    Param("rollout_batch_start", int, "start states per imagination round at schedule_start_epoch", AT_LEAST_1),
-    Param("rollout_batch_max", int, "start states per round from schedule_end_epoch on (paper: up to 10,000)",
-          AT_LEAST_1),
-    Param("num_samples", int, "sampled control sequences per start state M (paper: 100)", AT_LEAST_1),
-    Param("elite_fraction", float, "CEM elite fraction p (eq. 13; paper: 10 %)", UNIT_OPEN_LOW),
-    Param("mirror_alpha", float, "mirror-descent step size alpha of eq. 9 (mdemorl)", UNIT_CLOSED),
-    Param("sigma", float, "std of the control distribution around the policy mean (eq. 11)", POSITIVE),
-    Param("gamma", float, "discount of the H-step cost (eq. 3)", UNIT_OPEN_LOW),
-    Param("mppi_temperature", float, "MPPI temperature lambda (mopac)", POSITIVE),
-    Param("publish_chunk", int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
-    Param("replay_size", int, "capacity of the planner's D_ENV (start states)", AT_LEAST_1),
-    Param("seed", int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
-    Param("torch_threads", int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
-    Param("diagnostics_period", float, "seconds between two /diagnostics messages", POSITIVE),
-)
+PARAMETERS = {
+    "algo": Param(str, "inner loop: mdemorl (DMD-MPC with CEM elites) or mopac (MPPI, alpha = 1)",
+                  one_of("mdemorl", "mopac")),
+    "robot": Param(str, "task whose termination function ends imagined trajectories (leg: none)",
+                   one_of(*TASK_NAMES)),
+    "steps_per_epoch": Param(int, "real env steps per epoch; env step k belongs to epoch "
+                             "(k - 1) // steps_per_epoch + 1, which drives the schedules", AT_LEAST_1),
+    "horizon_start": Param(int, "planning horizon H at schedule_start_epoch (paper: 5)", AT_LEAST_1),
+    "horizon_end": Param(int, "planning horizon H from schedule_end_epoch on (paper: 15)", AT_LEAST_1),
+    "schedule_start_epoch": Param(int, "epoch where the horizon and batch schedules start growing", NON_NEGATIVE),
+    "schedule_end_epoch": Param(int, "epoch where the horizon and batch reach their final values "
+                                "(>= schedule_start_epoch)", NON_NEGATIVE),
+    "rollout_batch_start": Param(int, "start states per imagination round at schedule_start_epoch", AT_LEAST_1),
+    "rollout_batch_max": Param(int, "start states per round from schedule_end_epoch on (paper: up to 10,000)",
+                               AT_LEAST_1),
+    "num_samples": Param(int, "sampled control sequences per start state M (paper: 100)", AT_LEAST_1),
+    "elite_fraction": Param(float, "CEM elite fraction p (eq. 13; paper: 10 %)", UNIT_OPEN_LOW),
+    "mirror_alpha": Param(float, "mirror-descent step size alpha of eq. 9 (mdemorl)", UNIT_CLOSED),
+    "sigma": Param(float, "std of the control distribution around the policy mean (eq. 11)", POSITIVE),
+    "gamma": Param(float, "discount of the H-step cost (eq. 3)", UNIT_OPEN_LOW),
+    "mppi_temperature": Param(float, "MPPI temperature lambda (mopac)", POSITIVE),
+    "publish_chunk": Param(int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
+    "replay_size": Param(int, "capacity of the planner's D_ENV (start states)", AT_LEAST_1),
+    "seed": Param(int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
+    "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
+    "diagnostics_period": Param(float, "seconds between two /diagnostics messages", POSITIVE),
+}
 
 
 def termination_fn(robot: str):
@@ -76,17 +79,18 @@ class PlannerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.params = p = declare_parameters(self, NODE_NAME, PARAMS)
-        if p.schedule_end_epoch < p.schedule_start_epoch:
-            raise parameter_error(self.get_name(), "schedule_end_epoch", f"is {p.schedule_end_epoch} but must "
-                                  f"not precede schedule_start_epoch ({p.schedule_start_epoch})")
-        if p.torch_threads:
-            torch.set_num_threads(p.torch_threads)
-        self._horizon = LinearSchedule(p.schedule_start_epoch, p.schedule_end_epoch, p.horizon_start, p.horizon_end)
-        self._batch = LinearSchedule(p.schedule_start_epoch, p.schedule_end_epoch, p.rollout_batch_start,
-                                     p.rollout_batch_max)
-        self._termination_fn = termination_fn(p.robot)
-        self._rng = np.random.default_rng(p.seed)
+        self.params = p = declare_parameters(self, NODE_NAME, PARAMETERS)
+        if p["schedule_end_epoch"] < p["schedule_start_epoch"]:
+            raise parameter_error(self.get_name(), "schedule_end_epoch", f"is {p['schedule_end_epoch']} but must "
+                                  f"not precede schedule_start_epoch ({p['schedule_start_epoch']})")
+        if p["torch_threads"]:
+            torch.set_num_threads(p["torch_threads"])
+        self._horizon = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["horizon_start"],
+                                       p["horizon_end"])
+        self._batch = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["rollout_batch_start"],
+                                     p["rollout_batch_max"])
+        self._termination_fn = termination_fn(p["robot"])
+        self._rng = np.random.default_rng(p["seed"])
         self._lock = threading.Lock()  # guards D_ENV, the latest snapshots and the counters below
         self._dims: tuple[int, int] | None = None  # (obs_dim, act_dim), fixed by the first accepted input
         self._d_env: ReplayBuffer | None = None
@@ -106,10 +110,10 @@ class PlannerNode(Node):
         self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
         self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
         self.create_subscription(Snapshot, DYNAMICS_TOPIC, self._on_dynamics, SNAPSHOT_QOS)
-        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self._worker = Worker(self._imagine_if_due, self)
-        self.get_logger().info(f"{p.algo} imagination for {p.robot}: H {p.horizon_start}->{p.horizon_end}, "
-                               f"batch {p.rollout_batch_start}->{p.rollout_batch_max}, M={p.num_samples}")
+        self.get_logger().info(f"{p['algo']} imagination for {p['robot']}: H {p['horizon_start']}->{p['horizon_end']}, "
+                               f"batch {p['rollout_batch_start']}->{p['rollout_batch_max']}, M={p['num_samples']}")
 
     def _check_dims(self, obs_dim: int, act_dim: int, what: str) -> None:
         if self._dims is not None and (obs_dim, act_dim) != self._dims:
@@ -124,7 +128,7 @@ class PlannerNode(Node):
             dims = batch["obs"].shape[1], batch["act"].shape[1]
             with self._lock:
                 self._check_dims(*dims, "transition batch")
-                d_env = ReplayBuffer(*dims, self.params.replay_size) if self._d_env is None else self._d_env
+                d_env = ReplayBuffer(*dims, self.params["replay_size"]) if self._d_env is None else self._d_env
                 d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"],
                                 batch["terminated"])
                 self._d_env, self._dims = d_env, dims
@@ -169,10 +173,10 @@ class PlannerNode(Node):
 
     def _planner_config(self, horizon: int) -> PlannerConfig:
         p = self.params
-        mppi = p.algo == "mopac"
-        return PlannerConfig(horizon=horizon, num_samples=p.num_samples, elite_fraction=p.elite_fraction,
-                             alpha=1.0 if mppi else p.mirror_alpha, sigma=p.sigma, gamma=p.gamma,
-                             weighting="mppi" if mppi else "cem", mppi_temperature=p.mppi_temperature)
+        mppi = p["algo"] == "mopac"
+        return PlannerConfig(horizon=horizon, num_samples=p["num_samples"], elite_fraction=p["elite_fraction"],
+                             alpha=1.0 if mppi else p["mirror_alpha"], sigma=p["sigma"], gamma=p["gamma"],
+                             weighting="mppi" if mppi else "cem", mppi_temperature=p["mppi_temperature"])
 
     def _imagine_if_due(self) -> None:
         """Worker thread: one imagination round with the latest dynamics and policy, then publish D_MPC."""
@@ -182,7 +186,7 @@ class PlannerNode(Node):
                 return
             self._dynamics_pending = False
             (policy_version, policy), (dynamics_version, model) = self._policy, self._dynamics
-            epoch = (max(self.env_steps, 1) - 1) // p.steps_per_epoch + 1
+            epoch = (max(self.env_steps, 1) - 1) // p["steps_per_epoch"] + 1
             x0 = self._d_env.sample(min(int(self._batch(epoch)), len(self._d_env)), self._rng)["obs"]
             seed = int(self._rng.integers(SEED_RANGE))
         horizon = int(self._horizon(epoch))
@@ -196,10 +200,10 @@ class PlannerNode(Node):
         data = {k: v[finite] for k, v in data.items()}
         count, dropped = len(data["reward"]), int((~finite).sum())
         start = time.monotonic()
-        for first in range(0, count, p.publish_chunk):
+        for first in range(0, count, p["publish_chunk"]):
             if self._worker.stopping:
                 return
-            chunk = {k: v[first:first + p.publish_chunk] for k, v in data.items()}
+            chunk = {k: v[first:first + p["publish_chunk"]] for k, v in data.items()}
             self._mpc_pub.publish(batch_to_msg(chunk, "mpc", policy_version, stamp=self.get_clock().now().to_msg()))
         self.last_publish_seconds = time.monotonic() - start
         self.last_imagine_seconds = imagine_seconds
@@ -224,12 +228,13 @@ class PlannerNode(Node):
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 
     def destroy_node(self) -> None:
-        self._worker.stop(WORKER_JOIN_S)
+        if hasattr(self, "_worker"):  # absent when the constructor refused its parameters
+            self._worker.stop(WORKER_JOIN_S)
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    return run(PlannerNode, NODE_NAME, args)
+    return run_node(PlannerNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ from mdemorl_planner.messages import (batch_to_msg, bytes_to_state_dict, msg_to_
                                       snapshot_to_msg, state_dict_to_bytes)
 from mdemorl_planner.model_trainer_node import ModelTrainerNode  # noqa: E402
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ  # noqa: E402
-from mdemorl_planner.node_support import (DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,  # noqa: E402
-                                          POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS)
 from mdemorl_planner.planner_node import PlannerNode, termination_fn  # noqa: E402
 from mdemorl_planner.snapshots import dynamics_payload, load_dynamics, policy_payload  # noqa: E402
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,  # noqa: E402
+                                            POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS)
 
 torch.set_num_threads(1)
 OBS_DIM, ACT_DIM = 3, 2

@@ -8,6 +8,7 @@ that dies is reported by name with its last lines. The run is complete when the 
 """
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import sys
@@ -61,6 +62,24 @@ def print_help() -> None:
         print(f"  {a.name}:={a.default or '<empty>'}{choices}\n      {a.description}")
 
 
+def summary(run_dir: Path) -> str:
+    """The learner's last progress row and the files a person looks at."""
+    progress = run_dir / "progress.csv"
+    if not progress.is_file():
+        return f"no progress.csv in {run_dir}"
+    with open(progress, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return f"{progress} has no epochs yet"
+    last, first = rows[-1], rows[0]
+    files = [p.name for p in (run_dir / "learning_curve.png", run_dir / "foot_path.png",
+                              run_dir / "checkpoints" / "latest.pt") if p.is_file()]
+    return (f"{len(rows)} epochs, {last['env_steps']} env steps, {last['sac_updates']} SAC updates, "
+            f"{last['mpc_transitions']} imagined transitions in {float(last['wall_s']):.0f} s; eval return "
+            f"{float(first['eval_return']):.1f} after epoch 1 -> {float(last['eval_return']):.1f} after epoch "
+            f"{last['epoch']}. In {run_dir}: progress.csv, {', '.join(files)}")
+
+
 def train(words: list[str]) -> int:
     """Run the training graph until the learner finishes, a node dies, or we are told to stop."""
     args = resolve_arguments(parse_assignments(words))
@@ -89,6 +108,7 @@ def train(words: list[str]) -> int:
             node = group.wait_any()
             if node.exit_code == 0 and node.name == finisher:
                 print(f"mdemorl: {node.name} finished: the run is complete", flush=True)
+                print(f"mdemorl: {summary(run_dir)}", flush=True)
                 break
             if node.exit_code != 0:
                 print(f"mdemorl: node {node.name!r} died with exit code {node.exit_code}; its last lines:",

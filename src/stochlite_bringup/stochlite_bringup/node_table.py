@@ -78,17 +78,17 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     """The nodes for resolved arguments: robot side (simulator or serial driver) plus the learning nodes."""
     robot, seed = args["robot"], int(args["seed"])
     epochs, steps = int(args["epochs"]), int(args["steps_per_epoch"])
+    agent = {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "run_dir": args["run_dir"]}
     if args["sim"] == "none":
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
                               {"robot": robot, "port": args["port"]})
+        agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
     else:
         robot_side = NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml",
                               {"robot": robot, "seed": seed})
     return [
         robot_side,
-        NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml",
-                 {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
-                  "run_dir": args["run_dir"]}),
+        NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent),
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
                  {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
                   "run_dir": args["run_dir"]}, ends_run=True),

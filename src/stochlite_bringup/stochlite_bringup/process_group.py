@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import signal
 import subprocess
@@ -13,6 +14,12 @@ from pathlib import Path
 from typing import IO
 
 TAIL_LINES = 20
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the launcher dies, even by SIGKILL, so no node is orphaned."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -43,7 +50,8 @@ class ProcessGroup:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "w")
         popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=env, text=True, bufsize=1, start_new_session=True)
+                                 env=env, text=True, bufsize=1, start_new_session=True,
+                                 preexec_fn=_die_with_parent)
         node = NodeProcess(name, popen, log)
         node.reader = threading.Thread(target=self._pump, args=(node,), daemon=True)
         node.reader.start()

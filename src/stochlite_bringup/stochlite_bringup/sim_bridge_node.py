@@ -18,7 +18,6 @@ Parameters: ``config/sim_bridge.yaml``.
 
 import numpy as np
 from numpy.typing import NDArray
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
@@ -26,47 +25,30 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
+from .graph_topics import (CLOCK_TOPIC, EFFORT_COMMANDS_TOPIC, ENABLE_SERVICE, JOINT_STATES_TOPIC, RESET_SERVICE,
+                           ROBOT_QOS)
 from .node_main import run_node
-from .node_parameters import declare_parameters_from_config
+from .node_parameters import AT_LEAST_1, Param, declare_parameters, one_of, within
 from .tasks.foot_path import desired_foot_position
 from .tasks.leg_kinematics import inverse_kinematics
-from .tasks.leg_simulation import JOINT_NAMES, STALL_TORQUE_NM, LegSimulation
+from .tasks.leg_simulation import STALL_TORQUE_NM, LegSimulation
+from .tasks.leg_task import JOINT_NAMES
 
 NODE_NAME = "sim_bridge"
-CONFIG_FILE = "sim_bridge.yaml"
 SIMULATED_ROBOTS = ("leg",)
-QOS_DEPTH = 10
 NS_PER_S = 1_000_000_000
 
 PARAMETERS = {
-    "robot": ParameterDescriptor(
-        type=ParameterType.PARAMETER_STRING,
-        description=f"Simulated robot and topic prefix (<robot>/joint_states, ...); one of {SIMULATED_ROBOTS}.",
-        read_only=True,
-    ),
-    "physics_rate_hz": ParameterDescriptor(
-        type=ParameterType.PARAMETER_INTEGER,
-        description="Physics steps per simulated second (time step 1/rate); also the timer rate "
-        "when lockstep is false. >= 1.",
-        read_only=True,
-    ),
-    "lockstep": ParameterDescriptor(
-        type=ParameterType.PARAMETER_BOOL,
-        description="true: each effort command advances exactly one physics step, then the state and "
-        "/clock are published. false: a wall-clock timer steps at physics_rate_hz holding the latest command.",
-        read_only=True,
-    ),
-    "max_torque": ParameterDescriptor(
-        type=ParameterType.PARAMETER_DOUBLE,
-        description="Commanded joint torques are clamped to +-max_torque [N*m]; at most the stall torque.",
-        read_only=True,
-        floating_point_range=[FloatingPointRange(from_value=0.0, to_value=STALL_TORQUE_NM)],
-    ),
-    "reject_log_period_s": ParameterDescriptor(
-        type=ParameterType.PARAMETER_DOUBLE,
-        description="Minimum time [s] between two warnings about rejected effort commands (all are counted).",
-        read_only=True,
-    ),
+    "robot": Param(str, "Simulated robot and topic prefix (<robot>/joint_states, ...).", one_of(*SIMULATED_ROBOTS)),
+    "physics_rate_hz": Param(int, "Physics steps per simulated second (time step 1/rate); also the timer rate "
+                             "when lockstep is false.", AT_LEAST_1),
+    "lockstep": Param(bool, "true: each effort command advances exactly one physics step, then the state and "
+                      "/clock are published. false: a wall-clock timer steps at physics_rate_hz holding the latest "
+                      "command."),
+    "max_torque": Param(float, "Commanded joint torques are clamped to +-max_torque [N*m]; at most the stall torque.",
+                        within(0.0, STALL_TORQUE_NM)),
+    "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
+                                 "(all are counted)."),
 }
 
 
@@ -80,12 +62,8 @@ class SimBridgeNode(Node):
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        params = declare_parameters_from_config(self, CONFIG_FILE, NODE_NAME, PARAMETERS)
+        params = declare_parameters(self, NODE_NAME, PARAMETERS)
         robot = params["robot"]
-        if robot not in SIMULATED_ROBOTS:
-            raise ValueError(f"robot={robot!r} is not simulated by {NODE_NAME}; set robot to one of {SIMULATED_ROBOTS}")
-        if params["physics_rate_hz"] < 1:
-            raise ValueError(f"physics_rate_hz={params['physics_rate_hz']} must be >= 1")
         self._rate_hz = params["physics_rate_hz"]
         self._lockstep = params["lockstep"]
         self._reject_log_period_s = params["reject_log_period_s"]
@@ -97,13 +75,13 @@ class SimBridgeNode(Node):
         self._applied = self._zero
         self.rejected_commands = 0
 
-        self._state_pub = self.create_publisher(JointState, f"{robot}/joint_states", QOS_DEPTH)
-        self._clock_pub = self.create_publisher(Clock, "/clock", QOS_DEPTH)
+        self._state_pub = self.create_publisher(JointState, f"{robot}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
+        self._clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, ROBOT_QOS)
         self._command_sub = self.create_subscription(
-            Float64MultiArray, f"{robot}/effort_commands", self._on_command, QOS_DEPTH
+            Float64MultiArray, f"{robot}/{EFFORT_COMMANDS_TOPIC}", self._on_command, ROBOT_QOS
         )
-        enable = self.create_service(SetBool, f"{robot}/enable", self._on_enable)
-        self.create_service(Trigger, f"{robot}/reset", self._on_reset)
+        enable = self.create_service(SetBool, f"{robot}/{ENABLE_SERVICE}", self._on_enable)
+        self.create_service(Trigger, f"{robot}/{RESET_SERVICE}", self._on_reset)
         if not self._lockstep:
             self.create_timer(1.0 / self._rate_hz, self._on_timer)
         self._publish()
@@ -111,6 +89,11 @@ class SimBridgeNode(Node):
             f"simulating {robot!r} at {self._rate_hz} Hz, {'lockstep' if self._lockstep else 'wall-clock timer'}, "
             f"torques clamped to {params['max_torque']} N*m; disarmed until {enable.service_name} is called with true"
         )
+
+    @property
+    def armed(self) -> bool:
+        """Whether effort commands are applied (else zero torque)."""
+        return self._armed
 
     def destroy_node(self) -> None:
         super().destroy_node()

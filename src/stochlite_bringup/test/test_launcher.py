@@ -101,3 +101,30 @@ def test_mdemorl_bad_input_is_one_error_line_and_exit_2(words, message):
     proc = mdemorl(*words)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_nodes_do_not_outlive_a_killed_launcher(tmp_path):
+    """SIGKILL on the supervising process still ends its nodes (parent-death signal)."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from stochlite_bringup.process_group import ProcessGroup\n"
+        f"group = ProcessGroup(Path({str(tmp_path)!r}) / 'logs', echo=open('/dev/null', 'w'))\n"
+        "node = group.start('sleeper', [sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(node.popen.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    supervisor = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(supervisor.stdout.readline())
+    supervisor.kill()
+    supervisor.wait()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().split()[2] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"node {child} outlived its killed launcher")

@@ -13,14 +13,14 @@ def test_observation_and_reward_equal_the_env_bit_for_bit():
     rng = np.random.default_rng(0)
     try:
         obs, _ = env.reset()
-        q, qdot = env._sim.joint_state()
+        q, qdot = env.joint_state
         assert np.array_equal(task.sample(q, qdot, 0.0).obs, obs)
         assert obs.shape == (OBS_DIM,) and env.action_space.shape == (ACT_DIM,)
         truncated = False
         while not truncated:
             obs, reward, _, truncated, info = env.step(rng.uniform(-1, 1, ACT_DIM).astype(np.float32))
             assert task.advance() == truncated
-            q, qdot = env._sim.joint_state()
+            q, qdot = env.joint_state
             sample = task.sample(q, qdot, task.steps * TIMESTEP_S)
             assert np.array_equal(sample.obs, obs)
             assert sample.reward == reward

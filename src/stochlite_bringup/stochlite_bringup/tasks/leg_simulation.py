@@ -17,7 +17,6 @@ TIMESTEP_S = 0.002  # 500 Hz physics
 GRAVITY_M_PER_S2 = 9.81
 STALL_TORQUE_NM = 32.0  # proxy actuator stall torque at the joint (URDF effort limit)
 MAX_JOINT_VELOCITY_RAD_PER_S = 28.0  # proxy no-load speed (URDF velocity limit)
-JOINT_NAMES = ("hip", "knee")
 JOINT_INDICES = (0, 1)
 
 

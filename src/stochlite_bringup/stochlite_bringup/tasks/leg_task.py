@@ -1,8 +1,9 @@
 """The leg tracking task seen from a joint state: observation, reward (eq. 15), episode length.
 
 ROS-free and simulator-free: the agent node turns each measured joint state and the time since
-the episode started into exactly what :class:`LegTrackingEnv` computes after a physics step,
-so the ROS graph and the single-process trainer train the same task.
+the episode started into its observation and reward, and :class:`LegTrackingEnv` does the same
+with its simulated state after each physics step, so the ROS graph and the single-process
+trainer train the same task.
 """
 
 from dataclasses import dataclass
@@ -25,13 +26,15 @@ DEFAULT_FREQUENCY_HZ = 1.0
 
 @dataclass(frozen=True)
 class LegSample:
-    """The task's view of one joint state: observation, reward and foot positions (m)."""
+    """The task's view of one joint state: observation, reward, foot positions (m) and velocities (m/s)."""
 
     obs: NDArray[np.float32]
     reward: float
     phase: float
     foot_position: NDArray[np.float64]
     desired_foot_position: NDArray[np.float64]
+    foot_velocity: NDArray[np.float64]
+    desired_foot_velocity: NDArray[np.float64]
 
 
 class LegTask:
@@ -39,8 +42,9 @@ class LegTask:
 
     Observation (float32, 10): ``q1, q2`` [rad]; ``qdot1, qdot2`` [rad/s / 10];
     ``p_d - centre`` (x, z) [dm]; ``pdot_d`` (x, z) [m/s]; ``sin, cos(2 pi phase)``, with
-    ``phase = frequency_hz * t mod 1`` and ``t`` the seconds since the episode started on the
-    start of the path. The reward of a transition is eq. 15 on the state it ends in.
+    ``phase = (phase0 + frequency_hz * t) mod 1`` and ``t`` the seconds since the episode started
+    at ``phase0`` of the path (0: its start). The reward of a transition is eq. 15 on the state it
+    ends in.
     """
 
     def __init__(
@@ -53,24 +57,30 @@ class LegTask:
         self.episode_steps = episode_steps
         self.frequency_hz = frequency_hz
         self.steps = 0
+        self.phase0 = 0.0
 
-    def reset(self) -> None:
-        """Start a new episode."""
+    def reset(self, phase0: float = 0.0) -> None:
+        """Start a new episode at ``phase0`` in [0, 1) of the path."""
         self.steps = 0
+        self.phase0 = phase0
 
     def advance(self) -> bool:
         """Count one control step; True when the episode is truncated (``episode_steps`` reached)."""
         self.steps += 1
         return self.steps >= self.episode_steps
 
+    def phase(self, elapsed_s: float) -> float:
+        """Phase in [0, 1) of the desired path ``elapsed_s`` after the episode started."""
+        return (self.phase0 + self.frequency_hz * elapsed_s) % 1.0
+
     def sample(self, q: ArrayLike, qdot: ArrayLike, elapsed_s: float) -> LegSample:
-        """Observation, reward and foot positions for joint state ``q, qdot`` at ``elapsed_s``."""
+        """Observation, reward and foot positions and velocities for joint state ``q, qdot`` at ``elapsed_s``."""
         q = np.asarray(q, dtype=np.float64)
         qdot = np.asarray(qdot, dtype=np.float64)
-        phase = (self.frequency_hz * elapsed_s) % 1.0
+        phase = self.phase(elapsed_s)
         p, p_d = forward_kinematics(q), desired_foot_position(phase)
-        v_d = desired_foot_velocity(phase, self.frequency_hz)
-        reward = leg_tracking_reward(p, p_d, foot_velocity(q, qdot), v_d)
+        v, v_d = foot_velocity(q, qdot), desired_foot_velocity(phase, self.frequency_hz)
+        reward = leg_tracking_reward(p, p_d, v, v_d)
         angle = 2.0 * np.pi * phase
         obs = np.concatenate(
             (
@@ -81,4 +91,4 @@ class LegTask:
                 (np.sin(angle), np.cos(angle)),
             )
         ).astype(np.float32)
-        return LegSample(obs, float(reward), phase, p, p_d)
+        return LegSample(obs, float(reward), phase, p, p_d, v, v_d)
