@@ -53,6 +53,7 @@ build_stamp=$ROOT/install/.build.sha
 want_build=$(find src -type f -not -path '*/__pycache__/*' -not -name '*.pyc' \( -name 'package.xml' -o -name 'CMakeLists.txt' -o -name '*.msg' -o -name '*.srv' -o -name 'setup.py' -o -name 'setup.cfg' -o -path '*/resource/*' -o -path '*/launch/*' -o -path '*/config/*' -o -path '*/urdf/*' -o -path '*/rviz/*' \) -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$build_stamp" 2>/dev/null)" != "$want_build" ]; then
   step "colcon build"
+  mkdir -p "$ROOT/log"
   (
     export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
     export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV

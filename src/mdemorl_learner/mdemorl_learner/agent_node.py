@@ -180,7 +180,8 @@ class AgentNode(Node):
         self._stop(0, "interrupted")
 
     def destroy_node(self) -> None:
-        self._loader.stop(LOADER_JOIN_S)
+        if hasattr(self, "_loader"):  # absent when the constructor refused its parameters
+            self._loader.stop(LOADER_JOIN_S)
         super().destroy_node()
 
     # --- start, reset and stop: service calls answered asynchronously -------------------------

@@ -40,6 +40,7 @@ from stochlite_bringup.node_worker import Worker
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM
 
 from .learner_core import LearnerCore
+from .plotting import plot_foot_path, plot_learning_curve
 from .sac import SACConfig
 from .trainer import EpochStats
 
@@ -131,7 +132,8 @@ class LearnerNode(Node):
         self.exit_code = 0
 
     def destroy_node(self) -> None:
-        self._worker.stop(WORKER_JOIN_S)
+        if hasattr(self, "_worker"):  # absent when the constructor refused its parameters
+            self._worker.stop(WORKER_JOIN_S)
         super().destroy_node()
 
     # --- data in --------------------------------------------------------------------------------
@@ -214,12 +216,23 @@ class LearnerNode(Node):
         with self._progress.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._columns).writerow(dataclasses.asdict(stats))
         self._save_checkpoint()
+        self._write_plots()
         self._publish_status()
         self.get_logger().info(f"epoch {self.epoch}: eval return {eval_return:.2f}, {stats.env_steps} env steps, "
                                f"{stats.sac_updates} SAC updates, {stats.mpc_transitions} MPC transitions")
         if self.epoch >= self.params["epochs"]:
             self.get_logger().info(f"run complete: final checkpoint {self.run_dir / CHECKPOINT}")
             self.exit_code = 0
+
+    def _write_plots(self) -> None:
+        """learning_curve.png, and foot_path.png from the agent's last evaluation (foot_path.npz)."""
+        title = f"M-DeMoRL graph on {self.params['robot']} (seed {self.params['seed']})"
+        plot_learning_curve(self._progress, self.run_dir / "learning_curve.png", title)
+        foot = self.run_dir / "foot_path.npz"
+        if foot.is_file():
+            with np.load(foot) as data:
+                plot_foot_path(data["foot"], data["foot_desired"], float(data["dt"]),
+                               self.run_dir / "foot_path.png", f"{title}, epoch {self.epoch}")
 
     def _save_checkpoint(self) -> Path:
         path = self.run_dir / CHECKPOINT

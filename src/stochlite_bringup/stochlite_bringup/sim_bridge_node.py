@@ -97,7 +97,8 @@ class SimBridgeNode(Node):
 
     def destroy_node(self) -> None:
         super().destroy_node()
-        self._sim.close()
+        if hasattr(self, "_sim"):  # absent when the constructor refused its parameters
+            self._sim.close()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         torque = self._validated(msg)
