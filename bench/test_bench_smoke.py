@@ -25,3 +25,12 @@ def test_leg_sample_efficiency_smoke(tmp_path):
     rows = (tmp_path / "smoke.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 2  # header + 2 algos x 2 epochs
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_graph_latency_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(HERE / "graph_latency.py"), "--seconds", "2", "--name", "smoke",
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["commands"] > 0 and 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
