@@ -309,8 +309,9 @@ def test_agent_paces_itself_to_the_policy_snapshots_and_saves_the_foot_path(grap
 
     def held_still(env_steps: int) -> None:
         """The agent holds at exactly ``env_steps``; no command goes out, so the sim clock stands still."""
-        assert wait_for(lambda: agent.core.holding), f"no hold; {agent.core.env_steps} env steps"
-        assert agent.core.env_steps == env_steps
+        # right after a new snapshot the old hold still shows until the executor resumes: wait for the new one
+        assert wait_for(lambda: agent.core.holding and agent.core.env_steps == env_steps), \
+            f"no hold at {env_steps}; holding={agent.core.holding} at {agent.core.env_steps} env steps"
         time.sleep(0.3)  # the held state itself may still be on its way to the probe
         states, stamp = len(probe.states), probe.states[-1].header.stamp
         time.sleep(1.0)
