@@ -4,7 +4,8 @@ Mirrors ``Trainer.env_step`` / ``Trainer.evaluate``: ``start_steps`` uniform ran
 samples of the squashed-Gaussian policy; after every ``steps_per_epoch`` env steps one
 deterministic evaluation episode that is not recorded in D_ENV; ``epochs`` epochs in all. A
 training episode also ends at an epoch boundary, because the robot has to be reset for the
-evaluation (the single-process trainer uses a second env instead).
+evaluation (the single-process trainer uses a second env instead). An episode also ends on a terminal
+state (MuJoCo tasks); its last transition is recorded with ``terminated`` = 1.
 
 Pacing (``max_policy_lag`` > 0, lockstep simulation only): after ``start_steps`` the learner
 does about one SAC update per env step and its snapshot versions count updates, so
@@ -17,7 +18,6 @@ pause between two commands.
 """
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +25,17 @@ import numpy as np
 import torch
 from mdemorl_planner.networks import SquashedGaussianActor
 from numpy.typing import NDArray
-from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, LegTask
+
+from .agent_feedback import TaskSample
 
 
 @dataclass(frozen=True)
 class EpisodeEnd:
     """A finished episode; ``epoch`` counts completed epochs (an evaluation completes one).
 
-    An evaluation carries its foot path: ``foot`` and ``foot_desired`` [T, 2] (x forward, z up,
-    metres), one row per control step, ``dt`` seconds apart on average (0 if T < 2).
+    An evaluation of the leg carries its foot path: ``foot`` and ``foot_desired`` [T, 2] (x forward, z
+    up, metres), one row per control step, ``dt`` seconds apart on average (0 if T < 2); other tasks
+    have none (T = 0).
     """
 
     evaluation: bool
@@ -89,31 +91,12 @@ def save_foot_path(path: Path, end: EpisodeEnd) -> None:
     os.replace(tmp, path)
 
 
-def joint_state_arrays(
-    names: Sequence[str], position: Sequence[float], velocity: Sequence[float]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``q, qdot`` in :data:`JOINT_NAMES` order from a JointState's fields; ValueError if malformed."""
-    names = list(names)
-    if len(position) != len(names) or len(velocity) != len(names):
-        raise ValueError(
-            f"joint state has {len(names)} names, {len(position)} positions and {len(velocity)} velocities"
-        )
-    try:
-        index = [names.index(joint) for joint in JOINT_NAMES]
-    except ValueError:
-        raise ValueError(f"joint state names {names} lack one of {list(JOINT_NAMES)}") from None
-    q = np.asarray(position, dtype=np.float64)[index]
-    qdot = np.asarray(velocity, dtype=np.float64)[index]
-    if not (np.isfinite(q).all() and np.isfinite(qdot).all()):
-        raise ValueError(f"joint state is not finite: position {list(position)}, velocity {list(velocity)}")
-    return q, qdot
-
-
 class AgentCore:
-    """Turns each joint state into an action and, for training episodes, a transition.
+    """Turns each state the robot reports (a :class:`TaskSample`) into an action and, for training
+    episodes, a transition.
 
-    Call :meth:`start_episode` after each reset, then :meth:`step` on every joint state with
-    the time since the episode's first state; :meth:`take_batches` returns the transitions to
+    Call :meth:`start_episode` after each reset, then :meth:`step` on every sample;
+    :meth:`take_batches` returns the transitions to
     publish. ``finished`` is set by the evaluation of the last epoch. With ``max_policy_lag`` > 0
     a step may be ``held`` (see the module docstring); call :meth:`resume` when a newer policy
     has been loaded.
@@ -121,7 +104,8 @@ class AgentCore:
 
     def __init__(
         self,
-        task: LegTask,
+        act_dim: int,
+        episode_steps: int,
         steps_per_epoch: int,
         epochs: int,
         start_steps: int,
@@ -131,7 +115,11 @@ class AgentCore:
     ) -> None:
         if max_policy_lag < 0:
             raise ValueError(f"max_policy_lag={max_policy_lag} must be >= 0 (0: no pacing)")
-        self.task = task
+        if episode_steps < 1:
+            raise ValueError(f"episode_steps={episode_steps} must be >= 1")
+        self.act_dim = act_dim
+        self.episode_steps = episode_steps
+        self.episode_length = 0
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.start_steps = start_steps
@@ -150,13 +138,13 @@ class AgentCore:
         self._foot_desired: list[NDArray[np.float64]] = []
         self._times: list[float] = []
         self._held: NDArray[np.float32] | None = None  # the observation whose action is held
-        self._pending: list[tuple[NDArray[np.float32], NDArray[np.float32], float, NDArray[np.float32]]] = []
+        self._pending: list[tuple[NDArray[np.float32], NDArray[np.float32], float, NDArray[np.float32], bool]] = []
         self._pending_version = 0
         self._ready: list[Batch] = []
 
     def start_episode(self) -> None:
         """Begin the next episode (training, or the evaluation that ``evaluating`` announces)."""
-        self.task.reset()
+        self.episode_length = 0
         self._previous = None
         self._held = None
         self.episode_return = 0.0
@@ -185,33 +173,31 @@ class AgentCore:
         obs, self._held = self._held, None
         return self._choose(obs, actor, policy_version)
 
-    def step(
-        self, q: NDArray[np.float64], qdot: NDArray[np.float64], elapsed_s: float,
-        actor: SquashedGaussianActor | None, policy_version: int,
-    ) -> Step:
+    def step(self, sample: TaskSample, actor: SquashedGaussianActor | None, policy_version: int) -> Step:
         """Reward the previous action with this state, then choose the next action (or end the episode).
 
         Actions are uniform random during the first ``start_steps`` env steps and while no policy
         has arrived (``actor`` None); then policy samples, or its mean in an evaluation. The step
         is ``held`` if ``policy_version`` lags too far (pacing); while a step is held no command
-        has gone out, so a further joint state is not a new step and is ignored.
+        has gone out, so a further state is not a new step and is ignored.
         """
         if self._held is not None:
             return Step(None, held=True)
-        sample = self.task.sample(q, qdot, elapsed_s)
         if self._previous is not None:
             obs, act, act_version = self._previous
             self.episode_return += sample.reward
-            truncated = self.task.advance()
+            self.episode_length += 1
+            ended = sample.terminated or self.episode_length >= self.episode_steps
             if self.evaluating:
-                self._foot.append(sample.foot_position)
-                self._foot_desired.append(sample.desired_foot_position)
-                self._times.append(elapsed_s)
+                if sample.foot is not None:
+                    self._foot.append(sample.foot)
+                    self._foot_desired.append(sample.foot_desired)
+                    self._times.append(sample.time_s)
             else:
-                self._record(obs, act, sample.reward, sample.obs, act_version)
+                self._record(obs, act, sample.reward, sample.obs, sample.terminated, act_version)
                 self.env_steps += 1
-                truncated = truncated or self.env_steps % self.steps_per_epoch == 0
-            if truncated:
+                ended = ended or self.env_steps % self.steps_per_epoch == 0
+            if ended:
                 return Step(None, self._end_episode())
         if self.must_wait(policy_version):
             self._held = sample.obs
@@ -233,30 +219,30 @@ class AgentCore:
 
     def _act(self, obs: NDArray[np.float32], actor: SquashedGaussianActor | None) -> NDArray[np.float32]:
         if actor is None or (not self.evaluating and self.env_steps < self.start_steps):
-            return self.rng.uniform(-1.0, 1.0, ACT_DIM).astype(np.float32)
+            return self.rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
         with torch.no_grad():
             action, _ = actor(torch.from_numpy(obs), deterministic=self.evaluating, with_logprob=False,
                               generator=self.generator)
         action = action.numpy()
         if not np.isfinite(action).all():
             self.nonfinite_actions += 1
-            return np.zeros(ACT_DIM, np.float32)
+            return np.zeros(self.act_dim, np.float32)
         return action
 
-    def _record(self, obs, act, reward: float, next_obs, version: int) -> None:
+    def _record(self, obs, act, reward: float, next_obs, terminated: bool, version: int) -> None:
         if self._pending and version != self._pending_version:
             self._seal()
         self._pending_version = version
-        self._pending.append((obs, act, reward, next_obs))
+        self._pending.append((obs, act, reward, next_obs, terminated))
         if len(self._pending) >= self.transitions_per_batch:
             self._seal()
 
     def _seal(self) -> None:
         if not self._pending:
             return
-        obs, act, reward, next_obs = (np.asarray(column, dtype=np.float32) for column in zip(*self._pending))
-        data = {"obs": obs, "act": act, "reward": reward, "next_obs": next_obs,
-                "terminated": np.zeros(len(reward), np.float32)}  # the leg task never terminates
+        obs, act, reward, next_obs, terminated = (np.asarray(column, dtype=np.float32)
+                                                   for column in zip(*self._pending))
+        data = {"obs": obs, "act": act, "reward": reward, "next_obs": next_obs, "terminated": terminated}
         self._ready.append(Batch(data, self._pending_version))
         self._pending = []
 

@@ -1,11 +1,14 @@
 """``agent_node``: runs pi_theta on the robot and publishes what it experiences (Algorithm 1, line 4).
 
-Event-driven: each ``<robot>/joint_states`` message (in lockstep simulation: one per command)
-gives the reward of the previous action and the next observation; the next action goes out
-on ``<robot>/effort_commands`` (action * ``max_torque`` N*m). Training transitions go to
+Event-driven: each state the robot reports (in lockstep simulation: one per command) gives the
+reward of the previous action and the next observation; the next action goes out on
+``<ns>/effort_commands``. The leg reports ``<ns>/joint_states``, from which the agent computes the
+observation and eq. 15's reward, and takes torques (action * ``max_torque`` N*m); a MuJoCo task
+reports ``<ns>/task_step`` (mdemorl_msgs/TaskStep: the task's observation, reward and termination)
+and takes its action box (``agent_feedback``). ``<ns>`` is ``task_names.robot_namespace``. Training transitions go to
 ``/mdemorl/transitions/env`` in batches; after every ``steps_per_epoch`` env steps a
 deterministic evaluation episode runs, its return goes to ``/mdemorl/eval_return`` and its
-foot path to ``<robot>/foot_path`` / ``foot_path_desired`` markers and ``run_dir/foot_path.npz``.
+leg's foot path to ``<ns>/foot_path`` / ``foot_path_desired`` markers and ``run_dir/foot_path.npz``.
 Pacing (``max_policy_lag`` > 0, lockstep simulation only; hardware must use 0): a command is
 held while the loaded policy lags the env steps too far (``AgentCore.must_wait``), the batch so
 far is flushed so the learner can train on it, and the held command goes out once a newer
@@ -21,35 +24,37 @@ import enum
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
-from mdemorl_msgs.msg import Snapshot, TransitionBatch
+from mdemorl_msgs.msg import Snapshot, TaskStep, TransitionBatch
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.networks import SquashedGaussianActor
-from mdemorl_planner.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from mdemorl_planner.snapshots import load_policy
 from rclpy.node import Node
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
-from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENV_TOPIC, EVAL_RETURN_TOPIC,
-                                            MARKER_QOS, POLICY_TOPIC, RETURNS_QOS, ROBOT_QOS, SNAPSHOT_QOS,
-                                            TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, EFFORT_COMMANDS_TOPIC,
+                                            ENABLE_SERVICE, ENV_TOPIC, EVAL_RETURN_TOPIC, JOINT_STATES_TOPIC,
+                                            MARKER_QOS, POLICY_TOPIC, RESET_SERVICE, RETURNS_QOS, ROBOT_QOS,
+                                            SNAPSHOT_QOS, TASK_STEP_TOPIC, TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of,
                                                parameter_error, positive_up_to)
 from stochlite_bringup.node_worker import Worker
+from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES, robot_namespace
 from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
-from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
 from visualization_msgs.msg import Marker
 
-from .agent_core import AgentCore, Batch, EpisodeEnd, joint_state_arrays, pacing_can_progress, save_foot_path
+from .agent_core import AgentCore, Batch, EpisodeEnd, pacing_can_progress, save_foot_path
+from .agent_feedback import LegFeedback, TaskSample, TaskStepFeedback
 
 NODE_NAME = "agent"
-ROBOTS = ("leg",)
 SERVICE_POLL_S = 0.2
 LOADER_JOIN_S = 2.0
 NS_PER_S = 1_000_000_000
@@ -61,22 +66,25 @@ DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
 
 
 PARAMETERS = {
-    "robot": Param(str, "robot and topic prefix (<robot>/joint_states, ...)", one_of(*ROBOTS)),
+    "robot": Param(str, "robot: leg, or a gymnasium MuJoCo id driven through the sim bridge; its namespace "
+                   "prefixes the topics (<ns>/joint_states, ...)", one_of(*TASK_NAMES)),
     "epochs": Param(int, "training epochs; after the last evaluation the robot is disarmed and the node exits 0",
                     AT_LEAST_1),
     "steps_per_epoch": Param(int, "env steps (training transitions) per epoch, each epoch followed by one "
                              "deterministic evaluation episode", AT_LEAST_1),
     "start_steps": Param(int, "uniform random actions for the first N env steps", NON_NEGATIVE),
-    "episode_steps": Param(int, "control steps per episode (1000 = 2 s at 500 Hz)", AT_LEAST_1),
+    "episode_steps": Param(int, "control steps per episode (leg: 1000 = 2 s at 500 Hz; MuJoCo tasks also end on "
+                           "a terminal state)", AT_LEAST_1),
     "transitions_per_batch": Param(int, "transitions per TransitionBatch; partial batches go out at episode end",
                                    AT_LEAST_1),
     "seed": Param(int, "seed of the random actions and of the policy's sampling noise", NON_NEGATIVE),
-    "max_torque": Param(float, "joint torque [N*m] of action 1.0 (the action scale)", positive_up_to(STALL_TORQUE_NM)),
-    "enable_on_start": Param(bool, "arm the robot (<robot>/enable true) before the first episode"),
+    "max_torque": Param(float, "leg: joint torque [N*m] of action 1.0 (the action scale); MuJoCo tasks map "
+                        "[-1, 1] onto their action box", positive_up_to(STALL_TORQUE_NM)),
+    "enable_on_start": Param(bool, "arm the robot (<ns>/enable true) before the first episode"),
     "torch_threads": Param(int, "torch intra-op threads for the policy", AT_LEAST_1),
-    "marker_frame": Param(str, "frame_id of the foot-path markers (the leg's hip frame)"),
+    "marker_frame": Param(str, "frame_id of the leg's foot-path markers (its hip frame)"),
     "diagnostics_period_s": Param(float, "seconds between two /diagnostics messages", POSITIVE),
-    "disarm_timeout_s": Param(float, "seconds to wait for <robot>/enable false when stopping", POSITIVE),
+    "disarm_timeout_s": Param(float, "seconds to wait for <ns>/enable false when stopping", POSITIVE),
     "max_policy_lag": Param(int, "pacing: after start_steps, hold the next command while (env_steps - "
                             "start_steps) - policy_version > max_policy_lag, until a newer policy snapshot arrives "
                             "(lockstep simulation waits meanwhile); 0 or >= policy_period_updates. 0 disables "
@@ -102,16 +110,16 @@ def _stamp_ns(stamp: Time) -> int:
     return stamp.sec * NS_PER_S + stamp.nanosec
 
 
-def actor_from_snapshot(msg: Snapshot) -> SquashedGaussianActor:
-    """The actor of a policy snapshot for this task; ValueError if it is corrupt or unusable."""
+def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> SquashedGaussianActor:
+    """The actor of a policy snapshot for a task of these dims; ValueError if it is corrupt or unusable."""
     if msg.kind != "policy":
         raise ValueError(f"snapshot kind is {msg.kind!r}, expected 'policy'")
     policy = load_policy(bytes_to_state_dict(msg_to_payload(msg)))
-    if (policy.obs_dim, policy.act_dim) != (OBS_DIM, ACT_DIM):
+    if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
         raise ValueError(f"policy is for obs/act dims {policy.obs_dim}/{policy.act_dim}, the task has "
-                         f"{OBS_DIM}/{ACT_DIM}")
+                         f"{obs_dim}/{act_dim}")
     with torch.no_grad():
-        probe = policy.actor.mean_action(torch.zeros(OBS_DIM))
+        probe = policy.actor.mean_action(torch.zeros(obs_dim))
     if not torch.isfinite(probe).all():
         raise ValueError("policy produces non-finite actions")
     return policy.actor
@@ -136,16 +144,19 @@ class AgentNode(Node):
         p = _checked(declare_parameters(self, NODE_NAME, PARAMETERS))
         torch.set_num_threads(p["torch_threads"])
         self.params = p
-        self.core = AgentCore(LegTask(p["episode_steps"]), p["steps_per_epoch"], p["epochs"], p["start_steps"],
+        robot, ns = p["robot"], robot_namespace(p["robot"])
+        self.feedback = LegFeedback(p["max_torque"]) if robot == LEG_TASK_NAME else TaskStepFeedback(robot)
+        self.core = AgentCore(self.feedback.act_dim, p["episode_steps"], p["steps_per_epoch"], p["epochs"],
+                              p["start_steps"],
                               p["transitions_per_batch"], p["seed"], p["max_policy_lag"])
         self.exit_code: int | None = None
         self.policy_errors = 0
-        self.malformed_states = 0
+        self.malformed_states = 0  # joint states or task steps
         self._policy: tuple[SquashedGaussianActor | None, int] = (None, 0)  # swapped as one reference
         self._snapshots: collections.deque[Snapshot] = collections.deque(maxlen=1)  # latest one not loaded yet
         self._phase = Phase.WAITING
         self._episode_start_ns = 0
-        self._reset_state: JointState | None = None
+        self._reset_state: JointState | TaskStep | None = None
         self._reset_answered = False
         self._stop_code = 0
         self._stop_timer = None
@@ -153,17 +164,19 @@ class AgentNode(Node):
         self._hold_started = 0.0  # time.monotonic() when the current pacing hold began
         self._holds = 0
 
-        robot = p["robot"]
-        self._effort_pub = self.create_publisher(Float64MultiArray, f"{robot}/effort_commands", ROBOT_QOS)
+        self._effort_pub = self.create_publisher(Float64MultiArray, f"{ns}/{EFFORT_COMMANDS_TOPIC}", ROBOT_QOS)
         self._env_pub = self.create_publisher(TransitionBatch, ENV_TOPIC, TRANSITIONS_QOS)
         self._eval_pub = self.create_publisher(Float64, EVAL_RETURN_TOPIC, RETURNS_QOS)
         self._train_pub = self.create_publisher(Float64, TRAIN_RETURN_TOPIC, RETURNS_QOS)
-        self._foot_pub = self.create_publisher(Marker, f"{robot}/foot_path", MARKER_QOS)
-        self._desired_pub = self.create_publisher(Marker, f"{robot}/foot_path_desired", MARKER_QOS)
+        self._foot_pub = self.create_publisher(Marker, f"{ns}/foot_path", MARKER_QOS)
+        self._desired_pub = self.create_publisher(Marker, f"{ns}/foot_path_desired", MARKER_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
-        self._enable = self.create_client(SetBool, f"{robot}/enable")
-        self._reset = self.create_client(Trigger, f"{robot}/reset")
-        self.create_subscription(JointState, f"{robot}/joint_states", self._on_joint_state, ROBOT_QOS)
+        self._enable = self.create_client(SetBool, f"{ns}/{ENABLE_SERVICE}")
+        self._reset = self.create_client(Trigger, f"{ns}/{RESET_SERVICE}")
+        if robot == LEG_TASK_NAME:
+            self.create_subscription(JointState, f"{ns}/{JOINT_STATES_TOPIC}", self._on_state, ROBOT_QOS)
+        else:
+            self.create_subscription(TaskStep, f"{ns}/{TASK_STEP_TOPIC}", self._on_state, ROBOT_QOS)
         self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
         self._start_timer = self.create_timer(SERVICE_POLL_S, self._start)
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
@@ -258,7 +271,7 @@ class AgentNode(Node):
         self._stop_code = code
         self._start_timer.cancel()
         self._publish_batches(self.core.take_batches(flush=True))
-        self._effort_pub.publish(Float64MultiArray(data=[0.0] * ACT_DIM))
+        self._effort_pub.publish(Float64MultiArray(data=self.feedback.command(np.zeros(self.feedback.act_dim))))
         self._stop_timer = self.create_timer(self.params["disarm_timeout_s"], self._disarm_timed_out)
         if self._enable.service_is_ready():
             self._call(self._enable, SetBool.Request(data=False), self._finish)
@@ -277,7 +290,7 @@ class AgentNode(Node):
 
     # --- control --------------------------------------------------------------------------------
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_state(self, msg: JointState | TaskStep) -> None:
         if self._phase is Phase.RUNNING:
             self._control(msg)
         elif self._phase is Phase.RESETTING:
@@ -285,24 +298,29 @@ class AgentNode(Node):
             if self._reset_answered:
                 self._begin(msg)
 
-    def _begin(self, msg: JointState) -> None:
+    def _begin(self, msg: JointState | TaskStep) -> None:
         self._phase = Phase.RUNNING
         self.core.start_episode()
         self._episode_start_ns = _stamp_ns(msg.header.stamp)
         self._control(msg)
 
-    def _control(self, msg: JointState) -> None:
+    def _sample(self, msg: JointState | TaskStep) -> TaskSample:
+        elapsed_s = (_stamp_ns(msg.header.stamp) - self._episode_start_ns) / NS_PER_S
+        if isinstance(msg, JointState):
+            return self.feedback.sample(msg.name, msg.position, msg.velocity, elapsed_s)
+        return self.feedback.sample(msg.observation, msg.reward, msg.terminated, elapsed_s)
+
+    def _control(self, msg: JointState | TaskStep) -> None:
         try:
-            q, qdot = joint_state_arrays(msg.name, msg.position, msg.velocity)
+            sample = self._sample(msg)
         except ValueError as error:
             self.malformed_states += 1
-            self.get_logger().warning(f"ignored joint state ({self.malformed_states} so far): {error}",
+            self.get_logger().warning(f"ignored robot state ({self.malformed_states} so far): {error}",
                                       throttle_duration_sec=LOG_THROTTLE_S)
             return
-        elapsed_s = (_stamp_ns(msg.header.stamp) - self._episode_start_ns) / NS_PER_S
         actor, version = self._policy
         was_holding = self.core.holding
-        step = self.core.step(q, qdot, elapsed_s, actor, version)
+        step = self.core.step(sample, actor, version)
         if step.held:
             if not was_holding:  # else a state that came without a command (not lockstep): ignored
                 self._hold(version)
@@ -314,7 +332,7 @@ class AgentNode(Node):
             self._end_episode(step.episode_end)
 
     def _send(self, action) -> None:
-        self._effort_pub.publish(Float64MultiArray(data=(self.params["max_torque"] * action).tolist()))
+        self._effort_pub.publish(Float64MultiArray(data=self.feedback.command(action)))
         self._steps_since_diagnostics += 1
 
     def _hold(self, version: int) -> None:
@@ -341,8 +359,9 @@ class AgentNode(Node):
     def _end_episode(self, end: EpisodeEnd) -> None:
         if end.evaluation:
             self._eval_pub.publish(Float64(data=end.episode_return))
-            self._publish_foot_paths(end)
-            self._save_foot_path(end)
+            if len(end.foot):  # the leg's foot path
+                self._publish_foot_paths(end)
+                self._save_foot_path(end)
             self.get_logger().info(f"epoch {end.epoch}: eval return {end.episode_return:.2f} "
                                    f"(policy v{self.policy_version}, {self.core.env_steps} env steps)")
         else:
@@ -385,7 +404,7 @@ class AgentNode(Node):
         except IndexError:
             return
         try:
-            actor = actor_from_snapshot(msg)
+            actor = actor_from_snapshot(msg, self.feedback.obs_dim, self.feedback.act_dim)
         except ValueError as error:
             self.policy_errors += 1
             self.get_logger().warning(
@@ -403,10 +422,10 @@ class AgentNode(Node):
                   "policy_version": self.policy_version, "rejected_policies": self.policy_errors,
                   "holding": self.core.holding, "policy_lag": self.core.policy_lag(self.policy_version),
                   "pacing_holds": self._holds,
-                  "malformed_joint_states": self.malformed_states,
+                  "malformed_states": self.malformed_states,
                   "nonfinite_actions": self.core.nonfinite_actions}
         problems = [f"{n} {what}" for n, what in ((self.policy_errors, "policy snapshots rejected"),
-                                                 (self.malformed_states, "malformed joint states"),
+                                                 (self.malformed_states, "malformed robot states"),
                                                  (self.core.nonfinite_actions, "non-finite actions zeroed")) if n]
         held_s = time.monotonic() - self._hold_started
         if self.core.holding and held_s > HOLD_WARNING_S:

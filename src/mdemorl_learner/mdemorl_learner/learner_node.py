@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
-from mdemorl_planner.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from rclpy.node import Node
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -37,7 +37,8 @@ from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                Rule, declare_parameters, one_of)
 from stochlite_bringup.node_worker import Worker
-from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM
+from stochlite_bringup.task_names import TASK_NAMES
+from stochlite_bringup.tasks.dimensions import task_dimensions
 
 from .learner_core import LearnerCore
 from .plotting import plot_foot_path, plot_learning_curve
@@ -45,14 +46,13 @@ from .sac import SACConfig
 from .trainer import EpochStats
 
 NODE_NAME = "learner"
-TASK_DIMS = {"leg": (OBS_DIM, ACT_DIM)}  # robots the agent node can drive
 TRAIN_RETURN_WINDOW = 5  # progress.csv's train_return: mean of the last 5 training episodes, as the trainer
 WORKER_JOIN_S = 2.0
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 DIRECTORY = Rule(bool, "a directory path")
 
 PARAMETERS = {
-    "robot": Param(str, "robot whose transitions arrive (fixes obs/act dims)", one_of(*TASK_DIMS)),
+    "robot": Param(str, "robot or task whose transitions arrive (fixes obs/act dims)", one_of(*TASK_NAMES)),
     "epochs": Param(int, "training epochs: after the epochs-th evaluation the node saves and exits 0", AT_LEAST_1),
     "steps_per_epoch": Param(int, "env steps per epoch (D_ENV holds at most epochs * steps_per_epoch)", AT_LEAST_1),
     "seed": Param(int, "seed of the initial weights, the SAC noise and minibatch sampling", NON_NEGATIVE),
@@ -83,7 +83,8 @@ class LearnerNode(Node):
         p = declare_parameters(self, NODE_NAME, PARAMETERS)
         torch.set_num_threads(p["torch_threads"])
         self.params = p
-        obs_dim, act_dim = TASK_DIMS[p["robot"]]
+        dims = task_dimensions(p["robot"])
+        obs_dim, act_dim = dims.obs_dim, dims.act_dim
         sac_config = SACConfig(hidden_size=p["hidden_size"], num_layers=p["num_layers"], gamma=p["gamma"],
                                tau=p["tau"], actor_lr=p["lr"], critic_lr=p["lr"], alpha_lr=p["lr"],
                                batch_size=p["batch_size"])

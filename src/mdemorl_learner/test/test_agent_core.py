@@ -1,17 +1,24 @@
-"""AgentCore (ROS-free): episode/epoch schedule, actions, batches; joint-state parsing."""
+"""AgentCore and the agent's feedback (ROS-free): episode/epoch schedule, actions, batches, terminations;
+joint-state parsing; task steps of MuJoCo tasks."""
 
 import numpy as np
 import pytest
 import torch
 
-from mdemorl_learner.agent_core import (AgentCore, EpisodeEnd, Step, joint_state_arrays, pacing_can_progress,
-                                        save_foot_path)
+from mdemorl_learner.agent_core import AgentCore, EpisodeEnd, Step, pacing_can_progress, save_foot_path
+from mdemorl_learner.agent_feedback import LegFeedback, TaskSample, TaskStepFeedback, joint_state_arrays
 from mdemorl_learner.learner_core import LearnerCore
 from mdemorl_learner.sac import SACConfig
 from mdemorl_planner.networks import SquashedGaussianActor
-from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
+from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, OBS_DIM
 
 Q, QDOT = np.array([0.1, -0.6]), np.array([0.5, -0.2])
+LEG = LegFeedback(max_torque=10.0)
+
+
+def leg(q, qdot, t: float) -> TaskSample:
+    """The leg's sample of joint state ``q, qdot`` at ``t`` s into the episode."""
+    return LEG.sample(JOINT_NAMES, q, qdot, t)
 
 
 def run_episode(core: AgentCore, actor, version: int = 0) -> tuple[int, object]:
@@ -19,7 +26,7 @@ def run_episode(core: AgentCore, actor, version: int = 0) -> tuple[int, object]:
     core.start_episode()
     actions = 0
     while True:
-        step = core.step(Q, QDOT, actions * 0.002, actor, version)
+        step = core.step(leg(Q, QDOT, actions * 0.002), actor, version)
         if step.episode_end is not None:
             return actions, step.episode_end
         assert step.action.shape == (ACT_DIM,) and np.all(np.abs(step.action) <= 1.0)
@@ -27,7 +34,7 @@ def run_episode(core: AgentCore, actor, version: int = 0) -> tuple[int, object]:
 
 
 def test_epochs_cut_training_at_the_boundary_then_evaluate_and_finish():
-    core = AgentCore(LegTask(episode_steps=3), steps_per_epoch=5, epochs=2, start_steps=2,
+    core = AgentCore(ACT_DIM, 3, steps_per_epoch=5, epochs=2, start_steps=2,
                      transitions_per_batch=4, seed=0)
     actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
     ends = []
@@ -44,16 +51,16 @@ def test_epochs_cut_training_at_the_boundary_then_evaluate_and_finish():
 
 
 def test_policy_version_change_starts_a_new_batch_and_nan_actions_become_zero():
-    core = AgentCore(LegTask(episode_steps=100), steps_per_epoch=100, epochs=1, start_steps=0,
+    core = AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=0,
                      transitions_per_batch=50, seed=0)
     actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
     core.start_episode()
     for i in range(4):
-        core.step(Q, QDOT, i * 0.002, actor, 1 if i < 2 else 2)
+        core.step(leg(Q, QDOT, i * 0.002), actor, 1 if i < 2 else 2)
     assert [(len(b.data["reward"]), b.policy_version) for b in core.take_batches()] == [(2, 1)]
     with torch.no_grad():
         actor.net[-1].bias.fill_(float("nan"))
-    assert np.array_equal(core.step(Q, QDOT, 0.008, actor, 2).action, np.zeros(ACT_DIM))
+    assert np.array_equal(core.step(leg(Q, QDOT, 0.008), actor, 2).action, np.zeros(ACT_DIM))
     assert core.nonfinite_actions == 1
 
 
@@ -71,25 +78,25 @@ def test_joint_states_are_reordered_and_malformed_ones_rejected():
 
 def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer_one():
     # start_steps 2, bound 3: the transition that makes env_steps 6 has lag (6 - 2) - 0 = 4 > 3
-    core = AgentCore(LegTask(episode_steps=100), steps_per_epoch=100, epochs=1, start_steps=2,
+    core = AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=2,
                      transitions_per_batch=50, seed=0, max_policy_lag=3)
     actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
     core.start_episode()
-    steps = [core.step(Q, QDOT, i * 0.002, actor, 0) for i in range(7)]
+    steps = [core.step(leg(Q, QDOT, i * 0.002), actor, 0) for i in range(7)]
     assert [s.action is not None for s in steps] == [True] * 6 + [False]
     assert steps[-1].held and steps[-1].episode_end is None and core.holding
     assert core.env_steps == 6 and core.policy_lag(0) == 4
     # the transition that ended in the held state is recorded and can be flushed to the learner
     assert sum(len(b.data["reward"]) for b in core.take_batches(flush=True)) == 6
     # no command went out: another joint state is not a step, and v1 still lags by 3 + 1
-    assert core.step(Q, QDOT, 0.014, actor, 0).held and core.env_steps == 6
+    assert core.step(leg(Q, QDOT, 0.014), actor, 0).held and core.env_steps == 6
     assert core.resume(actor, 0) is None and core.resume(actor, 0) is None and core.holding
     assert core.must_wait(0) and not core.must_wait(1)
     action = core.resume(actor, 1)
     assert action is not None and action.shape == (ACT_DIM,) and not core.holding
     assert core.resume(actor, 1) is None  # nothing held any more
     # the resumed action's transition carries the version it was taken with; lag (7-2)-1 = 4 > 3 holds again
-    step = core.step(Q, QDOT, 0.014, actor, 1)
+    step = core.step(leg(Q, QDOT, 0.014), actor, 1)
     assert step.held and core.env_steps == 7
     assert [(len(b.data["reward"]), b.policy_version) for b in core.take_batches(flush=True)] == [(1, 1)]
     assert core.resume(actor, 2) is not None
@@ -97,20 +104,20 @@ def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer
 
 def test_no_pacing_before_start_steps_or_with_max_policy_lag_0():
     for lag, start_steps in ((0, 0), (3, 40)):
-        core = AgentCore(LegTask(episode_steps=100), steps_per_epoch=100, epochs=1, start_steps=start_steps,
+        core = AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=start_steps,
                          transitions_per_batch=50, seed=0, max_policy_lag=lag)
         core.start_episode()
-        steps = [core.step(Q, QDOT, i * 0.002, None, 0) for i in range(44)]
+        steps = [core.step(leg(Q, QDOT, i * 0.002), None, 0) for i in range(44)]
         assert all(s.action is not None for s in steps[:-1]) and core.env_steps == 43
         # lag (43 - 40) - 0 = 3 is within 3; the next transition would exceed it
         assert core.policy_lag(0) == 43 - start_steps
-    assert core.step(Q, QDOT, 0.088, None, 0).held and core.env_steps == 44
+    assert core.step(leg(Q, QDOT, 0.088), None, 0).held and core.env_steps == 44
     with pytest.raises(ValueError, match="max_policy_lag=-1 must be >= 0"):
-        AgentCore(LegTask(), 10, 1, 0, 10, 0, max_policy_lag=-1)
+        AgentCore(ACT_DIM, 1000, 10, 1, 0, 10, 0, max_policy_lag=-1)
 
 
 def test_evaluation_starts_only_with_a_policy_within_the_bound():
-    core = AgentCore(LegTask(episode_steps=4), steps_per_epoch=5, epochs=1, start_steps=0,
+    core = AgentCore(ACT_DIM, 4, steps_per_epoch=5, epochs=1, start_steps=0,
                      transitions_per_batch=50, seed=0, max_policy_lag=2)
     actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
     n, end = run_episode(core, actor, version=5)  # a fresh policy: no hold
@@ -118,14 +125,14 @@ def test_evaluation_starts_only_with_a_policy_within_the_bound():
     n, end = run_episode(core, actor, version=5)
     assert (n, end.evaluation, core.env_steps, core.evaluating) == (1, False, 5, True)
     core.start_episode()  # the evaluation: its first state is held while v2 lags (5 - 0) - 2 = 3 > 2
-    assert core.step(Q, QDOT, 0.0, actor, 2).held
+    assert core.step(leg(Q, QDOT, 0.0), actor, 2).held
     assert core.resume(actor, 2) is None
     first = core.resume(actor, 3)
     with torch.no_grad():
-        mean = actor.mean_action(torch.from_numpy(core.task.sample(Q, QDOT, 0.0).obs)).numpy()
+        mean = actor.mean_action(torch.from_numpy(leg(Q, QDOT, 0.0).obs)).numpy()
     np.testing.assert_allclose(first, mean, rtol=1e-6)  # deterministic: the policy's mean
     actions = 1
-    while (step := core.step(Q, QDOT, actions * 0.002, actor, 3)).episode_end is None:
+    while (step := core.step(leg(Q, QDOT, actions * 0.002), actor, 3)).episode_end is None:
         assert not step.held
         actions += 1
     assert step.episode_end.evaluation and core.finished and actions == 4
@@ -146,7 +153,7 @@ def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_si
     learner, the lag of every command sent after ``start_steps`` and the number of holds. Fails if
     a hold is not released by the learner's snapshots (a deadlock).
     """
-    agent = AgentCore(LegTask(episode_steps=60), steps_per_epoch, epochs, start_steps, transitions_per_batch=25,
+    agent = AgentCore(ACT_DIM, 60, steps_per_epoch, epochs, start_steps, transitions_per_batch=25,
                       seed=0, max_policy_lag=max_policy_lag)
     learner = LearnerCore(OBS_DIM, ACT_DIM, SACConfig(hidden_size=8, num_layers=1, batch_size=batch_size), 0,
                           10_000, 100, start_steps, 1.0, 1.0)
@@ -155,7 +162,7 @@ def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_si
     while not agent.finished:
         agent.start_episode()
         while True:
-            step = agent.step(Q + 0.01 * t, QDOT, 0.002 * t, actor, version)
+            step = agent.step(leg(Q + 0.01 * t, QDOT, 0.002 * t), actor, version)
             t += 1
             if step.held:
                 holds += 1
@@ -212,3 +219,33 @@ def test_foot_path_is_saved_atomically_and_replaced_by_the_next_evaluation(tmp_p
     with np.load(path) as data:
         assert data["foot"].shape == data["foot_desired"].shape == (2, 2) and data["dt"] == 0.004
     assert sorted(p.name for p in path.parent.iterdir()) == ["foot_path.npz"]  # no .tmp left behind
+
+
+def test_a_terminal_state_ends_the_episode_and_marks_its_transition():
+    core = AgentCore(3, episode_steps=100, steps_per_epoch=100, epochs=1, start_steps=0, transitions_per_batch=50,
+                     seed=0)
+    core.start_episode()
+    obs = [np.full(11, i, np.float32) for i in range(4)]
+    for i in range(3):
+        step = core.step(TaskSample(obs[i], reward=1.0, time_s=0.008 * i), None, 0)
+        assert step.action.shape == (3,) and step.episode_end is None
+    end = core.step(TaskSample(obs[3], reward=-5.0, time_s=0.024, terminated=True), None, 0).episode_end
+    assert end is not None and not end.evaluation and end.episode_return == -3.0 and len(end.foot) == 0
+    [batch] = core.take_batches(flush=True)
+    assert batch.data["terminated"].tolist() == [0.0, 0.0, 1.0]
+    np.testing.assert_array_equal(batch.data["next_obs"][-1], obs[3])
+    assert core.env_steps == 3 and not core.evaluating
+
+
+def test_task_steps_are_checked_and_actions_map_onto_the_action_box():
+    hopper = TaskStepFeedback("Hopper-v5")
+    assert (hopper.obs_dim, hopper.act_dim) == (11, 3)
+    sample = hopper.sample([0.5] * 11, 2.0, True, 0.1)
+    assert sample.terminated and sample.reward == 2.0 and sample.obs.dtype == np.float32
+    for observation, reward, problem in (([0.5] * 10, 1.0, "10 observation values, expected 11"),
+                                         ([float("nan")] * 11, 1.0, "not finite"),
+                                         ([0.5] * 11, float("inf"), "not finite")):
+        with pytest.raises(ValueError, match=problem):
+            hopper.sample(observation, reward, False, 0.0)
+    assert hopper.command(np.array([-1.0, 0.0, 1.0])) == [-1.0, 0.0, 1.0]  # Hopper's box is [-1, 1]
+    assert LEG.command(np.array([0.5, -1.0])) == [5.0, -10.0]  # N*m at max_torque 10

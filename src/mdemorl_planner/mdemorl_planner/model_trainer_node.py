@@ -23,7 +23,7 @@ from stochlite_bringup.node_worker import Worker
 
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
-from .node_diagnostics import LOG_THROTTLE_S, diagnostics_message
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from .replay_buffer import ReplayBuffer
 from .snapshots import dynamics_payload
 

@@ -28,7 +28,7 @@ from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
 from .dmd_mpc import DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
-from .node_diagnostics import LOG_THROTTLE_S, diagnostics_message
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy

@@ -2,6 +2,8 @@
 
     ros2 launch stochlite_bringup train.launch.py robot:=leg sim:=pybullet epochs:=20
     ros2 launch stochlite_bringup train.launch.py sim:=none port:=/dev/ttyACM0     # the real leg
+    ros2 launch stochlite_bringup train.launch.py robot:=HalfCheetah-v5 sim:=mujoco
+    ros2 launch stochlite_bringup train.launch.py rviz:=true   # + robot_state_publisher and rviz2
 
 The nodes and their parameters come from stochlite_bringup.node_table, which the project's own
 launcher (`mdemorl train name:=value ...`) reads too. The launch ends when the learner finishes.
@@ -22,6 +24,15 @@ def _graph(context):
     args = resolve_arguments({a.name: LaunchConfiguration(a.name).perform(context) for a in LAUNCH_ARGUMENTS})
     share = get_package_share_directory("stochlite_bringup")
     actions = []
+    if args["rviz"] == "true":  # the leg (resolve_arguments refuses other robots); first, so that a missing
+        with open(os.path.join(share, "urdf", "leg_2r.urdf")) as urdf:  # rviz2 fails before training starts
+            description = urdf.read()
+        actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                            name="robot_state_publisher", output="screen",
+                            parameters=[{"robot_description": description}],
+                            remappings=[("joint_states", "/leg/joint_states")]))
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                            arguments=["-d", os.path.join(share, "rviz", "train.rviz")]))
     for spec in training_nodes(args):
         node = Node(package=spec.package, executable=spec.executable, name=spec.name, output="screen",
                     parameters=[os.path.join(share, "config", spec.parameter_file), spec.parameters])
@@ -29,9 +40,6 @@ def _graph(context):
         if spec.ends_run:
             actions.append(RegisterEventHandler(OnProcessExit(
                 target_action=node, on_exit=[Shutdown(reason=f"{spec.name} finished: training complete")])))
-    if args["rviz"] == "true":
-        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-                            arguments=["-d", os.path.join(share, "rviz", "train.rviz")]))
     return actions
 
 

@@ -2,11 +2,12 @@
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-# The robot's interface, under the robot's name: <robot>/joint_states, ...
+# The robot's interface, under its namespace (task_names.robot_namespace): <ns>/joint_states, ...
 JOINT_STATES_TOPIC = "joint_states"
 EFFORT_COMMANDS_TOPIC = "effort_commands"
 ENABLE_SERVICE = "enable"
 RESET_SERVICE = "reset"
+TASK_STEP_TOPIC = "task_step"  # MuJoCo tasks only: mdemorl_msgs/TaskStep
 CLOCK_TOPIC = "/clock"
 
 ENV_TOPIC = "/mdemorl/transitions/env"
@@ -30,6 +31,6 @@ TRANSITIONS_QOS = EVERY_MESSAGE_QOS  # bursts of transitions
 RETURNS_QOS = EVERY_MESSAGE_QOS  # episode returns: the learner counts epochs by them
 SNAPSHOT_QOS = LATEST_MESSAGE_QOS  # policy and dynamics snapshots
 MARKER_QOS = LATEST_MESSAGE_QOS  # foot-path markers: a late rviz still gets the last one
-ROBOT_QOS = STREAM_QOS  # joint states, effort commands and the clock
+ROBOT_QOS = STREAM_QOS  # joint states, task steps, effort commands and the clock
 STATUS_QOS = STREAM_QOS
 DIAGNOSTICS_QOS = STREAM_QOS

@@ -28,7 +28,8 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("sim", "pybullet", "simulator that replaces the hardware; none drives the robot on `port`",
                    SIMULATORS),
     LaunchArgument("port", "", "serial port of the robot's microcontroller when sim:=none, e.g. /dev/ttyACM0"),
-    LaunchArgument("rviz", "false", "open rviz2 with the shipped config (needs a ROS 2 install)", ("true", "false")),
+    LaunchArgument("rviz", "false", "leg only: open rviz2 with rviz/train.rviz and start robot_state_publisher "
+                   "(needs a ROS 2 install)", ("true", "false")),
     LaunchArgument("epochs", "20", "training epochs"),
     LaunchArgument("steps_per_epoch", "1000", "real environment steps per epoch"),
     LaunchArgument("seed", "0", "random seed of every node"),
@@ -69,8 +70,11 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(f"robot:={robot} is a MuJoCo task: use sim:=mujoco")
     if sim == "mujoco" and robot == LEG_TASK_NAME:
         raise ValueError("robot:=leg is simulated in PyBullet: use sim:=pybullet")
+    if args["rviz"] == "true" and robot != LEG_TASK_NAME:
+        raise ValueError(f"rviz:=true shows the leg's model and foot paths; robot:={robot} has neither: watch "
+                         "/mdemorl/status in rqt_plot instead")
     if sim == "none" and robot != LEG_TASK_NAME:
-        raise ValueError(f"robot:={robot} has no hardware interface; sim:=none supports robot:=leg")
+        raise ValueError(f"robot:={robot} is a simulated benchmark with no hardware; use sim:=mujoco")
     return args
 
 
@@ -92,8 +96,7 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
                  {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
                   "run_dir": args["run_dir"]}, ends_run=True),
-        NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
-                 {"robot": robot, "seed": seed}),
+        NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml", {"seed": seed}),
         NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
                  {"robot": robot, "steps_per_epoch": steps, "seed": seed}),
     ]

@@ -1,22 +1,29 @@
-"""``sim_bridge_node``: the simulated leg behind the topics and services of the hardware interface.
+"""``sim_bridge_node``: a simulated robot behind the topics and services of the hardware interface.
 
-* publishes ``<robot>/joint_states`` (sensor_msgs/JointState: hip, knee; effort = applied
-  torque [N*m]; stamp = simulation time) and ``/clock`` (rosgraph_msgs/Clock);
-* subscribes ``<robot>/effort_commands`` (std_msgs/Float64MultiArray, ``[hip, knee]`` in N*m,
-  clamped to ``max_torque``);
-* serves ``<robot>/enable`` (std_srvs/SetBool; starts disarmed, disarmed applies zero
-  torque) and ``<robot>/reset`` (std_srvs/Trigger; joints to the start of the desired
-  foot path, ``inverse_kinematics(desired_foot_position(0))``, at rest).
+``robot:=leg`` simulates the 2R leg in PyBullet; a gymnasium id (``HalfCheetah-v5``, ...) runs that
+task in MuJoCo. Names are under the robot's namespace (``task_names.robot_namespace``: ``leg``,
+``halfcheetah``, ...):
 
-With ``lockstep`` each command advances the simulation exactly one physics step and then
-publishes the new state and clock, so training runs as fast as the agent. Without it a
-timer steps at ``physics_rate_hz`` holding the latest command. A command with the wrong
-length or a NaN/inf is rejected, counted and logged, and that step applies zero torque.
-Topic names are relative (``/leg/...`` in the root namespace); ``/clock`` is absolute.
-Parameters: ``config/sim_bridge.yaml``.
+* publishes ``<ns>/joint_states`` (sensor_msgs/JointState; leg: hip, knee with effort = applied
+  torque [N*m]; MuJoCo: the hinge and slide joints; stamp = simulation time) and ``/clock``;
+* MuJoCo tasks also publish ``<ns>/task_step`` (mdemorl_msgs/TaskStep: the task's observation,
+  reward and termination, which depend on simulator internals that joint states lack);
+* subscribes ``<ns>/effort_commands`` (std_msgs/Float64MultiArray: leg ``[hip, knee]`` in N*m,
+  clamped to ``max_torque``; MuJoCo: the task's action, clamped to its action box);
+* serves ``<ns>/enable`` (std_srvs/SetBool; starts disarmed, disarmed applies zero command) and
+  ``<ns>/reset`` (std_srvs/Trigger; leg: joints to the start of the desired foot path, at rest;
+  MuJoCo: the task's own reset);
+* publishes ``/diagnostics`` every ``diagnostics_period_s``.
+
+With ``lockstep`` each command advances the simulation exactly one step and then publishes the new
+state and clock, so training runs as fast as the agent. Without it a timer steps in real time holding
+the latest command. A command with the wrong length or a NaN/inf is rejected, counted and logged, and
+that step applies zero. Parameters: ``config/sim_bridge.yaml``.
 """
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from mdemorl_msgs.msg import TaskStep
 from numpy.typing import NDArray
 from rclpy.node import Node
 from rclpy.time import Time
@@ -25,139 +32,160 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from .graph_topics import (CLOCK_TOPIC, EFFORT_COMMANDS_TOPIC, ENABLE_SERVICE, JOINT_STATES_TOPIC, RESET_SERVICE,
-                           ROBOT_QOS)
+from .graph_topics import (CLOCK_TOPIC, DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, EFFORT_COMMANDS_TOPIC, ENABLE_SERVICE,
+                           JOINT_STATES_TOPIC, RESET_SERVICE, ROBOT_QOS, TASK_STEP_TOPIC)
+from .node_diagnostics import diagnostics_message
 from .node_main import run_node
-from .node_parameters import AT_LEAST_1, Param, declare_parameters, one_of, within
-from .tasks.foot_path import desired_foot_position
-from .tasks.leg_kinematics import inverse_kinematics
-from .tasks.leg_simulation import STALL_TORQUE_NM, LegSimulation
-from .tasks.leg_task import JOINT_NAMES
+from .node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of, within
+from .sim_robots import start_joint_angles, simulated_robot
+from .task_names import LEG_TASK_NAME, TASK_NAMES, robot_namespace
+from .tasks.leg_simulation import STALL_TORQUE_NM
 
 NODE_NAME = "sim_bridge"
-SIMULATED_ROBOTS = ("leg",)
 NS_PER_S = 1_000_000_000
 
 PARAMETERS = {
-    "robot": Param(str, "Simulated robot and topic prefix (<robot>/joint_states, ...).", one_of(*SIMULATED_ROBOTS)),
-    "physics_rate_hz": Param(int, "Physics steps per simulated second (time step 1/rate); also the timer rate "
-                             "when lockstep is false.", AT_LEAST_1),
-    "lockstep": Param(bool, "true: each effort command advances exactly one physics step, then the state and "
-                      "/clock are published. false: a wall-clock timer steps at physics_rate_hz holding the latest "
-                      "command."),
-    "max_torque": Param(float, "Commanded joint torques are clamped to +-max_torque [N*m]; at most the stall torque.",
-                        within(0.0, STALL_TORQUE_NM)),
+    "robot": Param(str, "Simulated robot: leg (PyBullet) or a gymnasium MuJoCo id; its namespace prefixes the "
+                   "topics (<ns>/joint_states, ...).", one_of(*TASK_NAMES)),
+    "seed": Param(int, "Seed of a MuJoCo task's reset noise (the leg always resets to the same pose).", NON_NEGATIVE),
+    "physics_rate_hz": Param(int, "Leg only: physics steps per simulated second (time step 1/rate), also the "
+                             "timer rate when lockstep is false. MuJoCo tasks step at their own dt.", AT_LEAST_1),
+    "lockstep": Param(bool, "true: each effort command advances exactly one step, then the state and /clock are "
+                      "published. false: a wall-clock timer steps in real time holding the latest command."),
+    "max_torque": Param(float, "Leg only: commanded joint torques are clamped to +-max_torque [N*m]; at most the "
+                        "stall torque.", within(0.0, STALL_TORQUE_NM)),
     "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
-                                 "(all are counted)."),
+                                 "(all are counted).", POSITIVE),
+    "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
 }
 
 
-def start_joint_angles() -> NDArray[np.float64]:
-    """Joint angles (hip, knee) [rad] that put the foot at the start of the desired path (phase 0)."""
-    return inverse_kinematics(desired_foot_position(0.0))
-
-
 class SimBridgeNode(Node):
-    """The 2R leg in PyBullet as a ROS 2 node; ``rejected_commands`` counts refused commands."""
+    """A simulated robot as a ROS 2 node; ``rejected_commands`` counts refused commands."""
 
     def __init__(self, **node_kwargs) -> None:
+        self._robot = None  # destroy_node closes it only if the constructor got that far
         super().__init__(NODE_NAME, **node_kwargs)
         params = declare_parameters(self, NODE_NAME, PARAMETERS)
-        robot = params["robot"]
-        self._rate_hz = params["physics_rate_hz"]
+        robot, ns = params["robot"], robot_namespace(params["robot"])
         self._lockstep = params["lockstep"]
         self._reject_log_period_s = params["reject_log_period_s"]
-        self._sim = LegSimulation(timestep_s=1.0 / self._rate_hz, torque_limit_nm=params["max_torque"])
-        self._sim.reset(start_joint_angles())
-        self._zero = np.zeros(len(JOINT_NAMES))
+        self._diagnostics_period_s = params["diagnostics_period_s"]
+        self._robot = simulated_robot(robot, params["seed"], 1.0 / params["physics_rate_hz"], params["max_torque"])
+        self._step_ns = round(self._robot.timestep_s * NS_PER_S)
+        self._zero = np.zeros(len(self._robot.command_names))
         self._armed = False
         self._held = self._zero  # latest valid command (zero-order hold when not in lockstep)
-        self._applied = self._zero
         self.rejected_commands = 0
+        self._resets = 0
+        self._steps_at_diagnostics = 0
 
-        self._state_pub = self.create_publisher(JointState, f"{robot}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
+        self._state_pub = self.create_publisher(JointState, f"{ns}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
         self._clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, ROBOT_QOS)
+        self._task_pub = (None if robot == LEG_TASK_NAME
+                          else self.create_publisher(TaskStep, f"{ns}/{TASK_STEP_TOPIC}", ROBOT_QOS))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._command_sub = self.create_subscription(
-            Float64MultiArray, f"{robot}/{EFFORT_COMMANDS_TOPIC}", self._on_command, ROBOT_QOS
+            Float64MultiArray, f"{ns}/{EFFORT_COMMANDS_TOPIC}", self._on_command, ROBOT_QOS
         )
-        enable = self.create_service(SetBool, f"{robot}/{ENABLE_SERVICE}", self._on_enable)
-        self.create_service(Trigger, f"{robot}/{RESET_SERVICE}", self._on_reset)
+        enable = self.create_service(SetBool, f"{ns}/{ENABLE_SERVICE}", self._on_enable)
+        self.create_service(Trigger, f"{ns}/{RESET_SERVICE}", self._on_reset)
         if not self._lockstep:
-            self.create_timer(1.0 / self._rate_hz, self._on_timer)
+            self.create_timer(self._robot.timestep_s, self._on_timer)
+        self.create_timer(self._diagnostics_period_s, self._publish_diagnostics)
         self._publish()
+        limit = (f"torques clamped to {params['max_torque']} N*m" if robot == LEG_TASK_NAME
+                 else f"actions clamped to [{self._robot.command_low.min()}, {self._robot.command_high.max()}]")
         self.get_logger().info(
-            f"simulating {robot!r} at {self._rate_hz} Hz, {'lockstep' if self._lockstep else 'wall-clock timer'}, "
-            f"torques clamped to {params['max_torque']} N*m; disarmed until {enable.service_name} is called with true"
+            f"simulating {robot!r} every {self._robot.timestep_s * 1e3:g} ms, "
+            f"{'lockstep' if self._lockstep else 'wall-clock timer'}, {limit}; "
+            f"disarmed until {enable.service_name} is called with true"
         )
 
     @property
     def armed(self) -> bool:
-        """Whether effort commands are applied (else zero torque)."""
+        """Whether effort commands are applied (else zero)."""
         return self._armed
 
     def destroy_node(self) -> None:
         super().destroy_node()
-        if hasattr(self, "_sim"):  # absent when the constructor refused its parameters
-            self._sim.close()
+        if self._robot is not None:
+            self._robot.close()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
-        torque = self._validated(msg)
+        command = self._validated(msg)
         if self._lockstep:
-            self._step(torque)
+            self._step(command)
         else:
-            self._held = torque
+            self._held = command
 
     def _on_timer(self) -> None:
         self._step(self._held)
 
     def _validated(self, msg: Float64MultiArray) -> NDArray[np.float64]:
-        """The commanded torques, or zeros (counted and logged) if the command is malformed."""
-        torque = np.asarray(msg.data, dtype=np.float64)
-        if torque.shape == self._zero.shape and np.all(np.isfinite(torque)):
-            return torque
+        """The command, or zeros (counted and logged) if it is malformed."""
+        command = np.asarray(msg.data, dtype=np.float64)
+        if command.shape == self._zero.shape and np.all(np.isfinite(command)):
+            return command
         self.rejected_commands += 1
-        if torque.shape != self._zero.shape:
-            problem = f"has {torque.size} values, expected {len(JOINT_NAMES)}"
-            fix = f"publish data=[{', '.join(JOINT_NAMES)}] torques in N*m"
+        names = self._robot.command_names
+        if command.shape != self._zero.shape:
+            problem = f"has {command.size} values, expected {len(names)}"
+            fix = f"publish data=[{', '.join(names)}] in {self._robot.command_unit}"
         else:
             problem = "contains NaN or inf"
             fix = "check the policy output for NaN/inf before publishing"
         self.get_logger().warning(
-            f"rejected effort command {torque.tolist()} on {self._command_sub.topic_name}: {problem}; "
-            f"applying zero torque ({self.rejected_commands} rejected so far). Fix: {fix}.",
+            f"rejected effort command {command.tolist()} on {self._command_sub.topic_name}: {problem}; "
+            f"applying zero ({self.rejected_commands} rejected so far). Fix: {fix}.",
             throttle_duration_sec=self._reject_log_period_s,
         )
         return self._zero
 
-    def _step(self, torque: NDArray[np.float64]) -> None:
-        self._applied = self._sim.step(torque if self._armed else self._zero)
+    def _step(self, command: NDArray[np.float64]) -> None:
+        self._robot.step(command if self._armed else self._zero)
         self._publish()
 
     def _publish(self) -> None:
-        stamp = Time(nanoseconds=self._sim.steps * NS_PER_S // self._rate_hz).to_msg()
-        q, qdot = self._sim.joint_state()
-        state = JointState(name=list(JOINT_NAMES), position=q.tolist(), velocity=qdot.tolist())
-        state.effort = self._applied.tolist()
+        stamp = Time(nanoseconds=self._robot.steps * self._step_ns).to_msg()
+        q, qdot, effort = self._robot.joint_state()
+        state = JointState(name=list(self._robot.joint_names), position=q.tolist(), velocity=qdot.tolist(),
+                           effort=effort.tolist())
         state.header.stamp = stamp
         self._state_pub.publish(state)
+        feedback = self._robot.feedback
+        if self._task_pub is not None and feedback is not None:
+            msg = TaskStep(step=feedback.step, observation=feedback.observation.tolist(), reward=feedback.reward,
+                           terminated=feedback.terminated)
+            msg.header.stamp = stamp
+            self._task_pub.publish(msg)
         self._clock_pub.publish(Clock(clock=stamp))
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self._armed = request.data
         self._held = self._zero  # never resume an old command on re-arming
         response.success = True
-        response.message = "armed: effort commands are applied" if self._armed else "disarmed: zero torque"
+        response.message = "armed: effort commands are applied" if self._armed else "disarmed: zero command"
         self.get_logger().info(response.message)
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        q0 = start_joint_angles()
-        self._sim.reset(q0)
-        self._held = self._applied = self._zero
+        response.message = self._robot.reset()
+        self._resets += 1
+        self._held = self._zero
         self._publish()
         response.success = True
-        response.message = f"joints at the start of the desired foot path, q = {np.round(q0, 4).tolist()} rad, at rest"
         return response
+
+    def _publish_diagnostics(self) -> None:
+        steps = self._robot.steps
+        rate = (steps - self._steps_at_diagnostics) / self._diagnostics_period_s
+        self._steps_at_diagnostics = steps
+        values = {"armed": self._armed, "lockstep": self._lockstep, "steps_per_s": round(rate, 1),
+                  "sim_time_s": round(steps * self._robot.timestep_s, 3), "resets": self._resets,
+                  "rejected_commands": self.rejected_commands}
+        problem = f"{self.rejected_commands} effort commands rejected" if self.rejected_commands else ""
+        self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 
 
 def main(args: list[str] | None = None) -> int:

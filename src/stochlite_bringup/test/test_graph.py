@@ -67,6 +67,7 @@ class Watcher:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.sources: dict[str, int] = {"env": 0, "mpc": 0}
+        self.terminated: dict[str, int] = {"env": 0, "mpc": 0}
         self.policy_versions: list[int] = []
         self.status: list[TrainingStatus] = []
         self.node.create_subscription(TransitionBatch, "/mdemorl/transitions/env", self._batch, keep_all)
@@ -83,6 +84,7 @@ class Watcher:
 
     def _batch(self, msg: TransitionBatch) -> None:
         self.sources[msg.source] = self.sources.get(msg.source, 0) + msg.count
+        self.terminated[msg.source] = self.terminated.get(msg.source, 0) + int(sum(msg.terminated))
 
     def _spin(self) -> None:
         next_look = 0.0
@@ -132,6 +134,26 @@ def test_tiny_run_flows_every_way_and_completes(tmp_path, watcher):
     assert max(s.sac_updates for s in watcher.status) > 0
     for name, kind in EXPECTED_TOPICS.items():
         assert watcher.seen_topics.get(name) == kind, (name, watcher.seen_topics.get(name))
+    assert graph_processes() == []
+
+
+def test_a_mujoco_task_runs_through_the_graph_with_its_terminations(tmp_path, watcher):
+    run_dir = tmp_path / "hopper"
+    graph = start_graph(run_dir, "robot:=Hopper-v5", "sim:=mujoco", "epochs:=2", "steps_per_epoch:=600")
+    try:
+        out, _ = graph.communicate(timeout=300)
+    finally:
+        if graph.poll() is None:
+            os.killpg(graph.pid, signal.SIGKILL)
+    assert graph.returncode == 0, out[-4000:]
+    with open(run_dir / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["env_steps"]) for r in rows] == [600, 1200] and int(rows[-1]["sac_updates"]) > 0
+    # Hopper falls under random actions: episodes end early and their last transitions say so
+    assert 0 < watcher.terminated["env"] < watcher.sources["env"] <= 1200
+    assert watcher.seen_topics.get("/hopper/task_step") == "mdemorl_msgs/msg/TaskStep"
+    assert watcher.seen_topics.get("/hopper/joint_states") == "sensor_msgs/msg/JointState"
+    assert "/leg/joint_states" not in watcher.seen_topics and not (run_dir / "foot_path.png").exists()
     assert graph_processes() == []
 
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from stochlite_bringup.task_names import robot_namespace
 from stochlite_bringup.tasks import make_task
+from stochlite_bringup.tasks.dimensions import TaskDimensions, task_dimensions
 from stochlite_bringup.tasks.gym_tasks import (
     ant_termination_fn,
     hopper_termination_fn,
@@ -28,7 +30,20 @@ def test_make_task_reports_dimensions_and_episode_length(name):
     assert (spec.name, spec.obs_dim, spec.act_dim, spec.episode_steps) == (name, obs_dim, act_dim, 1000)
     assert env.observation_space.shape == (obs_dim,) and env.action_space.shape == (act_dim,)
     assert (spec.termination_fn is None) == (name == "HalfCheetah-v5")
+    dims = task_dimensions(name)
+    assert (dims.obs_dim, dims.act_dim) == (obs_dim, act_dim)
+    np.testing.assert_array_equal(dims.action_low, env.action_space.low)
+    np.testing.assert_array_equal(dims.action_high, env.action_space.high)
     env.close()
+
+
+def test_policy_actions_map_onto_any_action_box_and_robot_names_become_ros_namespaces():
+    dims = TaskDimensions(1, 2, np.array([0.0, -0.4]), np.array([2.0, 0.4]))
+    np.testing.assert_allclose(dims.command(np.array([-1.0, 1.0])), [0.0, 0.4])
+    np.testing.assert_allclose(dims.command(np.array([0.0, 0.5])), [1.0, 0.2])
+    assert [robot_namespace(n) for n in ("leg", "HalfCheetah-v5", "Walker2d-v5")] == ["leg", "halfcheetah", "walker2d"]
+    with pytest.raises(ValueError, match="unknown robot 'Humanoid-v5'"):
+        robot_namespace("Humanoid-v5")
 
 
 def test_episode_steps_sets_the_time_limit():

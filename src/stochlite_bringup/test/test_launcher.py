@@ -2,9 +2,13 @@
 import subprocess
 import sys
 import time
+from xml.etree import ElementTree
 
 import pytest
+import yaml
 
+from stochlite_bringup.node_parameters import config_defaults
+from stochlite_bringup.package_files import package_file
 from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, resolve_arguments, training_nodes
 from stochlite_bringup.process_group import ProcessGroup
 
@@ -33,12 +37,37 @@ def test_sim_none_swaps_in_the_serial_driver_on_the_port():
     assert "sim_bridge" not in [n.name for n in nodes]
 
 
+def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
+    nodes = training_nodes(resolve_arguments({"robot": "HalfCheetah-v5", "sim": "mujoco", "seed": "4"}))
+    assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner"]
+    assert all(n.parameters.get("robot", "HalfCheetah-v5") == "HalfCheetah-v5" for n in nodes)
+    assert nodes[0].parameters == {"robot": "HalfCheetah-v5", "seed": 4}
+
+
+def test_the_rviz_config_shows_what_the_graph_publishes():
+    """rviz/train.rviz (installed): the agent's latched foot-path markers in the URDF's root frame."""
+    config = yaml.safe_load(package_file("rviz", "train.rviz").read_text())
+    manager = config["Visualization Manager"]
+    displays = {d["Class"]: d for d in manager["Displays"]}
+    markers = [d["Topic"] for d in manager["Displays"] if d["Class"] == "rviz_default_plugins/Marker"]
+    assert sorted(t["Value"] for t in markers) == ["/leg/foot_path", "/leg/foot_path_desired"]
+    assert all(t["Durability Policy"] == "Transient Local" for t in markers)  # graph_topics.MARKER_QOS
+    assert displays["rviz_default_plugins/RobotModel"]["Description Topic"]["Value"] == "/robot_description"
+    root = ElementTree.parse(package_file("urdf", "leg_2r.urdf")).getroot()
+    children = {j.find("child").get("link") for j in root.iter("joint")}
+    [root_link] = [link.get("name") for link in root.iter("link") if link.get("name") not in children]
+    frame = manager["Global Options"]["Fixed Frame"]
+    assert frame == root_link == config_defaults("agent.yaml", "agent")["marker_frame"]
+
+
 @pytest.mark.parametrize("given, message", [
     ({"robots": "leg"}, "unknown argument 'robots'"),
     ({"sim": "gazebo"}, "sim:=gazebo is not one of pybullet, mujoco, none"),
     ({"sim": "none"}, "needs port:="),
     ({"robot": "Hopper-v5"}, "use sim:=mujoco"),
     ({"robot": "leg", "sim": "mujoco"}, "use sim:=pybullet"),
+    ({"robot": "Ant-v5", "sim": "none", "port": "/dev/ttyACM0"}, "no hardware; use sim:=mujoco"),
+    ({"robot": "Ant-v5", "sim": "mujoco", "rviz": "true"}, "rviz:=true shows the leg's model"),
     ({"epochs": "ten"}, "epochs:=ten must be a positive integer"),
     ({"steps_per_epoch": "0"}, "steps_per_epoch:=0 must be a positive integer"),
 ])

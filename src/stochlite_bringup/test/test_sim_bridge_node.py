@@ -1,4 +1,7 @@
-"""sim_bridge_node over real DDS: in-process next to a test client, and as a separate process."""
+"""sim_bridge_node over real DDS: in-process next to a test client, and as a separate process.
+
+The leg in PyBullet, and a MuJoCo task (Hopper-v5) checked step for step against gymnasium's own env.
+"""
 
 import math
 import os
@@ -7,9 +10,12 @@ import subprocess
 import sys
 import time
 
+import gymnasium
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from mdemorl_msgs.msg import TaskStep
 from rclpy.context import Context
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import SingleThreadedExecutor
@@ -208,7 +214,7 @@ def test_parameters_are_typed_described_read_only_and_come_from_the_yaml(make_gr
         assert descriptor.type == PARAMETERS[name].descriptor().type
         assert bridge.get_parameter(name).value == defaults[name]
     assert defaults["physics_rate_hz"] * STEP_NS == 1_000_000_000 and defaults["max_torque"] == MAX_TORQUE_NM
-    with pytest.raises(ValueError, match="parameter 'robot' is 'dog' but must be one of leg;.*sim_bridge.yaml"):
+    with pytest.raises(ValueError, match="parameter 'robot' is 'dog' but must be one of leg, HalfCheetah-v5, .*sim_bridge.yaml"):
         SimBridgeNode(context=context, parameter_overrides=[Parameter("robot", value="dog")])
     with pytest.raises(InvalidParameterValueException, match="max_torque out of range"):
         SimBridgeNode(context=context, parameter_overrides=[Parameter("max_torque", value=40.0)])
@@ -247,3 +253,65 @@ def test_separate_process_publishes_and_exits_cleanly_on_sigint_and_sigterm(cont
         executor.shutdown()
         for client in clients.values():
             client.destroy_node()
+
+
+class TaskClient(LegClient):
+    """The agent's side of a MuJoCo task: also task steps and the bridge's diagnostics."""
+
+    def __init__(self, context: Context, prefix: str) -> None:
+        super().__init__(context, prefix)
+        self.task_steps: list[TaskStep] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.create_subscription(TaskStep, f"{prefix}/task_step", self.task_steps.append, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+
+def test_mujoco_task_steps_exactly_as_gymnasium_and_reports_its_observation_reward_and_termination(context):
+    seed = 3
+    bridge = SimBridgeNode(context=context, parameter_overrides=[Parameter("robot", value="Hopper-v5"),
+                                                                 Parameter("seed", value=seed)])
+    client = TaskClient(context, "/hopper")
+    executor = SingleThreadedExecutor(context=context)
+    reference = gymnasium.make("Hopper-v5", max_episode_steps=None, disable_env_checker=True).unwrapped
+    try:
+        for node in (bridge, client):
+            executor.add_node(node)
+        assert call(executor, client.enable, SetBool.Request(data=True)).success
+        assert call(executor, client.reset, Trigger.Request()).success
+        assert spin_until(executor, lambda: client.task_steps and client.task_steps[-1].step == 0)
+        reference.reset(seed=seed)  # the bridge's own first reset, at start-up, takes the seed
+        obs, _ = reference.reset()  # later ones continue its random stream
+        np.testing.assert_allclose(client.task_steps[-1].observation, obs, rtol=1e-6)
+        t0 = stamp_ns(client.task_steps[-1].header.stamp)
+        assert spin_until(executor, lambda: client.commands.get_subscription_count() > 0)
+        rng = np.random.default_rng(0)
+        terminated, k = False, 0
+        while not terminated:
+            action = rng.uniform(-1.5, 1.5, 3)  # beyond the box [-1, 1]: the bridge clamps
+            count = len(client.task_steps)
+            client.send(action)
+            assert spin_until(executor, lambda: len(client.task_steps) > count), f"no task step after {action}"
+            obs, reward, terminated, _, _ = reference.step(np.clip(action, -1.0, 1.0))
+            k += 1
+            got = client.task_steps[-1]
+            assert got.step == k and got.terminated == terminated
+            np.testing.assert_allclose(got.observation, obs, rtol=1e-5, atol=1e-6)
+            assert got.reward == pytest.approx(reward, rel=1e-6)
+            assert stamp_ns(got.header.stamp) == t0 + k * round(reference.dt * 1e9)
+            assert k < 500, "Hopper did not fall under random actions"
+        state = client.states[-1]
+        assert list(state.name) == ["rootx", "rootz", "rooty", "thigh_joint", "leg_joint", "foot_joint"]
+        np.testing.assert_allclose(state.position, reference.data.qpos, rtol=1e-6)
+        bad = len(client.task_steps)
+        client.send([math.nan, 0.0, 0.0])
+        assert spin_until(executor, lambda: len(client.task_steps) > bad)
+        assert bridge.rejected_commands == 1 and np.allclose(client.states[-1].effort, 0.0)
+        assert spin_until(executor, lambda: any(s.name == "sim_bridge" and s.level == DiagnosticStatus.WARN for d in client.diagnostics
+                                                for s in d.status), 3.0)  # WARN: a command was rejected
+        values = {v.key: v.value for v in client.diagnostics[-1].status[0].values}
+        assert values["rejected_commands"] == "1" and values["resets"] == "1" and values["armed"] == "True"
+    finally:
+        executor.shutdown()
+        for node in (bridge, client):
+            node.destroy_node()
+        reference.close()

@@ -1,4 +1,4 @@
-"""How the graph's learning nodes report: their /diagnostics message and the throttle of repeated warnings."""
+"""How the graph's nodes report: their /diagnostics message and the throttle of repeated warnings."""
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node

@@ -1,0 +1,88 @@
+"""What the agent reads from the robot and sends back, per kind of robot, without ROS.
+
+* the leg: joint states, from which the agent computes the observation and eq. 15's reward
+  (``LegTask``); its commands are torques, ``action * max_torque`` N*m;
+* a MuJoCo task: the sim bridge's ``TaskStep`` (the task's own observation, reward and termination);
+  its commands are the task's actions, the policy's [-1, 1] mapped onto the action box.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from stochlite_bringup.tasks.dimensions import task_dimensions
+from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, OBS_DIM, LegTask
+
+
+@dataclass(frozen=True)
+class TaskSample:
+    """One state as the agent sees it: ``time_s`` since the episode started; the foot (leg only) in m."""
+
+    obs: NDArray[np.float32]
+    reward: float
+    time_s: float
+    terminated: bool = False
+    foot: NDArray[np.float64] | None = None
+    foot_desired: NDArray[np.float64] | None = None
+
+
+def joint_state_arrays(
+    names: Sequence[str], position: Sequence[float], velocity: Sequence[float]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``q, qdot`` in :data:`JOINT_NAMES` order from a JointState's fields; ValueError if malformed."""
+    names = list(names)
+    if len(position) != len(names) or len(velocity) != len(names):
+        raise ValueError(
+            f"joint state has {len(names)} names, {len(position)} positions and {len(velocity)} velocities"
+        )
+    try:
+        index = [names.index(joint) for joint in JOINT_NAMES]
+    except ValueError:
+        raise ValueError(f"joint state names {names} lack one of {list(JOINT_NAMES)}") from None
+    q = np.asarray(position, dtype=np.float64)[index]
+    qdot = np.asarray(velocity, dtype=np.float64)[index]
+    if not (np.isfinite(q).all() and np.isfinite(qdot).all()):
+        raise ValueError(f"joint state is not finite: position {list(position)}, velocity {list(velocity)}")
+    return q, qdot
+
+
+class LegFeedback:
+    """The leg: samples from joint states (hip, knee), torque commands ``action * max_torque``."""
+
+    obs_dim, act_dim = OBS_DIM, ACT_DIM
+
+    def __init__(self, max_torque: float) -> None:
+        self.max_torque = max_torque
+        self._task = LegTask()
+
+    def sample(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
+               time_s: float) -> TaskSample:
+        """Observation and reward of a joint state ``time_s`` into the episode; ValueError if malformed."""
+        q, qdot = joint_state_arrays(names, position, velocity)
+        leg = self._task.sample(q, qdot, time_s)
+        return TaskSample(leg.obs, leg.reward, time_s, False, leg.foot_position, leg.desired_foot_position)
+
+    def command(self, action: NDArray) -> list[float]:
+        return (self.max_torque * np.asarray(action, np.float64)).tolist()
+
+
+class TaskStepFeedback:
+    """A MuJoCo task: samples from the sim bridge's TaskStep, commands in the task's action box."""
+
+    def __init__(self, robot: str) -> None:
+        self._dims = task_dimensions(robot)
+        self.obs_dim, self.act_dim = self._dims.obs_dim, self._dims.act_dim
+
+    def sample(self, observation: Sequence[float], reward: float, terminated: bool, time_s: float) -> TaskSample:
+        """The task's own view of the state; ValueError if the observation has the wrong size or is not finite."""
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.shape != (self.obs_dim,):
+            raise ValueError(f"task step has {obs.size} observation values, expected {self.obs_dim}")
+        if not (np.isfinite(obs).all() and np.isfinite(reward)):
+            raise ValueError(f"task step is not finite: reward {reward}, observation {obs.tolist()}")
+        return TaskSample(obs, float(reward), time_s, bool(terminated))
+
+    def command(self, action: NDArray) -> list[float]:
+        return self._dims.command(action).tolist()

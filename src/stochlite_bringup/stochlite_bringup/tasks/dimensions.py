@@ -1,0 +1,42 @@
+"""``task_dimensions``: a task's observation and action sizes and its action box, without running it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import gymnasium
+import numpy as np
+from numpy.typing import NDArray
+
+from ..task_names import GYM_TASK_NAMES, LEG_TASK_NAME, TASK_NAMES
+from .leg_task import ACT_DIM, OBS_DIM
+
+
+@dataclass(frozen=True)
+class TaskDimensions:
+    """Sizes of a task's observation and action; the policy's action in [-1, 1] maps onto [low, high]."""
+
+    obs_dim: int
+    act_dim: int
+    action_low: NDArray[np.float64]
+    action_high: NDArray[np.float64]
+
+    def command(self, action: NDArray) -> NDArray[np.float64]:
+        """A policy action in [-1, 1] as the task's action: ``low + (a + 1) / 2 * (high - low)``."""
+        return self.action_low + (np.asarray(action, np.float64) + 1.0) * 0.5 * (self.action_high - self.action_low)
+
+
+@lru_cache(maxsize=None)
+def task_dimensions(name: str) -> TaskDimensions:
+    """Dimensions of task ``name``; the leg's action box is [-1, 1] (the agent scales it by its max_torque)."""
+    if name == LEG_TASK_NAME:
+        return TaskDimensions(OBS_DIM, ACT_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM))
+    if name not in GYM_TASK_NAMES:
+        raise ValueError(f"unknown task {name!r}; valid names: {', '.join(TASK_NAMES)}")
+    env = gymnasium.make(name, disable_env_checker=True)
+    try:
+        space = env.action_space
+        return TaskDimensions(env.observation_space.shape[0], space.shape[0], space.low.astype(np.float64),
+                              space.high.astype(np.float64))
+    finally:
+        env.close()
