@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from seed_curves import machine, plot_seed_curves
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -95,7 +95,7 @@ def main() -> int:
         if len(args.seeds) > 1 else float("nan")
     difference = float(last3["graph"].mean() - last3["single"].mean())
     summary = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
         "date": date.today().isoformat(), "robot": args.robot, "algo": "mdemorl", "epochs": args.epochs,
         "steps_per_epoch": args.steps_per_epoch, "seeds": args.seeds,
         "final_eval_return": {m: final[m].round(1).tolist() for m in MODES},
@@ -107,20 +107,9 @@ def main() -> int:
     }
     (results / f"{args.name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode in MODES:
-        c = np.array(curves[mode])
-        ax.plot(steps, c.mean(0), "o-", label=f"{mode} (mean of {len(c)} seeds, {summary['wall_s_per_epoch'][mode]} s/epoch)")
-        ax.fill_between(steps, c.min(0), c.max(0), alpha=0.2)
-    ax.set(xlabel="real environment steps", ylabel="evaluation return",
-           title=f"mdemorl on {args.robot}: ROS 2 graph vs single process\n{summary['date']}, {summary['machine']}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(results / f"{args.name}.png", dpi=110)
+    labels = {m: f"{m}, {summary['wall_s_per_epoch'][m]} s/epoch" for m in MODES}
+    plot_seed_curves(results / f"{args.name}.png", steps, {labels[m]: curves[m] for m in MODES},
+                     f"mdemorl on {args.robot}: ROS 2 graph vs single process\n{summary['date']}, {summary['machine']}")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from seed_curves import machine, plot_seed_curves
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -92,7 +91,7 @@ def main() -> int:
     baseline = "sac" if "sac" in mean else args.algos[0]
     target = float(mean[baseline][-1])
     summary = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": machine(),
         "date": date.today().isoformat(), "task": args.task, "epochs": args.epochs,
         "steps_per_epoch": args.steps_per_epoch, "seeds": args.seeds, "extra_flags": args.extra,
         "target": f"{baseline} final mean eval return", "target_return": target,
@@ -102,21 +101,9 @@ def main() -> int:
     }
     (results / f"{args.name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for algo, c in curves.items():
-        c = np.array(c)
-        ax.plot(steps, c.mean(0), "o-", label=f"{algo} (mean of {len(c)} seeds)")
-        ax.fill_between(steps, c.min(0), c.max(0), alpha=0.2)
-    ax.axhline(target, color="grey", ls=":", label=f"{baseline} final return")
-    ax.set(xlabel="real environment steps", ylabel="evaluation return",
-           title=f"{args.task}: {' vs '.join(args.algos)} ({summary['date']}, {summary['machine']})")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(results / f"{args.name}.png", dpi=110)
+    plot_seed_curves(results / f"{args.name}.png", steps, curves,
+                     f"{args.task}: {' vs '.join(args.algos)} ({summary['date']}, {summary['machine']})",
+                     (target, f"{baseline} final return"))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,5 +1,6 @@
 """Smoke runs of the benchmark scripts, so that they do not rot. Tiny budgets: no figure here means anything."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,4 +34,19 @@ def test_graph_latency_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["commands"] > 0 and 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_graph_vs_single_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "graph_vs_single.py"), "--epochs", "1", "--steps-per-epoch", "200",
+         "--seeds", "0", "--name", "smoke", "--results-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+         "--domain-id", str(100 + os.getpid() % 50)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "smoke_summary.json").read_text())
+    assert set(summary["final_eval_return"]) == {"graph", "single"}
+    assert all(w > 0 for w in summary["wall_s_per_epoch"].values())
+    rows = (tmp_path / "smoke.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2  # header + 2 modes x 1 epoch
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"

@@ -5,8 +5,9 @@ reward of the previous action and the next observation; the next action goes out
 ``<ns>/effort_commands``. The leg reports ``<ns>/joint_states``, from which the agent computes the
 observation and eq. 15's reward, and takes torques (action * ``max_torque`` N*m); a MuJoCo task
 reports ``<ns>/task_step`` (mdemorl_msgs/TaskStep: the task's observation, reward and termination)
-and takes its action box (``agent_feedback``). ``<ns>`` is ``task_names.robot_namespace``. Training transitions go to
-``/mdemorl/transitions/env`` in batches; after every ``steps_per_epoch`` env steps a
+and takes its action box (``agent_feedback``); ``<ns>`` is ``task_names.robot_namespace``. The robot
+is armed only once the learner subscribes to ``/mdemorl/transitions/env``, so that no transition is
+lost; they go there in batches. After every ``steps_per_epoch`` env steps a
 deterministic evaluation episode runs, its return goes to ``/mdemorl/eval_return`` and its
 leg's foot path to ``<ns>/foot_path`` / ``foot_path_desired`` markers and ``run_dir/foot_path.npz``.
 Pacing (``max_policy_lag`` > 0, lockstep simulation only; hardware must use 0): a command is
@@ -14,8 +15,8 @@ held while the loaded policy lags the env steps too far (``AgentCore.must_wait``
 far is flushed so the learner can train on it, and the held command goes out once a newer
 snapshot has been loaded (a guard condition brings the loader's swap back to the executor).
 Policy snapshots from ``/mdemorl/policy`` are checked and loaded on a worker thread and swapped
-in as one reference, so loading never blocks control; a single-threaded executor runs everything else (it steps
-about 2x faster than rclpy's multi-threaded one). After the last evaluation the robot is
+in as one reference, so loading never blocks control; a single-threaded executor runs everything
+else (it steps about 2x faster than rclpy's multi-threaded one). After the last evaluation the robot is
 disarmed and the node exits 0. Parameters: ``stochlite_bringup/config/agent.yaml``.
 """
 
@@ -33,7 +34,6 @@ from mdemorl_msgs.msg import Snapshot, TaskStep, TransitionBatch
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.networks import SquashedGaussianActor
 from mdemorl_planner.snapshots import load_policy
-from rclpy.node import Node
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray
@@ -46,7 +46,7 @@ from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_messa
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of,
                                                parameter_error, positive_up_to)
-from stochlite_bringup.node_worker import Worker
+from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES, robot_namespace
 from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
 from visualization_msgs.msg import Marker
@@ -56,7 +56,6 @@ from .agent_feedback import LegFeedback, TaskSample, TaskStepFeedback
 
 NODE_NAME = "agent"
 SERVICE_POLL_S = 0.2
-LOADER_JOIN_S = 2.0
 NS_PER_S = 1_000_000_000
 MARKER_WIDTH_M = 0.004
 FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
@@ -133,7 +132,7 @@ class Phase(enum.Enum):
     STOPPING = "disarming the robot"
 
 
-class AgentNode(Node):
+class AgentNode(WorkerNode):
     """The agent; ``exit_code`` is set once it has stopped (0: all epochs done or interrupted).
 
     Spin it on a single-threaded executor: control, service answers and timers share that thread.
@@ -180,7 +179,7 @@ class AgentNode(Node):
         self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
         self._start_timer = self.create_timer(SERVICE_POLL_S, self._start)
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
-        self._loader = Worker(self._load_policy, self)
+        self._loader = self.start_worker(self._load_policy)
         # the loader thread triggers it after each swap: the held command goes out on this executor
         self._policy_swapped = self.create_guard_condition(self._resume)
 
@@ -192,10 +191,6 @@ class AgentNode(Node):
         """Stop early (SIGINT/SIGTERM): zero torque, disarm, exit 0."""
         self._stop(0, "interrupted")
 
-    def destroy_node(self) -> None:
-        if hasattr(self, "_loader"):  # absent when the constructor refused its parameters
-            self._loader.stop(LOADER_JOIN_S)
-        super().destroy_node()
 
     # --- start, reset and stop: service calls answered asynchronously -------------------------
 
@@ -206,11 +201,11 @@ class AgentNode(Node):
             self.get_logger().info(f"waiting for {self._enable.service_name} and {self._reset.service_name}",
                                    throttle_duration_sec=LOG_THROTTLE_S)
             return
-        if self.params["max_policy_lag"] > 0 and not self._learner_listening():
-            # transitions published before the learner subscribed are lost (volatile topic), and the
-            # pacing would then wait for updates on them forever
-            self.get_logger().info(f"pacing: waiting for the learner (the publisher of {POLICY_TOPIC}) to "
-                                   f"subscribe to {ENV_TOPIC}", throttle_duration_sec=LOG_THROTTLE_S)
+        if not self._learner_listening():
+            # transitions published before the learner subscribed would be lost (volatile topic), and
+            # pacing would then wait for updates on them forever; the robot stays disarmed meanwhile
+            self.get_logger().info(f"waiting for the learner (the publisher of {POLICY_TOPIC}) to subscribe to "
+                                   f"{ENV_TOPIC}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._start_timer.cancel()
         if self.params["enable_on_start"]:

@@ -26,7 +26,6 @@ from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
-from rclpy.node import Node
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC,
@@ -36,7 +35,7 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                Rule, declare_parameters, one_of)
-from stochlite_bringup.node_worker import Worker
+from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import TASK_NAMES
 from stochlite_bringup.tasks.dimensions import task_dimensions
 
@@ -47,7 +46,6 @@ from .trainer import EpochStats
 
 NODE_NAME = "learner"
 TRAIN_RETURN_WINDOW = 5  # progress.csv's train_return: mean of the last 5 training episodes, as the trainer
-WORKER_JOIN_S = 2.0
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 DIRECTORY = Rule(bool, "a directory path")
 
@@ -75,7 +73,7 @@ PARAMETERS = {
 }
 
 
-class LearnerNode(Node):
+class LearnerNode(WorkerNode):
     """The learner; ``exit_code`` becomes 0 once the final epoch's checkpoint is written."""
 
     def __init__(self, **node_kwargs) -> None:
@@ -120,7 +118,7 @@ class LearnerNode(Node):
         self.create_service(Trigger, SAVE_CHECKPOINT_SERVICE, self._on_save_checkpoint)
         self.create_timer(p["status_period_s"], self._on_status_timer)
         self._publish_policy()
-        self._worker = Worker(self._train, self)
+        self._worker = self.start_worker(self._train)
         self.get_logger().info(f"learning from {ENV_TOPIC} and {MPC_TOPIC}; run directory {self.run_dir}")
 
     @property
@@ -132,10 +130,6 @@ class LearnerNode(Node):
         """SIGINT/SIGTERM: stop at once (exit 0); the last epoch's checkpoint stays on disk."""
         self.exit_code = 0
 
-    def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):  # absent when the constructor refused its parameters
-            self._worker.stop(WORKER_JOIN_S)
-        super().destroy_node()
 
     # --- data in --------------------------------------------------------------------------------
 

@@ -13,13 +13,12 @@ import time
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
-from rclpy.node import Node
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, SNAPSHOT_QOS,
                                             TRANSITIONS_QOS)
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_HIGH, Param,
                                                declare_parameters, parameter_error)
-from stochlite_bringup.node_worker import Worker
+from stochlite_bringup.node_worker import WorkerNode
 
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
@@ -28,7 +27,6 @@ from .replay_buffer import ReplayBuffer
 from .snapshots import dynamics_payload
 
 NODE_NAME = "model_trainer"
-WORKER_JOIN_S = 1.0
 
 PARAMETERS = {
     "train_every_steps": Param(int, "new env transitions between two fits of the ensemble", AT_LEAST_1),
@@ -48,7 +46,7 @@ PARAMETERS = {
 }
 
 
-class ModelTrainerNode(Node):
+class ModelTrainerNode(WorkerNode):
     """D_ENV in, dynamics snapshots out; the fit runs on a worker thread so messages keep arriving."""
 
     def __init__(self, **kwargs) -> None:
@@ -72,7 +70,7 @@ class ModelTrainerNode(Node):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
-        self._worker = Worker(self._fit_if_due, self)
+        self._worker = self.start_worker(self._fit_if_due)
         self.get_logger().info(f"fitting the ensemble every {p['train_every_steps']} env transitions "
                                f"(first at {max(p['min_steps'], p['train_every_steps'])})")
 
@@ -135,10 +133,6 @@ class ModelTrainerNode(Node):
         problem = f"{self.rejected} malformed transition batches rejected" if self.rejected else ""
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 
-    def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):  # absent when the constructor refused its parameters
-            self._worker.stop(WORKER_JOIN_S)
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

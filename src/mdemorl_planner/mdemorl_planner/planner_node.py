@@ -16,13 +16,12 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
-from rclpy.node import Node
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,
                                             POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS)
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                declare_parameters, one_of, parameter_error)
-from stochlite_bringup.node_worker import Worker
+from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
 
 from .dmd_mpc import DMDMPCPlanner, PlannerConfig
@@ -34,7 +33,6 @@ from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
 
 NODE_NAME = "planner"
-WORKER_JOIN_S = 1.0
 SEED_RANGE = 2**31
 
 PARAMETERS = {
@@ -74,7 +72,7 @@ def termination_fn(robot: str):
     return TERMINATION_FNS[robot]
 
 
-class PlannerNode(Node):
+class PlannerNode(WorkerNode):
     """Start states, policy and dynamics in; imagined D_MPC transitions out."""
 
     def __init__(self, **kwargs) -> None:
@@ -111,7 +109,7 @@ class PlannerNode(Node):
         self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
         self.create_subscription(Snapshot, DYNAMICS_TOPIC, self._on_dynamics, SNAPSHOT_QOS)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
-        self._worker = Worker(self._imagine_if_due, self)
+        self._worker = self.start_worker(self._imagine_if_due)
         self.get_logger().info(f"{p['algo']} imagination for {p['robot']}: H {p['horizon_start']}->{p['horizon_end']}, "
                                f"batch {p['rollout_batch_start']}->{p['rollout_batch_max']}, M={p['num_samples']}")
 
@@ -227,10 +225,6 @@ class PlannerNode(Node):
         problem = f"{rejected} malformed inputs rejected" if rejected else ""
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 
-    def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):  # absent when the constructor refused its parameters
-            self._worker.stop(WORKER_JOIN_S)
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""``Worker``: a node's background thread for work that must not block its executor (fits, loading)."""
+"""``Worker``: a node's background thread for work that must not block its executor (fits, loading);
+``WorkerNode``: a node that owns such threads and stops them when it is destroyed."""
 from __future__ import annotations
 
 import threading
@@ -6,6 +7,8 @@ import weakref
 from collections.abc import Callable
 
 from rclpy.node import Node
+
+WORKER_JOIN_S = 2.0  # how long destroy_node waits for each worker's running job
 
 
 class Worker:
@@ -57,3 +60,22 @@ class Worker:
                 self._logger.error(f"background job failed: {type(exc).__name__}: {exc}")
             finally:
                 self.busy = False
+
+
+class WorkerNode(Node):
+    """A node whose :class:`Worker` threads (from :meth:`start_worker`) are stopped before it is destroyed."""
+
+    def __init__(self, node_name: str, **node_kwargs) -> None:
+        self._workers: list[Worker] = []
+        super().__init__(node_name, **node_kwargs)
+
+    def start_worker(self, job: Callable[[], None]) -> Worker:
+        """A new background thread running ``job`` after each ``poke``."""
+        worker = Worker(job, self)
+        self._workers.append(worker)
+        return worker
+
+    def destroy_node(self) -> None:
+        for worker in self._workers:
+            worker.stop(WORKER_JOIN_S)
+        super().destroy_node()

@@ -41,6 +41,20 @@ def start_graph(run_dir: Path, *arguments: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def run_to_completion(run_dir: Path, *arguments: str, timeout_s: float) -> list[dict[str, str]]:
+    """Run the graph until it ends; assert it completed and return the rows of its progress.csv."""
+    graph = start_graph(run_dir, *arguments)
+    try:
+        out, _ = graph.communicate(timeout=timeout_s)
+    finally:
+        if graph.poll() is None:
+            os.killpg(graph.pid, signal.SIGKILL)
+    assert graph.returncode == 0, out[-4000:]
+    assert "the run is complete" in out
+    with open(run_dir / "progress.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def graph_processes() -> list[int]:
     """PIDs of processes other than this one that run in this test's DDS domain."""
     pids = []
@@ -113,16 +127,7 @@ def watcher():
 
 def test_tiny_run_flows_every_way_and_completes(tmp_path, watcher):
     run_dir = tmp_path / "run"
-    graph = start_graph(run_dir, "epochs:=3", "steps_per_epoch:=600", "seed:=1")
-    try:
-        out, _ = graph.communicate(timeout=400)
-    finally:
-        if graph.poll() is None:
-            os.killpg(graph.pid, signal.SIGKILL)
-    assert graph.returncode == 0, out[-4000:]
-    assert "the run is complete" in out
-    with open(run_dir / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = run_to_completion(run_dir, "epochs:=3", "steps_per_epoch:=600", "seed:=1", timeout_s=400)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert int(rows[-1]["env_steps"]) == 1800
     assert int(rows[-1]["sac_updates"]) > 0 and int(rows[-1]["mpc_transitions"]) > 0
@@ -139,15 +144,8 @@ def test_tiny_run_flows_every_way_and_completes(tmp_path, watcher):
 
 def test_a_mujoco_task_runs_through_the_graph_with_its_terminations(tmp_path, watcher):
     run_dir = tmp_path / "hopper"
-    graph = start_graph(run_dir, "robot:=Hopper-v5", "sim:=mujoco", "epochs:=2", "steps_per_epoch:=600")
-    try:
-        out, _ = graph.communicate(timeout=300)
-    finally:
-        if graph.poll() is None:
-            os.killpg(graph.pid, signal.SIGKILL)
-    assert graph.returncode == 0, out[-4000:]
-    with open(run_dir / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = run_to_completion(run_dir, "robot:=Hopper-v5", "sim:=mujoco", "epochs:=2", "steps_per_epoch:=600",
+                             timeout_s=300)
     assert [int(r["env_steps"]) for r in rows] == [600, 1200] and int(rows[-1]["sac_updates"]) > 0
     # Hopper falls under random actions: episodes end early and their last transitions say so
     assert 0 < watcher.terminated["env"] < watcher.sources["env"] <= 1200
