@@ -80,7 +80,7 @@ class Imagination:
         config = PlannerConfig(horizon=int(self.horizon(epoch)), num_samples=cfg.num_samples,
                                elite_fraction=cfg.elite_fraction, alpha=1.0 if mppi else cfg.mirror_alpha,
                                sigma=cfg.sigma, gamma=cfg.gamma, weighting="mppi" if mppi else "cem",
-                               mppi_temperature=cfg.mppi_temperature)
+                               mppi_temperature=cfg.mppi_temperature, compute_dtype=cfg.planner_dtype)
         return DMDMPCPlanner(config, self.model, self.agent.policy_mean, self.agent.value,
                              termination_fn=self.termination_fn, seed=int(self.rng.integers(2**31)))
 

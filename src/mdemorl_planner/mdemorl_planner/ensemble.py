@@ -43,6 +43,7 @@ class ProbabilisticEnsemble(nn.Module):
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
         self.register_buffer("elite_indices", torch.arange(num_elites))
+        self._elite_cache: tuple[torch.dtype, list[torch.Tensor], list[torch.Tensor]] | None = None
         self.optimizer = torch.optim.Adam([
             {"params": list(self.weights), "weight_decay": weight_decay},
             {"params": [*self.biases, self.max_logvar, self.min_logvar], "weight_decay": 0.0},
@@ -54,20 +55,37 @@ class ProbabilisticEnsemble(nn.Module):
         """Indices of the members with the lowest validation MSE at the last ``fit``."""
         return self.elite_indices.tolist()
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._elite_cache = None
+        return super().load_state_dict(state_dict, strict, assign)
+
     def _normalize(self, inputs: torch.Tensor) -> torch.Tensor:
         return (inputs - self.input_mean) / self.input_std
+
+    def _elite_layers(self, dtype: torch.dtype) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The elites' weights and biases in ``dtype`` for prediction, cached until the next fit or load."""
+        if self._elite_cache is None or self._elite_cache[0] != dtype:
+            elites = self.elite_indices
+            self._elite_cache = (dtype, [w.detach()[elites].to(dtype) for w in self.weights],
+                                 [b.detach()[elites].to(dtype) for b in self.biases])
+        return self._elite_cache[1], self._elite_cache[2]
 
     def _forward(self, x: torch.Tensor, members: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised inputs [G, N, in] -> (mean, bounded logvar) [G, N, out] for members[g] (all K if None)."""
         weights = [w if members is None else w[members] for w in self.weights]
         biases = [b if members is None else b[members] for b in self.biases]
+        return self._layers(x, weights, biases)
+
+    def _layers(self, x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[G, N, in] through per-group layers -> float32 (mean, bounded logvar) [G, N, out]."""
         h = x
         for layer, (w, b) in enumerate(zip(weights, biases)):
             h = torch.baddbmm(b, h, w)
             if layer < len(weights) - 1:
-                h = F.silu(h)
-        mean, raw_logvar = h.split(self.out_dim, dim=-1)
+                h = F.silu(h, inplace=not torch.is_grad_enabled())
+        mean, raw_logvar = h.float().split(self.out_dim, dim=-1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw_logvar)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
@@ -146,6 +164,7 @@ class ProbabilisticEnsemble(nn.Module):
             for best, param in zip(best_params, (*self.weights, *self.biases)):
                 param.copy_(best)
         self.elite_indices.copy_(torch.argsort(best_mse)[:self.num_elites])
+        self._elite_cache = None
         return {"val_loss": best_mse[self.elite_indices].mean().item(), "train_loss": train_loss,
                 "epochs": epoch}
 
@@ -154,27 +173,30 @@ class ProbabilisticEnsemble(nn.Module):
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [..., n], act [..., m] -> (next_obs [..., n], reward [...]).
 
-        Stochastic (TS-1): the rows are split by a random balanced partition over the elites, so
-        each row is predicted by one uniformly drawn elite (each elite runs only on its own rows,
-        in one batched call), and a sample is drawn from that member's Gaussian.
-        deterministic=True returns the mean of the elites' predicted means (no randomness).
+        Stochastic (TS-1): the rows, padded to a multiple of the E elites, are cut into E contiguous
+        blocks and block e goes to elite perm[e] for a random permutation drawn at every call, so each
+        row is predicted by a uniformly drawn elite at each step and the elites share the rows equally
+        (callers lay out exchangeable rows so that blocks mix them: ``dmd_mpc.rollout`` puts samples
+        first). A sample is drawn from that member's Gaussian. deterministic=True returns the mean of
+        the elites' predicted means (no randomness). Under CPU autocast the matmuls run in its dtype
+        (the state update stays in float32).
         """
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        weights, biases = self._elite_layers(dtype)
         batch_shape = obs.shape[:-1]
-        x = self._normalize(torch.cat([obs, act], dim=-1).reshape(-1, self.input_mean.shape[0]))
+        x = self._normalize(torch.cat([obs, act], dim=-1).reshape(-1, self.input_mean.shape[0])).to(dtype)
         num_rows, num_elites = x.shape[0], self.num_elites
-        if deterministic:
-            mean, _ = self._forward(x.repeat(num_elites, 1, 1), self.elite_indices)
-            prediction = mean.mean(dim=0)
-        else:
-            rows_per_member = -(-num_rows // num_elites)
-            order = torch.randperm(num_rows, generator=generator)
-            grouped = F.pad(x[order], (0, 0, 0, rows_per_member * num_elites - num_rows))
-            # shuffled row j goes to elite j % E: group sizes differ by at most one
-            grouped = grouped.view(rows_per_member, num_elites, -1).transpose(0, 1).contiguous()
-            mean, logvar = self._forward(grouped, self.elite_indices)
-            noise = torch.randn(mean.shape, generator=generator)
-            sample = (mean + torch.exp(0.5 * logvar) * noise).transpose(0, 1).reshape(-1, self.out_dim)[:num_rows]
-            prediction = torch.empty_like(sample)
-            prediction[order] = sample
+        with torch.autocast("cpu", enabled=False):
+            if deterministic:
+                mean, _ = self._layers(x.expand(num_elites, -1, -1), weights, biases)
+                prediction = mean.mean(dim=0)
+            else:
+                rows_per_member = -(-num_rows // num_elites)
+                grouped = F.pad(x, (0, 0, 0, rows_per_member * num_elites - num_rows))
+                perm = torch.randperm(num_elites, generator=generator)
+                mean, logvar = self._layers(grouped.view(num_elites, rows_per_member, -1),
+                                            [w[perm] for w in weights], [b[perm] for b in biases])
+                noise = torch.randn(mean.shape, generator=generator)
+                prediction = (mean + torch.exp(0.5 * logvar) * noise).reshape(-1, self.out_dim)[:num_rows]
         prediction = prediction.reshape(*batch_shape, self.out_dim)
         return obs + prediction[..., :-1], prediction[..., -1]

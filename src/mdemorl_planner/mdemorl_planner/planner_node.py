@@ -24,7 +24,7 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
 
-from .dmd_mpc import DMDMPCPlanner, PlannerConfig
+from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
@@ -56,6 +56,8 @@ PARAMETERS = {
     "sigma": Param(float, "std of the control distribution around the policy mean (eq. 11)", POSITIVE),
     "gamma": Param(float, "discount of the H-step cost (eq. 3)", UNIT_OPEN_LOW),
     "mppi_temperature": Param(float, "MPPI temperature lambda (mopac)", POSITIVE),
+    "compute_dtype": Param(str, "dtype of the planner's matmuls: bfloat16 (about 2.5x faster on CPUs with "
+                           "AVX512-BF16; states and costs stay float32) or float32", one_of(*COMPUTE_DTYPES)),
     "publish_chunk": Param(int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
     "replay_size": Param(int, "capacity of the planner's D_ENV (start states)", AT_LEAST_1),
     "seed": Param(int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
@@ -174,7 +176,8 @@ class PlannerNode(WorkerNode):
         mppi = p["algo"] == "mopac"
         return PlannerConfig(horizon=horizon, num_samples=p["num_samples"], elite_fraction=p["elite_fraction"],
                              alpha=1.0 if mppi else p["mirror_alpha"], sigma=p["sigma"], gamma=p["gamma"],
-                             weighting="mppi" if mppi else "cem", mppi_temperature=p["mppi_temperature"])
+                             weighting="mppi" if mppi else "cem", mppi_temperature=p["mppi_temperature"],
+                             compute_dtype=p["compute_dtype"])
 
     def _imagine_if_due(self) -> None:
         """Worker thread: one imagination round with the latest dynamics and policy, then publish D_MPC."""

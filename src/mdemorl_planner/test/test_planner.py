@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
+from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig, rollout
+from mdemorl_planner.ensemble import ProbabilisticEnsemble
 
 torch.set_num_threads(1)
 
@@ -95,3 +96,23 @@ def test_imagine_returns_transitions_up_to_termination():
 def test_config_rejects_unknown_weighting():
     with pytest.raises(ValueError):
         PlannerConfig(weighting="mean")
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_rollout_gives_every_start_state_an_equal_share_of_each_elite(compute_dtype):
+    """Elite k of a 5-member ensemble predicts x' = x + k exactly: at each step, each start state's
+    M = 10 samples are spread two per elite (TS-1 with balanced, sample-major blocks)."""
+    model = ProbabilisticEnsemble(1, 1, num_members=5, num_elites=5, hidden_size=4, num_layers=1)
+    with torch.no_grad():
+        model.weights[-1].zero_()
+        model.biases[-1].zero_()
+        model.biases[-1][:, 0, 0] = torch.arange(5.0)  # mean of dx
+        model.max_logvar.fill_(-40.0)
+        model.min_logvar.fill_(-50.0)
+    controls = torch.zeros(3, 10, 2, 1)
+    with PlannerConfig(compute_dtype=compute_dtype).autocast():
+        states, _, _ = rollout(model, X0, controls, generator=torch.Generator().manual_seed(0))
+    for h in range(2):
+        offsets = (states[:, :, h + 1, 0] - states[:, :, h, 0]).round()
+        for per_start in offsets:
+            assert sorted(per_start.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]

@@ -1,0 +1,213 @@
+"""Benchmark: how close the planner and SAC come to this machine's peak, all measured in one run.
+
+    scripts/run.sh python bench/speed.py [--threads 2] [--repeats 5] [--epoch]
+
+* ``peak``: batched matmul (baddbmm [5, N, 200] x [5, 200, 200], the ensemble's hidden layers), best
+  GFLOP/s over N, in float32 and bfloat16.
+* ``planner``: ``DMDMPCPlanner.imagine`` on HalfCheetah's sizes (17 obs, 6 act), a 7x4x200 ensemble
+  (5 elites), 2x256 actor and critics, M = 100, H = 15, in float32 and with bfloat16 autocast:
+  imagined rows per second, converted to FLOP/s by counting every matmul (the shift model through all
+  elites, B*M*H sampled rows through one elite each, the critic at x_H, the final mu rollout).
+  ``planner_peak_fraction`` = planner FLOP/s / peak FLOP/s in the same dtype.
+* ``sac``: updates per second of ``mdemorl_learner.sac.SAC`` against ``plain_sac.PlainSAC`` (batch 256,
+  2x256): ``sac_update_speedup``.
+* ``--epoch``: wall-clock of one 1000-step mdemorl epoch on HalfCheetah-v5 at the paper's settings for
+  the end of training (H = 15, M = 100, 10,000 start states), from the trainer CLI: ``epoch_wall_s``.
+
+Each measurement alternates the variants ``--repeats`` times and keeps the median, so that load from
+other processes hits all of them alike. Writes bench/results/speed.csv and .png and updates
+bench/results/summary.json (machine and date included). Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from mdemorl_learner.sac import SAC, SACConfig
+from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
+from mdemorl_planner.ensemble import ProbabilisticEnsemble
+from plain_sac import PlainSAC
+from seed_curves import machine
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OBS, ACT, MODEL_HIDDEN, MODEL_LAYERS, MEMBERS, ELITES, SAC_HIDDEN = 17, 6, 200, 4, 7, 5, 256
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def median_rate(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Run each variant ``repeats`` times, interleaved; each call returns a rate. Median per variant."""
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, run in variants.items():
+            rates[name].append(run())
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def matmul_rate(dtype: torch.dtype, rows: int, seconds: float = 0.5) -> float:
+    """GFLOP/s of baddbmm [E, rows, 200] x [E, 200, 200] + bias in ``dtype``."""
+    x = torch.randn(ELITES, rows, MODEL_HIDDEN).to(dtype)
+    w = torch.randn(ELITES, MODEL_HIDDEN, MODEL_HIDDEN).to(dtype)
+    b = torch.randn(ELITES, 1, MODEL_HIDDEN).to(dtype)
+    torch.baddbmm(b, x, w)
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.baddbmm(b, x, w)
+        calls += 1
+    return 2 * ELITES * rows * MODEL_HIDDEN ** 2 * calls / (time.perf_counter() - start) / 1e9
+
+
+def mlp_flops(sizes: list[int]) -> int:
+    """Multiply-adds x 2 of one row through a dense MLP with these layer sizes."""
+    return 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def imagine_flops(batch: int, horizon: int, samples: int) -> float:
+    """Every matmul FLOP of ``DMDMPCPlanner.imagine`` for ``batch`` start states."""
+    model = mlp_flops([OBS + ACT] + [MODEL_HIDDEN] * MODEL_LAYERS + [2 * (OBS + 1)])
+    actor = mlp_flops([OBS, SAC_HIDDEN, SAC_HIDDEN, 2 * ACT])
+    critic = 2 * mlp_flops([OBS + ACT, SAC_HIDDEN, SAC_HIDDEN, 1])
+    shift = batch * horizon * (ELITES * model + actor)  # deterministic: the mean of all elites
+    sampled = batch * samples * horizon * model  # eq. 12: one elite per row
+    terminal = batch * samples * (actor + critic)  # V(x_H) = min Q(x_H, pi(x_H))
+    final = batch * horizon * model  # the mu rollout into D_MPC
+    return float(shift + sampled + terminal + final)
+
+
+def planner_variants(batch: int, horizon: int, samples: int) -> dict[str, Callable[[], float]]:
+    model = ProbabilisticEnsemble(OBS, ACT, MEMBERS, ELITES, MODEL_HIDDEN, MODEL_LAYERS)
+    sac = SAC(OBS, ACT, SACConfig(hidden_size=SAC_HIDDEN))
+    x0 = np.random.default_rng(0).standard_normal((batch, OBS)).astype(np.float32)
+
+    def variant(dtype: str) -> Callable[[], float]:
+        planner = DMDMPCPlanner(PlannerConfig(horizon=horizon, num_samples=samples, compute_dtype=dtype),
+                                model, sac.policy_mean, sac.value)
+
+        def run() -> float:
+            start = time.perf_counter()
+            planner.imagine(x0)
+            return batch * samples * horizon / (time.perf_counter() - start)  # sampled rows per second
+        return run
+    return {dtype: variant(dtype) for dtype in DTYPES}
+
+
+def sac_variants(batch_size: int = 256, updates: int = 200) -> dict[str, Callable[[], float]]:
+    rng = np.random.default_rng(0)
+    data = {"obs": rng.standard_normal((batch_size, OBS)), "act": rng.uniform(-1, 1, (batch_size, ACT)),
+            "reward": rng.standard_normal(batch_size), "next_obs": rng.standard_normal((batch_size, OBS)),
+            "terminated": np.zeros(batch_size)}
+    ours = SAC(OBS, ACT, SACConfig(hidden_size=SAC_HIDDEN, batch_size=batch_size))
+    plain = PlainSAC(OBS, ACT, SAC_HIDDEN)
+    tensors = [torch.as_tensor(data[k], dtype=torch.float32) for k in ("obs", "act", "reward", "next_obs",
+                                                                       "terminated")]
+
+    def timed(step: Callable[[], None]) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            for _ in range(updates):
+                step()
+            return updates / (time.perf_counter() - start)
+        return run
+    return {"mdemorl": timed(lambda: ours.update(data)), "plain": timed(lambda: plain.update(*tensors))}
+
+
+def epoch_wall_s(threads: int) -> float:
+    """One 1000-step mdemorl epoch on HalfCheetah-v5 with the end-of-schedule settings, from the CLI."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "mdemorl_learner.train", "--task", "HalfCheetah-v5", "--algo", "mdemorl",
+               "--epochs", "1", "--start-steps", "1000", "--horizon-start", "15", "--horizon-end", "15",
+               "--rollout-batch-start", "10000", "--rollout-batch-max", "10000", "--num-samples", "100",
+               "--torch-threads", str(threads), "--out", out]
+        subprocess.run(cmd, check=True, capture_output=True)
+        with open(Path(out) / "progress.csv", newline="") as f:
+            return float(list(csv.DictReader(f))[-1]["wall_s"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=100, help="planner start states per imagine() call")
+    parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--epoch", action="store_true", help="also time one paper-settings HalfCheetah epoch")
+    parser.add_argument("--name", default="speed")
+    parser.add_argument("--results-dir", default=str(RESULTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+
+    peak_rows = (2_000, 10_000)
+    peak_variants = {f"{d}/{n}": (lambda d=d, n=n: matmul_rate(DTYPES[d], n)) for d in DTYPES for n in peak_rows}
+    peaks = median_rate(peak_variants, args.repeats)
+    peak = {d: max(peaks[f"{d}/{n}"] for n in peak_rows) for d in DTYPES}
+    rows_per_s = median_rate(planner_variants(args.batch, args.horizon, args.samples), args.repeats)
+    flops_per_row = imagine_flops(args.batch, args.horizon, args.samples) / (args.batch * args.samples * args.horizon)
+    planner_gflops = {d: rows_per_s[d] * flops_per_row / 1e9 for d in DTYPES}
+    sac = median_rate(sac_variants(), args.repeats)
+
+    rows = [{"measure": f"peak_gflops_{d}", "value": round(peak[d], 1)} for d in DTYPES]
+    rows += [{"measure": f"planner_rows_per_s_{d}", "value": round(rows_per_s[d])} for d in DTYPES]
+    rows += [{"measure": f"planner_gflops_{d}", "value": round(planner_gflops[d], 1)} for d in DTYPES]
+    rows += [{"measure": f"planner_peak_fraction_{d}", "value": round(planner_gflops[d] / peak[d], 3)}
+             for d in DTYPES]
+    rows += [{"measure": f"sac_updates_per_s_{k}", "value": round(v, 1)} for k, v in sac.items()]
+    best = max(DTYPES, key=lambda d: rows_per_s[d])
+    headline = {"planner_peak_fraction": round(planner_gflops[best] / peak[best], 3), "planner_dtype": best,
+                "planner_bf16_speedup": round(rows_per_s["bfloat16"] / rows_per_s["float32"], 2),
+                "sac_update_speedup": round(sac["mdemorl"] / sac["plain"], 2)}
+    if args.epoch:
+        headline["epoch_wall_s"] = round(epoch_wall_s(args.threads), 1)
+    rows += [{"measure": k, "value": v} for k, v in headline.items()]
+    with open(results / f"{args.name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["measure", "value"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    summary_path = results / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.update(headline)
+    summary[f"{args.name}_measured"] = {"machine": machine(), "date": date.today().isoformat(),
+                                        "threads": args.threads}
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    plot(results / f"{args.name}.png", peak, planner_gflops, sac, args)
+    print(json.dumps(headline))
+    return 0
+
+
+def plot(path: Path, peak: dict, planner: dict, sac: dict, args: argparse.Namespace) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    x = np.arange(len(DTYPES))
+    left.bar(x - 0.2, [peak[d] for d in DTYPES], 0.4, label="batched matmul peak")
+    left.bar(x + 0.2, [planner[d] for d in DTYPES], 0.4, label="DMD-MPC imagine()")
+    for i, d in enumerate(DTYPES):
+        left.text(i + 0.2, planner[d], f"{planner[d] / peak[d]:.0%}", ha="center", va="bottom")
+    left.set(xticks=x, xticklabels=list(DTYPES), ylabel="GFLOP/s",
+             title=f"planner (B={args.batch}, M={args.samples}, H={args.horizon})")
+    left.legend()
+    right.bar(list(sac), list(sac.values()), color=["tab:green", "tab:grey"])
+    right.set(ylabel="SAC updates / s", title=f"SAC, batch 256, 2x256: {sac['mdemorl'] / sac['plain']:.2f}x")
+    fig.suptitle(f"{date.today().isoformat()}, {machine()}, {args.threads} threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
