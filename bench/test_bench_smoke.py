@@ -12,20 +12,38 @@ TINY = ["--start-steps", "50", "--batch-size", "16", "--hidden-size", "16", "--m
         "--model-train-freq", "100", "--episode-steps", "50"]
 
 
-def test_leg_sample_efficiency_smoke(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "leg_sample_efficiency.py"), "--epochs", "2", "--steps-per-epoch", "100",
-         "--seeds", "0", "--jobs", "2", "--name", "smoke", "--results-dir", str(tmp_path),
-         "--runs-dir", str(tmp_path / "runs"), "--", *TINY],
-        capture_output=True, text=True, timeout=600)
+def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
+    """Run a bench script with a tiny budget into tmp_path; return what it printed last (JSON)."""
+    proc = subprocess.run([sys.executable, str(HERE / script), *args, "--name", "smoke", "--results-dir",
+                           str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--jobs", "2", "--", *TINY],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    summary = json.loads((tmp_path / "smoke_summary.json").read_text())
-    assert set(summary["final_eval_return_mean"]) == {"sac", "mdemorl"}
-    assert summary["target"] == "sac final mean eval return"
-    assert all(w > 0 for w in summary["wall_s_per_epoch"].values())
-    rows = (tmp_path / "smoke.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 2  # header + 2 algos x 2 epochs
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def csv_rows(tmp_path: Path) -> int:
+    return len((tmp_path / "smoke.csv").read_text().splitlines()) - 1
+
+
+def test_fig4_smoke(tmp_path):
+    printed = run_bench("fig4.py", tmp_path, "--epochs", "2", "--steps-per-epoch", "100", "--seeds", "0")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(printed) <= set(summary) and "leg_return_ratio_mdemorl_vs_sac" in printed
+    assert summary["smoke_measured"]["epochs"] == 2 and csv_rows(tmp_path) == 2 * 2  # 2 algos x 2 epochs
+
+
+def test_fig2_smoke(tmp_path):
+    printed = run_bench("fig2.py", tmp_path, "--tasks", "Hopper-v5", "--epochs", "1", "--steps-per-epoch", "100",
+                        "--seeds", "0")
+    assert set(printed["Hopper-v5"]) == {"sac", "mbpo", "mopac", "mdemorl"} and csv_rows(tmp_path) == 4
+
+
+def test_fig3_smoke(tmp_path):
+    printed = run_bench("fig3.py", tmp_path, "--fractions", "0.1", "1.0", "--epochs", "2", "--steps-per-epoch",
+                        "100", "--seeds", "0", "--target=-1e9")
+    assert printed["elite_best_p"] in (0.1, 1.0) and printed["epochs_to_target"] == {"p=10%": 1.0, "p=100%": 1.0}
+    assert csv_rows(tmp_path) == 2 * 2
 
 
 def test_graph_latency_smoke(tmp_path):

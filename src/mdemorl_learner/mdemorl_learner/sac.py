@@ -153,8 +153,7 @@ class SAC:
         self.actor_opt.step()
 
         with torch.no_grad():
-            for t, o in zip(self._target, self._online):
-                t.lerp_(o, cfg.tau)
+            torch._foreach_lerp_(self._target, self._online, cfg.tau)  # Polyak: one fused call for all tensors
         self._updates += 1
         stats = [q_loss.detach(), pi_loss.detach(), alpha, -logp_mean, q.detach().mean()]
         names = ("q_loss", "pi_loss", "alpha", "entropy", "q_mean")

@@ -1,0 +1,86 @@
+"""Fig. 2 of the paper: sac, mbpo, mopac and mdemorl on the MuJoCo tasks, same code, seeds and settings.
+
+    scripts/run.sh python bench/fig2.py [--tasks HalfCheetah-v5 ...] [--epochs 10] [--seeds 0 1] [--jobs 2]
+
+The default budget (10 epochs of 1000 steps, 2 seeds) fits this 2-core machine in a few hours;
+``--paper-budget`` runs MBPO's epochs per task (HalfCheetah 400, Hopper 125, Walker2d 300, Ant 300) with
+3 seeds. Writes bench/results/fig2.csv and .png (one panel per task), and into summary.json
+``halfcheetah_return_mdemorl`` and ``halfcheetah_return_mbpo``: mean final evaluation returns at the
+common budget. Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from seed_curves import machine
+from trainer_runs import RESULTS, RUNS, Run, by_label, run_all, update_summary, write_csv
+
+TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
+ALGOS = ("sac", "mbpo", "mopac", "mdemorl")
+PAPER_EPOCHS = {"HalfCheetah-v5": 400, "Hopper-v5": 125, "Walker2d-v5": 300, "Ant-v5": 300}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--paper-budget", action="store_true", help="MBPO's epochs per task and 3 seeds")
+    parser.add_argument("--steps-per-epoch", type=int, default=1000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--name", default="fig2")
+    parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument("--runs-dir", default=str(RUNS))
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
+    args = parser.parse_args()
+    args.flags = [flag for flag in args.flags if flag != "--"]
+    seeds = [0, 1, 2] if args.paper_budget else args.seeds
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    curves = {}
+    for task in args.tasks:  # one task at a time: tasks differ in epochs under --paper-budget
+        epochs = PAPER_EPOCHS[task] if args.paper_budget else args.epochs
+        runs = [Run(task, algo, seed, algo, tuple(args.flags)) for algo in args.algos for seed in seeds]
+        curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir)))
+    write_csv(results / f"{args.name}.csv", curves)
+
+    finals = {task: {label: float(np.mean([c[-1] for c in runs])) for label, runs in by_label(curves, task).items()}
+              for task in args.tasks}
+    values = {f"{task.split('-')[0].lower()}_return_{algo}": round(finals[task][algo], 1)
+              for task in args.tasks for algo in args.algos if task == "HalfCheetah-v5"}
+    budget = {"epochs": "paper" if args.paper_budget else args.epochs, "steps_per_epoch": args.steps_per_epoch,
+              "seeds": seeds, "flags": args.flags, "final_returns": finals}
+    update_summary(results, values, args.name, budget)
+    plot(results / f"{args.name}.png", curves, args.tasks)
+    print(json.dumps(finals))
+    return 0
+
+
+def plot(path: Path, curves: dict, tasks: list[str]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        steps = next(c.steps for r, c in curves.items() if r.task == task)
+        for label, runs in by_label(curves, task).items():
+            runs = np.array(runs)
+            ax.plot(steps, runs.mean(0), label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(steps, runs.min(0), runs.max(0), alpha=0.15)
+        ax.set(title=task, xlabel="real environment steps", ylabel="evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Fig. 2 reproduction ({machine()})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

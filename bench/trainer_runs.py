@@ -1,0 +1,104 @@
+"""What the reproduction benchmarks share: trainer runs in parallel processes, their curves, summary.json.
+
+Each run is the single-process trainer CLI (`python -m mdemorl_learner.train`) in its own process with
+one torch thread; its directory (progress.csv, log.txt, checkpoints) goes under the runs directory,
+which is not committed.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from seed_curves import machine
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+RUNS = HERE.parent / "runs" / "bench"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trainer run: ``label`` names its curve (e.g. the algorithm, or ``p=10%``)."""
+
+    task: str
+    algo: str
+    seed: int
+    label: str
+    flags: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class Curve:
+    """The evaluation returns of one run, one per epoch, and the env steps at each."""
+
+    steps: np.ndarray
+    returns: np.ndarray
+    wall_s: np.ndarray
+
+
+def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path) -> dict[Run, Curve]:
+    """Every run, ``jobs`` at a time; raises naming the run and its log if one fails."""
+    print(f"{len(runs)} runs of {epochs} x {steps_per_epoch} steps, {jobs} at a time", flush=True)
+
+    def one(run: Run) -> Curve:
+        out = runs_dir / run.task / f"{run.label}_seed{run.seed}".replace("%", "pct").replace("=", "")
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "mdemorl_learner.train", "--task", run.task, "--algo", run.algo,
+               "--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch), "--seed", str(run.seed),
+               "--out", str(out), "--torch-threads", "1", *run.flags]
+        start = time.monotonic()
+        with open(out / "log.txt", "w") as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        print(f"  {run.task} {run.label} seed {run.seed}: exit {code} after {time.monotonic() - start:.0f} s",
+              flush=True)
+        if code != 0:
+            raise RuntimeError(f"{run.task} {run.label} seed {run.seed} failed; see {out / 'log.txt'}")
+        with open(out / "progress.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")))
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return dict(zip(runs, pool.map(one, runs)))
+
+
+def write_csv(path: Path, curves: dict[Run, Curve]) -> None:
+    """One row per epoch of every run."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "label", "algo", "seed", "epoch", "env_steps", "eval_return", "wall_s"])
+        for run, curve in curves.items():
+            for epoch, (steps, ret, wall) in enumerate(zip(curve.steps, curve.returns, curve.wall_s), start=1):
+                writer.writerow([run.task, run.label, run.algo, run.seed, epoch, int(steps), round(ret, 2),
+                                 round(wall, 1)])
+
+
+def by_label(curves: dict[Run, Curve], task: str) -> dict[str, list[np.ndarray]]:
+    """The return curves of one task, grouped by label (one array per seed)."""
+    grouped: dict[str, list[np.ndarray]] = {}
+    for run, curve in curves.items():
+        if run.task == task:
+            grouped.setdefault(run.label, []).append(curve.returns)
+    return grouped
+
+
+def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float | None:
+    """First env-step count at which ``returns`` reaches ``target`` (None if never)."""
+    hit = np.nonzero(returns >= target)[0]
+    return float(steps[hit[0]]) if len(hit) else None
+
+
+def update_summary(results: Path, values: dict, section: str, budget: dict) -> None:
+    """Merge headline ``values`` into results/summary.json with the machine, date and budget of ``section``."""
+    path = results / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary.update(values)
+    summary[f"{section}_measured"] = {"machine": machine(), "date": date.today().isoformat(), **budget}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
