@@ -125,6 +125,7 @@ class AgentCore:
         self.start_steps = start_steps
         self.transitions_per_batch = transitions_per_batch
         self.max_policy_lag = max_policy_lag
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.env_steps = 0
@@ -141,6 +142,22 @@ class AgentCore:
         self._pending: list[tuple[NDArray[np.float32], NDArray[np.float32], float, NDArray[np.float32], bool]] = []
         self._pending_version = 0
         self._ready: list[Batch] = []
+
+    def resume_at(self, env_steps: int, epoch: int) -> None:
+        """Continue a run whose D_ENV holds ``env_steps`` transitions and whose learner closed ``epoch`` epochs.
+
+        If that epoch's training steps are all in D_ENV but its evaluation was not recorded, the next
+        episode is that evaluation.
+        """
+        if env_steps < epoch * self.steps_per_epoch:
+            raise ValueError(f"cannot resume at {env_steps} env steps after {epoch} epochs of "
+                             f"{self.steps_per_epoch}: D_ENV lacks transitions of closed epochs")
+        self.env_steps, self.epoch = env_steps, epoch
+        self.evaluating = env_steps >= (epoch + 1) * self.steps_per_epoch
+        # new noise streams: the run's own seed would repeat the actions D_ENV already holds
+        self.rng = np.random.default_rng([self.seed, env_steps])
+        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        self.finished = epoch >= self.epochs
 
     def start_episode(self) -> None:
         """Begin the next episode (training, or the evaluation that ``evaluating`` announces)."""

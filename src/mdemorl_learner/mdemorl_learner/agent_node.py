@@ -30,7 +30,7 @@ import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
-from mdemorl_msgs.msg import Snapshot, TaskStep, TransitionBatch
+from mdemorl_msgs.msg import Snapshot, TaskStep, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.networks import SquashedGaussianActor
 from mdemorl_planner.snapshots import load_policy
@@ -41,7 +41,8 @@ from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, EFFORT_COMMANDS_TOPIC,
                                             ENABLE_SERVICE, ENV_TOPIC, EVAL_RETURN_TOPIC, JOINT_STATES_TOPIC,
                                             MARKER_QOS, POLICY_TOPIC, RESET_SERVICE, RETURNS_QOS, ROBOT_QOS,
-                                            SNAPSHOT_QOS, TASK_STEP_TOPIC, TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+                                            SNAPSHOT_QOS, STATUS_QOS, STATUS_TOPIC, TASK_STEP_TOPIC,
+                                            TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of,
@@ -90,6 +91,8 @@ PARAMETERS = {
                             "pacing: hardware runs MUST use 0, a real robot cannot pause between two commands"),
     "policy_period_updates": Param(int, "the learner's policy_period_updates (SAC updates between two policy "
                                    "snapshots); only checks max_policy_lag", AT_LEAST_1),
+    "resume": Param(bool, "continue a run: wait for the learner's /mdemorl/status and carry on from its env steps "
+                    "and epoch"),
     "run_dir": Param(str, "directory for foot_path.npz (the last evaluation's foot path: foot and foot_desired "
                      "[T, 2] in m, dt in s); empty: not written"),
 }
@@ -177,6 +180,9 @@ class AgentNode(WorkerNode):
         else:
             self.create_subscription(TaskStep, f"{ns}/{TASK_STEP_TOPIC}", self._on_state, ROBOT_QOS)
         self.create_subscription(Snapshot, POLICY_TOPIC, self._on_policy, SNAPSHOT_QOS)
+        self._resume_status: TrainingStatus | None = None
+        if p["resume"]:
+            self.create_subscription(TrainingStatus, STATUS_TOPIC, self._on_status, STATUS_QOS)
         self._start_timer = self.create_timer(SERVICE_POLL_S, self._start)
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         self._loader = self.start_worker(self._load_policy)
@@ -207,12 +213,31 @@ class AgentNode(WorkerNode):
             self.get_logger().info(f"waiting for the learner (the publisher of {POLICY_TOPIC}) to subscribe to "
                                    f"{ENV_TOPIC}", throttle_duration_sec=LOG_THROTTLE_S)
             return
+        if self.params["resume"] and not self._resumed():
+            return
         self._start_timer.cancel()
         if self.params["enable_on_start"]:
             self._phase = Phase.ENABLING
             self._call(self._enable, SetBool.Request(data=True), self._on_enabled)
         else:
             self._request_reset()
+
+    def _on_status(self, msg: TrainingStatus) -> None:
+        self._resume_status = msg
+
+    def _resumed(self) -> bool:
+        """Resume from the learner's first status; False while none has arrived."""
+        status = self._resume_status
+        if status is None:
+            self.get_logger().info(f"resume: waiting for the learner's {STATUS_TOPIC}",
+                                   throttle_duration_sec=LOG_THROTTLE_S)
+            return False
+        self.core.resume_at(status.env_steps, status.epoch)
+        self.get_logger().info(f"resuming at {status.env_steps} env steps after epoch {status.epoch}")
+        if self.core.finished:
+            self._stop(0, f"nothing to resume: all {self.core.epochs} epochs are done")
+            return False
+        return True
 
     def _learner_listening(self) -> bool:
         """A node that publishes policy snapshots (the learner) subscribes to our transitions, and they reach it."""

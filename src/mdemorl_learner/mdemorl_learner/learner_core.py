@@ -56,6 +56,16 @@ class LearnerCore:
             eligible = max(0, self.env_steps - max(before, first_eligible - 1))
             self._credit += eligible * self.updates_per_step
 
+    def restore(self, d_env: dict[str, np.ndarray], sac_state: dict | None) -> None:
+        """Resume: D_ENV from a log and, if given, the SAC state of a checkpoint. The update credit owed
+        to D_ENV beyond what that state has trained on carries over, so the one-update-per-step ratio holds."""
+        if sac_state is not None:
+            self.sac.load_state_dict(sac_state)
+        if len(d_env["reward"]):
+            self.add_env(d_env)
+        with self._data_lock:
+            self._credit = max(0.0, self._credit - self.sac.updates)
+
     def add_mpc(self, batch: dict[str, np.ndarray]) -> None:
         """Store planner transitions; ValueError (nothing stored) if they do not fit D_MPC."""
         with self._data_lock:

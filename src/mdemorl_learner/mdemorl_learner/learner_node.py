@@ -25,13 +25,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
-from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
+from mdemorl_planner.transition_log import TransitionLog
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC,
                                             EVAL_RETURN_TOPIC, MPC_TOPIC, POLICY_TOPIC, RETURNS_QOS,
                                             SAVE_CHECKPOINT_SERVICE, SNAPSHOT_QOS, STATUS_QOS, STATUS_TOPIC,
                                             TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                Rule, declare_parameters, one_of)
@@ -47,6 +48,7 @@ from .trainer import EpochStats
 NODE_NAME = "learner"
 TRAIN_RETURN_WINDOW = 5  # progress.csv's train_return: mean of the last 5 training episodes, as the trainer
 CHECKPOINT = Path("checkpoints") / "latest.pt"
+D_ENV_LOG = "d_env"  # in run_dir: the append-only TransitionLog of every real transition
 DIRECTORY = Rule(bool, "a directory path")
 
 PARAMETERS = {
@@ -70,6 +72,8 @@ PARAMETERS = {
     "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
     "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
     "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
+    "resume": Param(bool, "continue the run in run_dir: D_ENV from run_dir/d_env, SAC and the epoch count from "
+                    "checkpoints/latest.pt; false starts afresh (and empties run_dir/d_env)"),
 }
 
 
@@ -104,8 +108,12 @@ class LearnerNode(WorkerNode):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._progress = self.run_dir / "progress.csv"
         self._columns = [f.name for f in dataclasses.fields(EpochStats)]
-        with self._progress.open("w", newline="") as f:
-            csv.DictWriter(f, fieldnames=self._columns).writeheader()
+        self._log = TransitionLog(self.run_dir / D_ENV_LOG, obs_dim, act_dim)
+        if p["resume"]:
+            self._resume()
+        else:
+            self._log.clear()
+            self._write_progress([])
 
         self._policy_pub = self.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
         self._status_pub = self.create_publisher(TrainingStatus, STATUS_TOPIC, STATUS_QOS)
@@ -131,10 +139,42 @@ class LearnerNode(WorkerNode):
         self.exit_code = 0
 
 
+    def _resume(self) -> None:
+        """Continue the run in run_dir: D_ENV from its log, SAC and the epoch count from the last checkpoint.
+
+        progress.csv keeps the rows of the checkpoint's epochs (a row written just before a crash, whose
+        checkpoint was not, is dropped: that epoch closes again).
+        """
+        checkpoint = self.run_dir / CHECKPOINT
+        state = torch.load(checkpoint) if checkpoint.is_file() else None
+        self.epoch = state["epoch"] if state is not None else 0
+        self.core.restore(self._log.load(), state["sac"] if state is not None else None)
+        rows = []
+        if self._progress.is_file():
+            with self._progress.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= self.epoch]
+        self._write_progress(rows)
+        self.get_logger().info(f"resumed {self.run_dir}: epoch {self.epoch}, {self.core.env_steps} transitions in "
+                               f"D_ENV, {self.core.updates} SAC updates done")
+
+    def _write_progress(self, rows: list[dict]) -> None:
+        """progress.csv with these rows, replaced atomically."""
+        tmp = self._progress.with_name(self._progress.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self._progress)
+
     # --- data in --------------------------------------------------------------------------------
 
+    def _add_env(self, batch: dict) -> None:
+        """Into D_ENV, then durably onto its log (a batch D_ENV refuses is not logged)."""
+        self.core.add_env(batch)
+        self._log.append(batch)
+
     def _on_env(self, msg: TransitionBatch) -> None:
-        if self._store(msg, "env", self.core.add_env):
+        if self._store(msg, "env", self._add_env):
             self._worker.poke()
             self._close_epochs()
 

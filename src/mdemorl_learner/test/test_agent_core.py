@@ -249,3 +249,22 @@ def test_task_steps_are_checked_and_actions_map_onto_the_action_box():
             hopper.sample(observation, reward, False, 0.0)
     assert hopper.command(np.array([-1.0, 0.0, 1.0])) == [-1.0, 0.0, 1.0]  # Hopper's box is [-1, 1]
     assert LEG.command(np.array([0.5, -1.0])) == [5.0, -10.0]  # N*m at max_torque 10
+
+
+def test_resume_continues_the_epoch_count_with_fresh_noise():
+    def fresh() -> AgentCore:
+        return AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=3, start_steps=1000, transitions_per_batch=50,
+                         seed=4)
+
+    original, resumed = fresh(), fresh()
+    resumed.resume_at(env_steps=200, epoch=1)  # epoch 2's steps are in D_ENV, its evaluation is not
+    assert resumed.evaluating and not resumed.finished and resumed.epoch == 1
+    for core in (original, resumed):
+        core.start_episode()
+    first = [core.step(leg(Q, QDOT, 0.0), None, 0).action for core in (original, resumed)]
+    assert not np.array_equal(*first)  # the resumed run does not replay the original's random actions
+    with pytest.raises(ValueError, match="D_ENV lacks transitions of closed epochs"):
+        fresh().resume_at(env_steps=150, epoch=2)
+    done = fresh()
+    done.resume_at(env_steps=300, epoch=3)
+    assert done.finished

@@ -15,6 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, SNAPSHOT_QOS,
                                             TRANSITIONS_QOS)
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_HIGH, Param,
                                                declare_parameters, parameter_error)
@@ -22,9 +23,9 @@ from stochlite_bringup.node_worker import WorkerNode
 
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
-from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from .replay_buffer import ReplayBuffer
 from .snapshots import dynamics_payload
+from .transition_log import read_transition_log
 
 NODE_NAME = "model_trainer"
 
@@ -43,6 +44,8 @@ PARAMETERS = {
     "seed": Param(int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
     "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
     "diagnostics_period": Param(float, "seconds between two /diagnostics messages", POSITIVE),
+    "resume_log": Param(str, "directory of a run's D_ENV log (the learner's run_dir/d_env) to start from when "
+                        "resuming; empty: start empty"),
 }
 
 
@@ -71,23 +74,31 @@ class ModelTrainerNode(WorkerNode):
         self.create_subscription(TransitionBatch, ENV_TOPIC, self._on_env, TRANSITIONS_QOS)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self._worker = self.start_worker(self._fit_if_due)
+        resumed = read_transition_log(p["resume_log"]) if p["resume_log"] else None
+        if resumed is not None and len(resumed["reward"]):
+            self._add_env(resumed)
+            self._fitted_block = self.received // p["train_every_steps"] - 1  # fit once on the resumed D_ENV
+            self.get_logger().info(f"resumed D_ENV: {self.received} transitions from {p['resume_log']}")
+            self._worker.poke()
         self.get_logger().info(f"fitting the ensemble every {p['train_every_steps']} env transitions "
                                f"(first at {max(p['min_steps'], p['train_every_steps'])})")
+
+    def _add_env(self, batch: dict) -> None:
+        """Store real transitions in D_ENV (the first batch fixes the dims); ValueError if they do not fit."""
+        with self._lock:
+            obs_dim, act_dim = batch["obs"].shape[1], batch["act"].shape[1]
+            first = self._d_env is None
+            d_env = ReplayBuffer(obs_dim, act_dim, self.params["replay_size"]) if first else self._d_env
+            d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"], batch["terminated"])
+            if first:
+                self._d_env, self._model = d_env, self._new_model(obs_dim, act_dim)
+            self.received += len(batch["reward"])
 
     def _on_env(self, msg: TransitionBatch) -> None:
         try:
             if msg.source != "env":
                 raise ValueError(f"source is {msg.source!r}, expected 'env'")
-            batch = msg_to_batch(msg)
-            with self._lock:
-                obs_dim, act_dim = batch["obs"].shape[1], batch["act"].shape[1]
-                first = self._d_env is None
-                d_env = ReplayBuffer(obs_dim, act_dim, self.params["replay_size"]) if first else self._d_env
-                d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"],
-                                batch["terminated"])
-                if first:
-                    self._d_env, self._model = d_env, self._new_model(obs_dim, act_dim)
-                self.received += len(batch["reward"])
+            self._add_env(msg_to_batch(msg))
         except ValueError as exc:
             self.rejected += 1
             self.get_logger().warning(f"rejected transition batch ({self.rejected} so far): {exc}",

@@ -18,6 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,
                                             POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS)
+from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                declare_parameters, one_of, parameter_error)
@@ -27,10 +28,10 @@ from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
 from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
-from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
+from .transition_log import read_transition_log
 
 NODE_NAME = "planner"
 SEED_RANGE = 2**31
@@ -63,6 +64,8 @@ PARAMETERS = {
     "seed": Param(int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
     "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
     "diagnostics_period": Param(float, "seconds between two /diagnostics messages", POSITIVE),
+    "resume_log": Param(str, "directory of a run's D_ENV log (the learner's run_dir/d_env) whose states to start "
+                        "from when resuming; empty: start empty"),
 }
 
 
@@ -112,6 +115,10 @@ class PlannerNode(WorkerNode):
         self.create_subscription(Snapshot, DYNAMICS_TOPIC, self._on_dynamics, SNAPSHOT_QOS)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self._worker = self.start_worker(self._imagine_if_due)
+        resumed = read_transition_log(p["resume_log"]) if p["resume_log"] else None
+        if resumed is not None and len(resumed["reward"]):
+            self._add_env(resumed)
+            self.get_logger().info(f"resumed D_ENV: {self.env_steps} start states from {p['resume_log']}")
         self.get_logger().info(f"{p['algo']} imagination for {p['robot']}: H {p['horizon_start']}->{p['horizon_end']}, "
                                f"batch {p['rollout_batch_start']}->{p['rollout_batch_max']}, M={p['num_samples']}")
 
@@ -120,19 +127,21 @@ class PlannerNode(WorkerNode):
             raise ValueError(f"{what} has obs_dim/act_dim {obs_dim}/{act_dim}, but this graph uses "
                              f"{self._dims[0]}/{self._dims[1]}")
 
+    def _add_env(self, batch: dict) -> None:
+        """Store real transitions as start states; ValueError if they do not fit this graph's dims."""
+        dims = batch["obs"].shape[1], batch["act"].shape[1]
+        with self._lock:
+            self._check_dims(*dims, "transition batch")
+            d_env = ReplayBuffer(*dims, self.params["replay_size"]) if self._d_env is None else self._d_env
+            d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"], batch["terminated"])
+            self._d_env, self._dims = d_env, dims
+            self.env_steps += len(batch["reward"])
+
     def _on_env(self, msg: TransitionBatch) -> None:
         try:
             if msg.source != "env":
                 raise ValueError(f"source is {msg.source!r}, expected 'env'")
-            batch = msg_to_batch(msg)
-            dims = batch["obs"].shape[1], batch["act"].shape[1]
-            with self._lock:
-                self._check_dims(*dims, "transition batch")
-                d_env = ReplayBuffer(*dims, self.params["replay_size"]) if self._d_env is None else self._d_env
-                d_env.add_batch(batch["obs"], batch["act"], batch["reward"], batch["next_obs"],
-                                batch["terminated"])
-                self._d_env, self._dims = d_env, dims
-                self.env_steps += len(batch["reward"])
+            self._add_env(msg_to_batch(msg))
         except ValueError as exc:
             self.rejected_batches += 1
             self.get_logger().warning(f"rejected transition batch ({self.rejected_batches} so far): {exc}",

@@ -6,6 +6,7 @@ One definition, read by ``launch/train.launch.py`` (ROS installs) and by the ``m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 from .task_names import LEG_TASK_NAME, TASK_NAMES
@@ -34,6 +35,8 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("steps_per_epoch", "1000", "real environment steps per epoch"),
     LaunchArgument("seed", "0", "random seed of every node"),
     LaunchArgument("run_dir", "runs/graph", "directory for progress.csv, checkpoints, plots and node logs"),
+    LaunchArgument("resume", "false", "continue the run in run_dir after a crash or a kill: D_ENV from its log, SAC "
+                   "and the epoch count from its last checkpoint", ("true", "false")),
 )
 
 ARGUMENTS_BY_NAME = {a.name: a for a in LAUNCH_ARGUMENTS}
@@ -82,7 +85,10 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     """The nodes for resolved arguments: robot side (simulator or serial driver) plus the learning nodes."""
     robot, seed = args["robot"], int(args["seed"])
     epochs, steps = int(args["epochs"]), int(args["steps_per_epoch"])
-    agent = {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "run_dir": args["run_dir"]}
+    resume = args["resume"] == "true"
+    agent = {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "run_dir": args["run_dir"],
+             "resume": resume}
+    d_env_log = {"resume_log": str(Path(args["run_dir"]) / "d_env")} if resume else {}  # the learner's log
     if args["sim"] == "none":
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
                               {"robot": robot, "port": args["port"]})
@@ -95,8 +101,9 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
         NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent),
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
                  {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
-                  "run_dir": args["run_dir"]}, ends_run=True),
-        NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml", {"seed": seed}),
+                  "run_dir": args["run_dir"], "resume": resume}, ends_run=True),
+        NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
+                 {"seed": seed, **d_env_log}),
         NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
-                 {"robot": robot, "steps_per_epoch": steps, "seed": seed}),
+                 {"robot": robot, "steps_per_epoch": steps, "seed": seed, **d_env_log}),
     ]

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DOMAIN_ID = str(150 + os.getpid() % 80)
@@ -174,4 +175,59 @@ def test_a_signal_ends_every_node_within_10_s(tmp_path, watcher, sig):
     assert "stopping every node" in out
     assert "Traceback" not in out, out[-3000:]
     time.sleep(0.5)
+    assert graph_processes() == []
+
+
+def wait_for_epochs(run_dir: Path, epochs: int, graph: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Poll progress.csv until it has ``epochs`` rows (the graph must still be running)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert graph.poll() is None, graph.communicate()[0][-3000:]
+        progress = run_dir / "progress.csv"
+        if progress.is_file() and len(progress.read_text().splitlines()) > epochs:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no epoch {epochs} within {timeout_s} s")
+
+
+def d_env_log(run_dir: Path) -> bytes:
+    return (run_dir / "d_env" / "transitions.f32").read_bytes()
+
+
+def test_resume_after_kill_9_of_the_learner_then_of_the_whole_graph_loses_and_repeats_nothing(tmp_path, watcher):
+    run_dir, args = tmp_path / "run", ("epochs:=3", "steps_per_epoch:=600", "seed:=2")
+    graph = start_graph(run_dir, *args)
+    try:
+        wait_for_epochs(run_dir, 1, graph)
+        [learner] = [pid for pid in graph_processes() if b"learner_node" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(learner, signal.SIGKILL)
+        out, _ = graph.communicate(timeout=30)
+    finally:
+        if graph.poll() is None:
+            os.killpg(graph.pid, signal.SIGKILL)
+    assert graph.returncode == 1 and "node 'learner' died" in out
+    time.sleep(0.5)
+    assert graph_processes() == []
+    first = d_env_log(run_dir)
+
+    graph = start_graph(run_dir, *args, "resume:=true")
+    try:
+        wait_for_epochs(run_dir, 2, graph)
+        for pid in graph_processes():  # the launcher and every node at once, as a power cut would
+            os.kill(pid, signal.SIGKILL)
+        graph.wait(timeout=10)
+    finally:
+        if graph.poll() is None:
+            os.killpg(graph.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    assert graph_processes() == []
+    second = d_env_log(run_dir)
+    assert second[:len(first)] == first and len(second) > len(first)  # appended, never rewritten
+
+    rows = run_to_completion(run_dir, *args, "resume:=true", timeout_s=400)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    final = d_env_log(run_dir)
+    assert final[:len(second)] == second
+    records = np.frombuffer(final, dtype="<f4").reshape(1800, -1)  # exactly the run's 3 x 600 transitions
+    assert len(np.unique(records, axis=0)) == 1800  # none twice
     assert graph_processes() == []
