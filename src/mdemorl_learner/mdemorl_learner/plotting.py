@@ -23,8 +23,12 @@ def read_progress(path: Path) -> dict[str, np.ndarray]:
 
 def plot_learning_curve(progress_csv: Path, out_png: Path, title: str) -> None:
     """Evaluation and training return against real env steps, with the ensemble's validation loss."""
-    cols = read_progress(progress_csv)
-    if not cols:
+    plot_learning_columns(read_progress(progress_csv), out_png, title)
+
+
+def plot_learning_columns(cols: dict[str, np.ndarray], out_png: Path, title: str) -> None:
+    """:func:`plot_learning_curve` from columns ``env_steps``, ``eval_return``, ``train_return``, ``model_val_loss``."""
+    if not cols or not len(cols["env_steps"]):
         return
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     ax[0].plot(cols["env_steps"], cols["eval_return"], "o-", label="eval (deterministic)")

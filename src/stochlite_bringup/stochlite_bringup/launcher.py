@@ -1,6 +1,7 @@
 """``mdemorl``: the project's launcher for installs without ``launch``/``launch_ros``.
 
     mdemorl train [robot:=leg] [sim:=pybullet] [epochs:=20] ...   # same arguments as train.launch.py
+    mdemorl report RUN_DIR                                         # plots from RUN_DIR/record.mcap
 
 Starts the nodes of ``node_table`` as separate processes, streams their output prefixed with the node's
 name (and into RUN_DIR/logs/NODE.log), and ends every node within 10 s on Ctrl-C or SIGTERM. A node
@@ -19,7 +20,8 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from .node_table import LAUNCH_ARGUMENTS, NodeSpec, resolve_arguments, training_nodes
 from .process_group import ProcessGroup
 
-USAGE = "usage: mdemorl train [name:=value ...]   (mdemorl train --help lists the arguments)"
+USAGE = ("usage: mdemorl train [name:=value ...]   (mdemorl train --help lists the arguments)\n"
+         "       mdemorl report RUN_DIR             (plots from the run's record.mcap)")
 
 
 class LaunchError(Exception):
@@ -133,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         print_help()
         return 0 if words else 2
     command, rest = words[0], words[1:]
+    if command == "report":  # the learning package's plots, imported only for this command
+        from mdemorl_learner.report import main as report_main
+        return report_main(rest)
     if command != "train":
-        print(f"mdemorl: unknown command {command!r}; {USAGE}", file=sys.stderr)
+        print(f"mdemorl: unknown command {command!r}: the commands are train and report (mdemorl --help)",
+              file=sys.stderr)
         return 2
     if rest and rest[0] in ("-h", "--help"):
         print_help()

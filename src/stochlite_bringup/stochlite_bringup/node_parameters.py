@@ -51,14 +51,15 @@ UNIT_CLOSED = Rule(lambda v: 0 <= v <= 1, "in [0, 1]")
 UNIT_OPEN_HIGH = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
 
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+                    list[str]: ParameterType.PARAMETER_STRING_ARRAY, list[float]: ParameterType.PARAMETER_DOUBLE_ARRAY}
 
 
 @dataclass(frozen=True)
 class Param:
     """A read-only node parameter: its type, description and rule (its default is in config/<node>.yaml)."""
 
-    type: type
+    type: type  # bool, int, float, str, list[str] or list[float]
     description: str
     rule: Rule | None = None
 

@@ -23,6 +23,7 @@ class LaunchArgument:
 
 
 SIMULATORS = ("pybullet", "mujoco", "none")
+RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
 
 LAUNCH_ARGUMENTS = (
     LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, or a gymnasium MuJoCo id", TASK_NAMES),
@@ -82,7 +83,7 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
 
 
 def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
-    """The nodes for resolved arguments: robot side (simulator or serial driver) plus the learning nodes."""
+    """The nodes for resolved arguments: robot side (simulator or serial driver), the learning nodes, the recorder."""
     robot, seed = args["robot"], int(args["seed"])
     epochs, steps = int(args["epochs"]), int(args["steps_per_epoch"])
     resume = args["resume"] == "true"
@@ -106,4 +107,6 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                  {"seed": seed, **d_env_log}),
         NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
                  {"robot": robot, "steps_per_epoch": steps, "seed": seed, **d_env_log}),
+        NodeSpec("stochlite_bringup", "recorder_node", "recorder", "recorder.yaml",
+                 {"robot": robot, "output": str(Path(args["run_dir"]) / RECORD_FILE)}),
     ]

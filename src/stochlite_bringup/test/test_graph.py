@@ -141,6 +141,29 @@ def test_tiny_run_flows_every_way_and_completes(tmp_path, watcher):
     for name, kind in EXPECTED_TOPICS.items():
         assert watcher.seen_topics.get(name) == kind, (name, watcher.seen_topics.get(name))
     assert graph_processes() == []
+    check_recording_and_report(run_dir)
+
+
+def check_recording_and_report(run_dir: Path) -> None:
+    """record.mcap decodes with the schemas it carries; 500 Hz joint states are thinned to 50 Hz; the report
+    rebuilds the plots from it alone."""
+    from mcap_ros2.reader import read_ros2_messages
+
+    topics: dict[str, list] = {}
+    for item in read_ros2_messages(str(run_dir / "record.mcap")):
+        topics.setdefault(item.channel.topic, []).append((item.log_time_ns, item.ros_msg))
+    assert max(m.epoch for _, m in topics["/mdemorl/status"]) == 3
+    assert [round(m.data, 3) for _, m in topics["/mdemorl/eval_return"]] == [
+        round(float(r["eval_return"]), 3) for r in csv.DictReader(open(run_dir / "progress.csv"))]
+    states = topics["/leg/joint_states"]
+    assert len(states) > 20 and list(states[0][1].name) == ["hip", "knee"]
+    assert min(np.diff([t for t, _ in states])) >= 20_000_000  # at most 50 Hz of the 500 Hz stream
+    assert len(topics["/leg/foot_path"][-1][1].points) == len(topics["/leg/foot_path_desired"][-1][1].points) > 0
+    report = subprocess.run([sys.executable, "-m", "stochlite_bringup.launcher", "report", str(run_dir)],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    for name in ("learning_curve", "foot_path", "joint_states"):
+        assert (run_dir / "report" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_mujoco_task_runs_through_the_graph_with_its_terminations(tmp_path, watcher):

@@ -24,7 +24,7 @@ def test_defaults_train_the_simulated_leg():
     args = resolve_arguments({})
     assert args["robot"] == "leg" and args["sim"] == "pybullet"
     nodes = training_nodes(args)
-    assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner"]
+    assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner", "recorder"]
     assert [n.name for n in nodes if n.ends_run] == ["learner"]
     agent = next(n for n in nodes if n.name == "agent")
     assert agent.parameters["epochs"] == 20 and agent.parameters["steps_per_epoch"] == 1000
@@ -39,7 +39,7 @@ def test_sim_none_swaps_in_the_serial_driver_on_the_port():
 
 def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
     nodes = training_nodes(resolve_arguments({"robot": "HalfCheetah-v5", "sim": "mujoco", "seed": "4"}))
-    assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner"]
+    assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner", "recorder"]
     assert all(n.parameters.get("robot", "HalfCheetah-v5") == "HalfCheetah-v5" for n in nodes)
     assert nodes[0].parameters == {"robot": "HalfCheetah-v5", "seed": 4}
 
@@ -125,6 +125,7 @@ def test_mdemorl_help_lists_every_argument():
     (["train", "sim:=gazebo"], "sim:=gazebo is not one of"),
     (["train", "epochs=3"], "not of the form name:=value"),
     (["fly"], "unknown command 'fly'"),
+    (["report", "/no/such/run"], "/no/such/run/record.mcap does not exist"),
 ])
 def test_mdemorl_bad_input_is_one_error_line_and_exit_2(words, message):
     proc = mdemorl(*words)

@@ -1,0 +1,100 @@
+"""``mdemorl report RUN_DIR``: the plots of a run, rebuilt from its MCAP recording alone.
+
+Reads ``RUN_DIR/record.mcap`` (``recorder_node``) and writes into ``RUN_DIR/report/``:
+``learning_curve.png`` (from ``/mdemorl/status``: the status that closed each epoch), ``foot_path.png``
+(the last evaluation's foot-path markers, leg only) and ``joint_states.png`` (positions and efforts over
+the recording, at the recorded rate).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from mcap_ros2.reader import read_ros2_messages
+
+from .plotting import plot_foot_path, plot_learning_columns, plt
+
+REPORT_DIR = "report"
+RECORD_FILE = "record.mcap"
+LEG_CONTROL_DT_S = 0.002  # one foot-path marker point per 500 Hz control step
+
+
+def read_recording(path: Path) -> dict[str, list]:
+    """Decoded messages per topic, in log-time order: (log time [s], message)."""
+    topics: dict[str, list] = {}
+    for item in read_ros2_messages(str(path)):
+        topics.setdefault(item.channel.topic, []).append((item.log_time_ns / 1e9, item.ros_msg))
+    return topics
+
+
+def epoch_columns(statuses: list) -> dict[str, np.ndarray]:
+    """One row per epoch: the first status that reports it closed."""
+    rows, seen = [], set()
+    for _, status in statuses:
+        if status.epoch > 0 and status.epoch not in seen:
+            seen.add(status.epoch)
+            rows.append((status.env_steps, status.eval_return, status.train_return, status.model_val_loss))
+    columns = np.array(rows, dtype=float).reshape(-1, 4).T
+    return dict(zip(("env_steps", "eval_return", "train_return", "model_val_loss"), columns))
+
+
+def plot_joint_states(states: list, out_png: Path, title: str) -> None:
+    """Joint positions and efforts against recording time."""
+    t = np.array([stamp for stamp, _ in states]) - states[0][0]
+    names = list(states[-1][1].name)
+    width = len(names)
+    position = np.array([m.position for _, m in states if len(m.position) == width])
+    effort = np.array([m.effort for _, m in states if len(m.effort) == width])
+    fig, ax = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for j, name in enumerate(names):
+        ax[0].plot(t[:len(position)], position[:, j], lw=0.8, label=name)
+        if len(effort):
+            ax[1].plot(t[:len(effort)], effort[:, j], lw=0.8, label=name)
+    ax[0].set(ylabel="position [rad or m]", title=title)
+    ax[1].set(xlabel="recording time [s]", ylabel="effort")
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def report(run_dir: Path) -> list[Path]:
+    """Write the report's PNGs; returns their paths. ValueError if there is no recording."""
+    record = run_dir / RECORD_FILE
+    if not record.is_file():
+        raise ValueError(f"{record} does not exist: RUN_DIR must be the run_dir of an `mdemorl train` run")
+    topics = read_recording(record)
+    out = run_dir / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    written = []
+    if "/mdemorl/status" in topics:
+        plot_learning_columns(epoch_columns(topics["/mdemorl/status"]), out / "learning_curve.png",
+                              f"{run_dir.name}: from {RECORD_FILE}")
+        written.append(out / "learning_curve.png")
+    foot = [topic for topic in topics if topic.endswith("/foot_path")]
+    if foot and f"{foot[0]}_desired" in topics:
+        actual, desired = (np.array([[p.x, p.z] for p in topics[name][-1][1].points])
+                           for name in (foot[0], f"{foot[0]}_desired"))
+        plot_foot_path(actual, desired, LEG_CONTROL_DT_S, out / "foot_path.png", "last evaluation")
+        written.append(out / "foot_path.png")
+    states = next((topics[name] for name in topics if name.endswith("/joint_states")), None)
+    if states:
+        plot_joint_states(states, out / "joint_states.png", f"{run_dir.name}: joint states as recorded")
+        written.append(out / "joint_states.png")
+    return [path for path in written if path.is_file()]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: mdemorl report RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        written = report(Path(argv[0]))
+    except ValueError as error:
+        print(f"mdemorl: error: {error}", file=sys.stderr)
+        return 2
+    print("mdemorl: wrote " + ", ".join(str(p) for p in written))
+    return 0
