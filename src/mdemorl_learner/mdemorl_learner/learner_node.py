@@ -43,6 +43,7 @@ from stochlite_bringup.tasks.dimensions import task_dimensions
 from .learner_core import LearnerCore
 from .plotting import plot_foot_path, plot_learning_curve
 from .sac import SACConfig
+from .scalars import EpochScalars
 from .trainer import EpochStats
 
 NODE_NAME = "learner"
@@ -109,6 +110,7 @@ class LearnerNode(WorkerNode):
         self._progress = self.run_dir / "progress.csv"
         self._columns = [f.name for f in dataclasses.fields(EpochStats)]
         self._log = TransitionLog(self.run_dir / D_ENV_LOG, obs_dim, act_dim)
+        self._scalars = EpochScalars(self.run_dir)
         if p["resume"]:
             self._resume()
         else:
@@ -250,6 +252,7 @@ class LearnerNode(WorkerNode):
             alpha=losses.get("alpha", math.nan))
         with self._progress.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._columns).writerow(dataclasses.asdict(stats))
+        self._scalars.write(stats)
         self._save_checkpoint()
         self._write_plots()
         self._publish_status()

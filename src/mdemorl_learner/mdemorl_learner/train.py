@@ -2,7 +2,8 @@
 
     python -m mdemorl_learner.train --task leg --algo mdemorl --epochs N --steps-per-epoch S --seed K --out DIR
 
-Writes DIR/progress.csv (one row per epoch), DIR/config.yaml (every setting), DIR/checkpoints/, and
+Writes DIR/progress.csv (one row per epoch, also as TensorBoard scalars in DIR/tensorboard/),
+DIR/config.yaml (every setting), DIR/checkpoints/, and
 DIR/learning_curve.png (plus DIR/foot_path.png on the leg).
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from .config import TrainConfig
 from .plotting import plot_foot_path, plot_learning_curve
+from .scalars import EpochScalars
 
 
 
@@ -66,10 +68,12 @@ def main(argv: list[str] | None = None) -> int:
                                                      mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
         writer = csv.DictWriter(f, fieldnames=[f.name for f in dataclasses.fields(EpochStats)])
         writer.writeheader()
+        scalars = EpochScalars(out)
         for _ in range(cfg.epochs):
             stats, trace = trainer.run_epoch(on_step=lambda: bar.update(1))
             writer.writerow(dataclasses.asdict(stats))
             f.flush()
+            scalars.write(stats)
             bar.set_postfix(epoch=stats.epoch, eval=_fmt(stats.eval_return), train=_fmt(stats.train_return),
                             mpc=stats.mpc_transitions, refresh=False)
             tqdm.write(f"epoch {stats.epoch:3d}  env_steps {stats.env_steps:7d}  eval_return {_fmt(stats.eval_return):>7}"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REQUIRED_COLUMNS = {"epoch", "env_steps", "eval_return", "train_return", "model_val_loss", "mpc_transitions",
                     "sac_updates", "wall_s"}
@@ -53,6 +54,11 @@ def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, al
     for png in ("learning_curve.png", "foot_path.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "done: 2 epochs" in proc.stdout
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    evals = events.Scalars("progress/eval_return")
+    assert [e.step for e in evals] == [200, 400]
+    assert [round(e.value, 3) for e in evals] == [round(float(r["eval_return"]), 3) for r in rows]
 
 
 def test_gym_task_with_termination_runs(tmp_path):

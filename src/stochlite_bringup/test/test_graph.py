@@ -146,7 +146,7 @@ def test_tiny_run_flows_every_way_and_completes(tmp_path, watcher):
 
 def check_recording_and_report(run_dir: Path) -> None:
     """record.mcap decodes with the schemas it carries; 500 Hz joint states are thinned to 50 Hz; the report
-    rebuilds the plots from it alone."""
+    rebuilds the plots from it alone; the learner's TensorBoard scalars are there."""
     from mcap_ros2.reader import read_ros2_messages
 
     topics: dict[str, list] = {}
@@ -159,6 +159,11 @@ def check_recording_and_report(run_dir: Path) -> None:
     assert len(states) > 20 and list(states[0][1].name) == ["hip", "knee"]
     assert min(np.diff([t for t, _ in states])) >= 20_000_000  # at most 50 Hz of the 500 Hz stream
     assert len(topics["/leg/foot_path"][-1][1].points) == len(topics["/leg/foot_path_desired"][-1][1].points) > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("progress/eval_return")] == [600, 1200, 1800]
     report = subprocess.run([sys.executable, "-m", "stochlite_bringup.launcher", "report", str(run_dir)],
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
