@@ -23,5 +23,6 @@ setup(
     description="Launch files, parameters, robot descriptions and task definitions (2R leg, StochLite, MuJoCo tasks).",
     license="Apache-2.0",
     entry_points={"console_scripts": ["sim_bridge_node = stochlite_bringup.sim_bridge_node:main",
-                                      "recorder_node = stochlite_bringup.recorder_node:main"]},
+                                      "recorder_node = stochlite_bringup.recorder_node:main",
+                                      "foxglove_bridge_node = stochlite_bringup.foxglove_bridge_node:main"]},
 )

@@ -36,6 +36,8 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("steps_per_epoch", "1000", "real environment steps per epoch"),
     LaunchArgument("seed", "0", "random seed of every node"),
     LaunchArgument("run_dir", "runs/graph", "directory for progress.csv, checkpoints, plots and node logs"),
+    LaunchArgument("foxglove", "false", "serve the graph's topics to Foxglove on ws://127.0.0.1:8765",
+                   ("true", "false")),
     LaunchArgument("resume", "false", "continue the run in run_dir after a crash or a kill: D_ENV from its log, SAC "
                    "and the epoch count from its last checkpoint", ("true", "false")),
 )
@@ -109,4 +111,5 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                  {"robot": robot, "steps_per_epoch": steps, "seed": seed, **d_env_log}),
         NodeSpec("stochlite_bringup", "recorder_node", "recorder", "recorder.yaml",
                  {"robot": robot, "output": str(Path(args["run_dir"]) / RECORD_FILE)}),
-    ]
+    ] + ([NodeSpec("stochlite_bringup", "foxglove_bridge_node", "foxglove_bridge", "foxglove_bridge.yaml",
+                   {"robot": robot})] if args["foxglove"] == "true" else [])

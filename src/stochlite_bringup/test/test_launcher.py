@@ -12,7 +12,8 @@ from stochlite_bringup.package_files import package_file
 from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, resolve_arguments, training_nodes
 from stochlite_bringup.process_group import ProcessGroup
 
-TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir", "resume")
+TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir", "foxglove",
+                          "resume")
 
 
 def test_launch_arguments_are_exactly_those_of_train_launch():
