@@ -51,7 +51,7 @@ class ErrorCode(enum.IntEnum):
     BAD_CRC = 1  # a host frame failed its CRC (detail: count so far)
     UNKNOWN_TYPE = 2  # detail: the type byte
     BAD_LENGTH = 3  # payload length wrong for its type (detail: the type byte)
-    VERSION_MISMATCH = 4  # detail: the host's version
+    VERSION_MISMATCH = 4  # detail: the MCU's version
     WATCHDOG = 5  # host silent too long: torque zeroed (detail: ms since the last command)
     NO_SESSION = 6  # a command before HELLO (detail: the type byte)
 

@@ -193,11 +193,11 @@ class AgentNode(Node):
             self.get_logger().info(f"waiting for {self._enable.service_name} and {self._reset.service_name}",
                                    throttle_duration_sec=LOG_THROTTLE_S)
             return
-        if self.params["max_policy_lag"] > 0 and not self._learner_listening():
-            # transitions published before the learner subscribed are lost (volatile topic), and the
-            # pacing would then wait for updates on them forever
-            self.get_logger().info(f"pacing: waiting for the learner (the publisher of {POLICY_TOPIC}) to "
-                                   f"subscribe to {ENV_TOPIC}", throttle_duration_sec=LOG_THROTTLE_S)
+        if not self._learner_listening():
+            # transitions published before the learner subscribed would be lost (volatile topic), and
+            # pacing would then wait for updates on them forever; the robot stays disarmed meanwhile
+            self.get_logger().info(f"waiting for the learner (the publisher of {POLICY_TOPIC}) to subscribe to "
+                                   f"{ENV_TOPIC}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._start_timer.cancel()
         if self.params["enable_on_start"]:

@@ -1,6 +1,7 @@
 """``mdemorl``: the project's launcher for installs without ``launch``/``launch_ros``.
 
     mdemorl train [robot:=leg] [sim:=pybullet] [epochs:=20] ...   # same arguments as train.launch.py
+    mdemorl emulate robot:=leg [faults:=...]                      # the leg's MCU on a pty (leg_driver)
 
 Starts the nodes of ``node_table`` as separate processes, streams their output prefixed with the node's
 name (and into RUN_DIR/logs/NODE.log), and ends every node within 10 s on Ctrl-C or SIGTERM. A node
@@ -19,7 +20,8 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from .node_table import LAUNCH_ARGUMENTS, NodeSpec, resolve_arguments, training_nodes
 from .process_group import ProcessGroup
 
-USAGE = "usage: mdemorl train [name:=value ...]   (mdemorl train --help lists the arguments)"
+USAGE = ("usage: mdemorl train [name:=value ...] | mdemorl emulate robot:=leg [name:=value ...]   "
+         "(--help after the command lists its arguments)")
 
 
 class LaunchError(Exception):
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print_help()
         return 0 if words else 2
     command, rest = words[0], words[1:]
+    if command == "emulate":
+        from leg_driver.emulator_cli import main as emulate  # leg_driver builds on this package, not the reverse
+        return emulate(rest)
     if command != "train":
         print(f"mdemorl: unknown command {command!r}; {USAGE}", file=sys.stderr)
         return 2

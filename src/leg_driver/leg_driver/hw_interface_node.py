@@ -1,0 +1,208 @@
+"""``hw_interface_node``: the real leg behind the topics and services of ``sim_bridge_node``.
+
+A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, whose thread talks to the MCU
+over ``port`` at ``loop_rate_hz`` (see that module for the safety rules):
+
+* publishes ``<robot>/joint_states`` (hip, knee; effort = torque the MCU applied; stamp = host time
+  the state arrived), from the loop thread right after each cycle's command went out;
+* applies the latest ``<robot>/effort_commands`` ([hip, knee] N*m) as a zero-order hold; a NaN,
+  inf or wrong-length command is rejected, counted, logged and replaced by zero torque;
+* ``<robot>/enable`` (SetBool) arms and disarms (starts disarmed); ``<robot>/reset`` (Trigger)
+  moves the joints to the start of the desired foot path with PID and answers once they settle
+  (armed only; the executor waits meanwhile);
+* ``/diagnostics`` every ``diagnostics_period_s``: loop rate, period error, missed cycles, link
+  counters, watchdog trips, command latency.
+
+Parameters: ``stochlite_bringup/config/hw_interface.yaml``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, EFFORT_COMMANDS_TOPIC,
+                                            ENABLE_SERVICE, JOINT_STATES_TOPIC, RESET_SERVICE, ROBOT_QOS)
+from stochlite_bringup.node_main import run_node
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters,
+                                               Rule, one_of, parameter_error, within)
+from stochlite_bringup.sim_bridge_node import start_joint_angles
+from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S, STALL_TORQUE_NM
+from stochlite_bringup.tasks.leg_task import JOINT_NAMES
+
+from .control_loop import ControlLoop, LoopSettings, SafetyLimits, StateSample
+from .loop_timing import NS_PER_S
+from .serial_link import SerialLink
+
+NODE_NAME = "hw_interface"
+ROBOTS = ("leg",)
+GIL_SWITCH_INTERVAL_S = 0.0002  # the loop thread gets the interpreter back within 0.2 ms
+
+PARAMETERS = {
+    "robot": Param(str, "Robot and topic prefix (<robot>/joint_states, ...).", one_of(*ROBOTS)),
+    "port": Param(str, "Serial device of the MCU (e.g. /dev/ttyACM0, or the link `mdemorl emulate` prints)."),
+    "baud": Param(int, "Baud rate of a real UART (USB CDC and ptys ignore it).", AT_LEAST_1),
+    "loop_rate_hz": Param(int, "Torque loop rate [Hz]: one TORQUE or HEARTBEAT frame per cycle.", AT_LEAST_1),
+    "spin_us": Param(int, "Busy-wait this long [us] before each deadline instead of sleeping.", NON_NEGATIVE),
+    "realtime_priority": Param(int, "SCHED_FIFO priority of the loop thread (0: normal scheduling); falls back "
+                               "to normal scheduling (said in /diagnostics 'scheduling') if refused.",
+                               Rule(lambda v: 0 <= v <= 99, "in [0, 99]")),
+    "max_torque": Param(float, "Torque clamp [N*m] per joint.", within(0.0, STALL_TORQUE_NM)),
+    "max_velocity": Param(float, "Joint speed [rad/s] above which no torque may speed the joint up further.",
+                          within(0.0, MAX_JOINT_VELOCITY_RAD_PER_S)),
+    "hip_min": Param(float, "Hip lower limit [rad]: below it, no torque that pushes further down."),
+    "hip_max": Param(float, "Hip upper limit [rad]: above it, no torque that pushes further up."),
+    "knee_min": Param(float, "Knee lower limit [rad]."),
+    "knee_max": Param(float, "Knee upper limit [rad]."),
+    "command_timeout_s": Param(float, "Watchdog: zero torque when the newest effort command is older [s].",
+                               POSITIVE),
+    "state_timeout_cycles": Param(int, "Link fault (zero torque) after more cycles than this without a state "
+                                  "frame.", AT_LEAST_1),
+    "max_ack_lag_cycles": Param(int, "Link fault (zero torque) when the MCU acknowledges commands more frames "
+                                "late than this.", AT_LEAST_1),
+    "handshake_timeout_s": Param(float, "Resend HELLO after this long without HELLO_ACK [s].", POSITIVE),
+    "reconnect_period_s": Param(float, "Retry a lost or unopenable port this often [s].", POSITIVE),
+    "home_kp": Param(float, "Reset: proportional gain [N*m/rad].", POSITIVE),
+    "home_ki": Param(float, "Reset: integral gain [N*m/(rad*s)].", NON_NEGATIVE),
+    "home_kd": Param(float, "Reset: derivative gain [N*m*s/rad].", NON_NEGATIVE),
+    "home_tolerance_rad": Param(float, "Reset succeeds once each joint is this close [rad] and slower than 10x "
+                                "this [rad/s] for 50 ms.", POSITIVE),
+    "home_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
+    "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
+    "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
+                                 "(all are counted)."),
+    "timing_log": Param(str, "If set, an .npz of every cycle's wake-up lateness and every command's latency "
+                        "[ns] written at exit (for bench/driver_loop.py)."),
+}
+
+
+def diagnostics_array(node: Node, values: dict[str, object], problem: str) -> DiagnosticArray:
+    """One DiagnosticStatus named after the node: OK, or WARN with ``problem``."""
+    status = DiagnosticStatus(name=node.get_name(), hardware_id=node.get_fully_qualified_name(),
+                              level=DiagnosticStatus.WARN if problem else DiagnosticStatus.OK,
+                              message=problem or "ok", values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    return msg
+
+
+class HwInterfaceNode(Node):
+    """The serial driver as a ROS 2 node; ``loop`` is its control loop."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        p = declare_parameters(self, NODE_NAME, PARAMETERS)
+        if not p["port"]:
+            raise parameter_error(NODE_NAME, "port", "is empty: set the MCU's serial device (port:=/dev/ttyACM0, "
+                                  "or the link `mdemorl emulate robot:=leg` prints)")
+        if not (p["hip_min"] < p["hip_max"] and p["knee_min"] < p["knee_max"]):
+            raise parameter_error(NODE_NAME, "hip_min", "and the other joint limits must satisfy min < max")
+        self.params = p
+        robot = p["robot"]
+        limits = SafetyLimits(p["max_torque"], p["max_velocity"], (p["hip_min"], p["knee_min"]),
+                              (p["hip_max"], p["knee_max"]))
+        settings = LoopSettings(**{name: p["loop_rate_hz" if name == "rate_hz" else name]
+                                   for name in LoopSettings.__dataclass_fields__})
+        link = SerialLink(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
+                          int(p["reconnect_period_s"] * NS_PER_S))
+        self._last_state_ns = 0
+        self._latencies_ns: list[int] = []  # this diagnostics window
+        self._all_latencies_ns: list[int] | None = [] if p["timing_log"] else None
+        self._window_start_ns = time.monotonic_ns()
+        self._state_pub = self.create_publisher(JointState, f"{robot}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self._command_sub = self.create_subscription(Float64MultiArray, f"{robot}/{EFFORT_COMMANDS_TOPIC}",
+                                                     self._on_command, ROBOT_QOS)
+        enable = self.create_service(SetBool, f"{robot}/{ENABLE_SERVICE}", self._on_enable)
+        self.create_service(Trigger, f"{robot}/{RESET_SERVICE}", self._on_reset)
+        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self.loop = ControlLoop(link, limits, settings, self._publish_state, record_timing=bool(p["timing_log"]))
+        self.loop.start()
+        self.get_logger().info(
+            f"driving {robot!r} on {p['port']} at {p['loop_rate_hz']} Hz, torques clamped to {p['max_torque']} N*m; "
+            f"disarmed until {enable.service_name} is called with true")
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "loop"):  # absent when the constructor refused its parameters
+            self.loop.stop()
+            if self.params["timing_log"]:
+                np.savez(self.params["timing_log"], lateness_ns=np.asarray(self.loop.lateness_ns, dtype=np.int64),
+                         cmd_latency_ns=np.asarray(self._all_latencies_ns, dtype=np.int64),
+                         missed=self.loop.clock.missed, cycles=self.loop.clock.cycle,
+                         rate_hz=self.params["loop_rate_hz"])
+        super().destroy_node()
+
+    def _publish_state(self, sample: StateSample) -> None:
+        """Loop thread: the newest state, right after the cycle's command went out."""
+        s = sample.state
+        msg = JointState(name=list(JOINT_NAMES), position=list(s.position), velocity=list(s.velocity),
+                         effort=list(s.torque))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._state_pub.publish(msg)
+        self._last_state_ns = time.monotonic_ns()
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        now = time.monotonic_ns()
+        if self._last_state_ns:
+            self._latencies_ns.append(now - self._last_state_ns)
+            if self._all_latencies_ns is not None:
+                self._all_latencies_ns.append(now - self._last_state_ns)
+        problem = self.loop.commands.offer(msg.data, now)
+        if problem:
+            self.get_logger().warning(
+                f"rejected effort command {list(msg.data)} on {self._command_sub.topic_name}: it {problem}; applying "
+                f"zero torque ({self.loop.commands.rejected} rejected so far)",
+                throttle_duration_sec=self.params["reject_log_period_s"])
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self.loop.set_armed(request.data)
+        response.success = True
+        response.message = "armed: effort commands are applied" if request.data else "disarmed: zero torque"
+        if request.data and self.loop.fault:
+            response.message += f" once the link is healthy ({self.loop.fault})"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        ok, message = self.loop.home(start_joint_angles(), self.params["home_timeout_s"])
+        response.success = ok
+        response.message = f"joints at the start of the desired foot path: {message}" if ok else f"reset failed: {message}"
+        (self.get_logger().info if ok else self.get_logger().error)(response.message)
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        loop, link = self.loop, self.loop.link
+        now = time.monotonic_ns()
+        window = loop.stats.take_window()
+        latencies, self._latencies_ns = self._latencies_ns, []
+        elapsed_s = (now - self._window_start_ns) / NS_PER_S
+        self._window_start_ns = now
+        values = {
+            "loop_rate_hz": round(window["cycles"] / elapsed_s, 1),
+            "period_error_p50_ms": round(window["period_p50_ms"], 4),
+            "period_error_p99_ms": round(window["period_p99_ms"], 4),
+            "period_error_max_ms": round(window["period_max_ms"], 4),
+            "missed_cycles": loop.clock.missed, "cycles": loop.clock.cycle,
+            "crc_errors": link.crc_errors, "resyncs": link.resyncs, "reconnects": link.reconnects,
+            "link_losses": link.link_losses, "link_faults": loop.link_faults, "watchdog_trips": loop.watchdog_trips,
+            "rejected_commands": loop.commands.rejected, "write_overruns": link.write_overruns,
+            "mcu_errors": loop.mcu_errors, "link": link.state.value, "armed": loop.armed, "mcu_armed": loop.mcu_armed,
+            "cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a",
+            "scheduling": loop.scheduling,
+        }
+        self._diagnostics_pub.publish(diagnostics_array(self, values, loop.fault))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run leg_driver hw_interface_node``."""
+    return run_node(HwInterfaceNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
