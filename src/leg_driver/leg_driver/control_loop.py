@@ -52,7 +52,7 @@ class LoopSettings:
     rate_hz: int = 500
     spin_us: int = 200  # busy-wait this long before each deadline (sleep is coarser)
     command_timeout_s: float = 0.02
-    state_timeout_cycles: int = 3
+    state_timeout_cycles: int = 2
     max_ack_lag_cycles: int = 4
     realtime_priority: int = 0
     home_kp: float = 60.0
