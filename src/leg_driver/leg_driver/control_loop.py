@@ -55,11 +55,11 @@ class LoopSettings:
     state_timeout_cycles: int = 2
     max_ack_lag_cycles: int = 4
     realtime_priority: int = 0
-    home_kp: float = 60.0
-    home_kd: float = 3.0
-    home_ki: float = 200.0
-    home_tolerance_rad: float = 0.02
-    home_timeout_s: float = 3.0
+    home_kp: float = 100.0
+    home_kd: float = 4.0
+    home_ki: float = 300.0
+    home_tolerance_rad: float = 0.03
+    home_timeout_s: float = 5.0
 
 
 class CommandSlot:

@@ -173,7 +173,10 @@ class HwInterfaceNode(Node):
         ok, message = self.loop.home(start_joint_angles(), self.params["home_timeout_s"])
         response.success = ok
         response.message = f"joints at the start of the desired foot path: {message}" if ok else f"reset failed: {message}"
-        (self.get_logger().info if ok else self.get_logger().error)(response.message)
+        if ok:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().error(response.message)
         return response
 
     def _publish_diagnostics(self) -> None:

@@ -58,7 +58,7 @@ def start_emulator(tmp_path_factory):
         link = link or tmp_path / f"leg{len(started)}.pty"
         record = tmp_path / f"record{len(started)}.csv"
         command = [sys.executable, "-m", "stochlite_bringup.launcher", "emulate", "robot:=leg", f"link:={link}",
-                   f"record:={record}", *words]
+                   f"record:={record}", "realtime_priority:=49", *words]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                                 start_new_session=True)
         banner = proc.stdout.readline()
