@@ -2,8 +2,8 @@
 
     scripts/run.sh python bench/graph_latency.py [--seconds 20]
 
-A probe node in this process publishes an untrained 2x256 policy (so every command is a real policy
-forward pass), listens to <robot>/joint_states and <robot>/effort_commands, and stamps each on arrival
+A probe node in this process stands in for the learner: it publishes an untrained 2x256 policy (so
+every command is a real policy forward pass) and takes the agent's transitions. It listens to <robot>/joint_states and <robot>/effort_commands, and stamps each on arrival
 with one clock. Latency = arrival of a command - arrival of the joint state it answers (lockstep: each
 command answers the newest state). Pacing is off (max_policy_lag:=0), as on hardware. Writes
 bench/results/graph_latency.{csv,png}; the last line printed is one JSON object.
@@ -27,13 +27,13 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(180 + os.getpid() % 50))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 import rclpy  # noqa: E402
-from mdemorl_msgs.msg import Snapshot  # noqa: E402
+from mdemorl_msgs.msg import Snapshot, TransitionBatch  # noqa: E402
 from mdemorl_planner.messages import snapshot_to_msg, state_dict_to_bytes  # noqa: E402
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ  # noqa: E402
 from mdemorl_planner.snapshots import policy_payload  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
-from stochlite_bringup.graph_topics import POLICY_TOPIC, SNAPSHOT_QOS  # noqa: E402
+from stochlite_bringup.graph_topics import ENV_TOPIC, POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS  # noqa: E402
 from stochlite_bringup.launcher import node_command  # noqa: E402
 from stochlite_bringup.node_table import NodeSpec  # noqa: E402
 from stochlite_bringup.process_group import ProcessGroup  # noqa: E402
@@ -59,6 +59,8 @@ def main() -> int:
     probe.create_subscription(Float64MultiArray, "/leg/effort_commands",
                               lambda _m: commands.append((time.monotonic_ns(), len(states) - 1)), 100)
     policy = probe.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
+    # in the learner's place: the agent arms the robot once the publisher of policies takes its transitions
+    probe.create_subscription(TransitionBatch, ENV_TOPIC, lambda _m: None, TRANSITIONS_QOS)
     actor, critic = SquashedGaussianActor(OBS_DIM, ACT_DIM, 256, 2), TwinQ(OBS_DIM, ACT_DIM, 256, 2)
     policy.publish(snapshot_to_msg("policy", 1, state_dict_to_bytes(
         policy_payload(actor, critic, OBS_DIM, ACT_DIM, 256, 2))))

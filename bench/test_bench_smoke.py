@@ -34,3 +34,16 @@ def test_graph_latency_smoke(tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["commands"] > 0 and 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_driver_loop_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(HERE / "driver_loop.py"), "--seconds", "2", "--name", "smoke",
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["cycles"] > 500 and 0 < summary["rate_hz"] <= 501
+    assert 0 <= summary["period_p50_ms"] <= summary["period_p99_ms"] <= summary["period_max_ms"]
+    assert summary["commands"] > 0 and 0 < summary["cmd_latency_p99_ms"] and 0 <= summary["missed_pct"] <= 100
+    rows = (tmp_path / "smoke.csv").read_text().splitlines()
+    assert rows[0] == "cycle,period_error_ms" and len(rows) == 1 + summary["cycles"]
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"

@@ -121,7 +121,7 @@ class ControlLoop:
         self.fault = "starting"  # why the torque is zero for link reasons ('' when the link is healthy)
         self.mcu_armed = False
         self.latest_state: State | None = None
-        self.lateness_ns: list[int] | None = [] if record_timing else None
+        self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
         self._on_state = on_state
         self._period_ns = NS_PER_S // settings.rate_hz
         self._armed = False
@@ -174,8 +174,8 @@ class ControlLoop:
         while not self._stop.is_set():
             lateness = self.clock.wait()
             self.stats.add(lateness)
-            if self.lateness_ns is not None:
-                self.lateness_ns.append(lateness)
+            if self.timing_log is not None:
+                self.timing_log.append((self.clock.deadline_ns, lateness))
             self._cycle(time.monotonic_ns())
 
     def _cycle(self, now_ns: int) -> None:

@@ -76,8 +76,9 @@ PARAMETERS = {
     "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
     "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
                                  "(all are counted)."),
-    "timing_log": Param(str, "If set, an .npz of every cycle's wake-up lateness and every command's latency "
-                        "[ns] written at exit (for bench/driver_loop.py)."),
+    "timing_log": Param(str, "If set, an .npz written at exit with every cycle's deadline and wake-up lateness "
+                        "and every command's arrival and state->command latency [ns, monotonic clock] (for "
+                        "bench/driver_loop.py)."),
 }
 
 
@@ -112,7 +113,7 @@ class HwInterfaceNode(Node):
                           int(p["reconnect_period_s"] * NS_PER_S))
         self._last_state_ns = 0
         self._latencies_ns: list[int] = []  # this diagnostics window
-        self._all_latencies_ns: list[int] | None = [] if p["timing_log"] else None
+        self._all_latencies_ns: list[tuple[int, int]] | None = [] if p["timing_log"] else None  # (arrival, latency)
         self._window_start_ns = time.monotonic_ns()
         self._state_pub = self.create_publisher(JointState, f"{robot}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
@@ -132,10 +133,11 @@ class HwInterfaceNode(Node):
         if hasattr(self, "loop"):  # absent when the constructor refused its parameters
             self.loop.stop()
             if self.params["timing_log"]:
-                np.savez(self.params["timing_log"], lateness_ns=np.asarray(self.loop.lateness_ns, dtype=np.int64),
-                         cmd_latency_ns=np.asarray(self._all_latencies_ns, dtype=np.int64),
-                         missed=self.loop.clock.missed, cycles=self.loop.clock.cycle,
-                         rate_hz=self.params["loop_rate_hz"])
+                cycles = np.asarray(self.loop.timing_log, dtype=np.int64).reshape(-1, 2)
+                commands = np.asarray(self._all_latencies_ns, dtype=np.int64).reshape(-1, 2)
+                np.savez(self.params["timing_log"], deadline_ns=cycles[:, 0], lateness_ns=cycles[:, 1],
+                         command_arrival_ns=commands[:, 0], command_latency_ns=commands[:, 1],
+                         period_ns=NS_PER_S // self.params["loop_rate_hz"])
         super().destroy_node()
 
     def _publish_state(self, sample: StateSample) -> None:
@@ -152,7 +154,7 @@ class HwInterfaceNode(Node):
         if self._last_state_ns:
             self._latencies_ns.append(now - self._last_state_ns)
             if self._all_latencies_ns is not None:
-                self._all_latencies_ns.append(now - self._last_state_ns)
+                self._all_latencies_ns.append((now, now - self._last_state_ns))
         problem = self.loop.commands.offer(msg.data, now)
         if problem:
             self.get_logger().warning(

@@ -119,7 +119,9 @@ def test_each_fault_ends_in_zero_torque_within_5_cycles_and_torque_resumes_after
             first = next(r for r in torques if r.t_ns >= hello.t_ns)
             assert first.torque == (0.0, 0.0), "the first command after reconnecting was not zero"
         else:  # the MCU kept reading: the driver kept sending (zero) frames through the burst
-            assert len(during) >= ZERO_FROM_FRAME + 10, f"{kind}: only {len(during)} frames during the burst"
+            assert len(during) >= ZERO_FROM_FRAME + 10, (
+                f"{kind}: only {len(during)} frames during the burst {start} .. {end}; rows then: "
+                f"{[r for r in rows if start.t_ns - 10_000_000 <= r.t_ns <= end.t_ns][:20]}")
         recovery_ns = int(RECOVERY_S.get(kind, RECOVERY_DEFAULT_S) * 1e9)
         assert any(r.torque != (0.0, 0.0) for r in torques if end.t_ns < r.t_ns <= end.t_ns + recovery_ns), (
             f"{kind}: no torque within {recovery_ns / 1e9} s after the link came back")
