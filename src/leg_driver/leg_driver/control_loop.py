@@ -55,9 +55,9 @@ class LoopSettings:
     state_timeout_cycles: int = 2
     max_ack_lag_cycles: int = 4
     realtime_priority: int = 0
-    home_kp: float = 100.0
-    home_kd: float = 4.0
-    home_ki: float = 300.0
+    home_kp: tuple[float, float] = (60.0, 8.0)  # (hip, knee): the light shank needs far smaller gains
+    home_kd: tuple[float, float] = (2.0, 0.2)
+    home_ki: tuple[float, float] = (200.0, 30.0)
     home_tolerance_rad: float = 0.03
     home_timeout_s: float = 5.0
 
@@ -248,7 +248,8 @@ class ControlLoop:
         s = self.settings
         error = np.subtract(request.target, state.position)
         request.integral = np.clip(request.integral + error / s.rate_hz, -HOME_INTEGRAL_LIMIT, HOME_INTEGRAL_LIMIT)
-        torque = s.home_kp * error + s.home_ki * request.integral - s.home_kd * np.asarray(state.velocity)
+        torque = (np.multiply(s.home_kp, error) + np.multiply(s.home_ki, request.integral)
+                  - np.multiply(s.home_kd, state.velocity))
         if np.abs(error).max() < s.home_tolerance_rad and np.abs(state.velocity).max() < 10 * s.home_tolerance_rad:
             request.settled += 1
         else:

@@ -67,9 +67,13 @@ PARAMETERS = {
                                 "late than this.", AT_LEAST_1),
     "handshake_timeout_s": Param(float, "Resend HELLO after this long without HELLO_ACK [s].", POSITIVE),
     "reconnect_period_s": Param(float, "Retry a lost or unopenable port this often [s].", POSITIVE),
-    "home_kp": Param(float, "Reset: proportional gain [N*m/rad].", POSITIVE),
-    "home_ki": Param(float, "Reset: integral gain [N*m/(rad*s)].", NON_NEGATIVE),
-    "home_kd": Param(float, "Reset: derivative gain [N*m*s/rad].", NON_NEGATIVE),
+    "home_kp_hip": Param(float, "Reset: proportional gain of the hip [N*m/rad].", POSITIVE),
+    "home_kp_knee": Param(float, "Reset: proportional gain of the knee [N*m/rad] (its light shank needs far less "
+                          "than the hip: too much oscillates at 500 Hz).", POSITIVE),
+    "home_ki_hip": Param(float, "Reset: integral gain of the hip [N*m/(rad*s)].", NON_NEGATIVE),
+    "home_ki_knee": Param(float, "Reset: integral gain of the knee [N*m/(rad*s)].", NON_NEGATIVE),
+    "home_kd_hip": Param(float, "Reset: derivative gain of the hip [N*m*s/rad].", NON_NEGATIVE),
+    "home_kd_knee": Param(float, "Reset: derivative gain of the knee [N*m*s/rad].", NON_NEGATIVE),
     "home_tolerance_rad": Param(float, "Reset succeeds once each joint is this close [rad] and slower than 10x "
                                 "this [rad/s] for 50 ms.", POSITIVE),
     "home_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
@@ -107,8 +111,10 @@ class HwInterfaceNode(Node):
         robot = p["robot"]
         limits = SafetyLimits(p["max_torque"], p["max_velocity"], (p["hip_min"], p["knee_min"]),
                               (p["hip_max"], p["knee_max"]))
-        settings = LoopSettings(**{name: p["loop_rate_hz" if name == "rate_hz" else name]
-                                   for name in LoopSettings.__dataclass_fields__})
+        gains = {f"home_{k}": (p[f"home_{k}_hip"], p[f"home_{k}_knee"]) for k in ("kp", "ki", "kd")}
+        settings = LoopSettings(p["loop_rate_hz"], p["spin_us"], p["command_timeout_s"], p["state_timeout_cycles"],
+                                p["max_ack_lag_cycles"], p["realtime_priority"], home_tolerance_rad=p["home_tolerance_rad"],
+                                home_timeout_s=p["home_timeout_s"], **gains)
         link = SerialLink(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
                           int(p["reconnect_period_s"] * NS_PER_S))
         self._last_state_ns = 0
