@@ -105,10 +105,11 @@ class StateSample:
 
 
 class ControlLoop:
-    """The torque loop over ``link``; ``on_state`` runs on the loop thread after each cycle's command."""
+    """The torque loop over ``link``; ``on_state`` (each new state) and ``on_home_done`` run on the loop thread."""
 
     def __init__(self, link: SerialLink, limits: SafetyLimits, settings: LoopSettings,
-                 on_state: Callable[[StateSample], None], record_timing: bool = False) -> None:
+                 on_state: Callable[[StateSample], None], on_home_done: Callable[[], None] = lambda: None,
+                 record_timing: bool = False) -> None:
         self.link = link
         self.limits = limits
         self.settings = settings
@@ -123,6 +124,7 @@ class ControlLoop:
         self.latest_state: State | None = None
         self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
         self._on_state = on_state
+        self._on_home_done = on_home_done
         self._period_ns = NS_PER_S // settings.rate_hz
         self._armed = False
         self._fresh_after_ns = 0  # commands older than this are ignored (arming, fault, homing)
@@ -158,16 +160,21 @@ class ControlLoop:
         self._fresh_after_ns = time.monotonic_ns()
         self._armed = armed
 
-    def home(self, target, timeout_s: float) -> tuple[bool, str]:
-        """Drive the joints to ``target`` [rad] with PID and hold until settled; blocks the caller."""
-        if not self._armed:
-            return False, "disarmed: arm the motors first (enable true), homing needs torque"
+    def start_home(self, target, timeout_s: float) -> HomeRequest:
+        """Drive the joints to ``target`` [rad] with PID until settled; ``done`` is set when it ends either way.
+
+        Commands are ignored meanwhile, and afterwards only those sent after it count.
+        """
         request = HomeRequest((float(target[0]), float(target[1])), time.monotonic_ns() + int(timeout_s * NS_PER_S))
-        self._home = request
-        request.done.wait(timeout_s + 1.0)
-        self._home = None
-        self._fresh_after_ns = time.monotonic_ns()
-        return request.ok, request.message or "homing did not finish: is the control loop running?"
+        if not self._armed:
+            request.message = "disarmed: arm the motors first (enable true), homing needs torque"
+            request.done.set()
+        else:
+            previous, self._home = self._home, request
+            if previous is not None:
+                previous.message = "superseded by a newer reset"
+                previous.done.set()
+        return request
 
     def _run(self) -> None:
         self.scheduling = request_realtime(self.settings.realtime_priority)
@@ -232,6 +239,12 @@ class ControlLoop:
         self._command_live = live
         return self.limits.clamp(command, state.position, state.velocity) if live else ZERO
 
+    def _finish_home(self, request: HomeRequest) -> None:
+        self._home = None
+        self._fresh_after_ns = time.monotonic_ns()
+        request.done.set()
+        self._on_home_done()
+
     def _homing_tick(self, state: State | None, now_ns: int) -> tuple[float, float]:
         """PID torque towards the home target (zero without a usable state); finishes the request."""
         request = self._home
@@ -240,7 +253,7 @@ class ControlLoop:
         if now_ns > request.deadline_ns:
             request.message = (f"homing timed out; last fault: {self.fault or 'none'}; joints at "
                                f"{np.round(self.latest_state.position, 3).tolist() if self.latest_state else '?'} rad")
-            request.done.set()
+            self._finish_home(request)
             return ZERO
         if state is None:
             request.settled = 0
@@ -257,5 +270,6 @@ class ControlLoop:
         if request.settled >= HOME_SETTLE_CYCLES:
             request.ok = True
             request.message = f"joints at {np.round(state.position, 4).tolist()} rad (target {list(request.target)})"
-            request.done.set()
+            self._finish_home(request)
+            return ZERO
         return self.limits.clamp(torque, state.position, state.velocity)

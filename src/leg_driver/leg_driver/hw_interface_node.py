@@ -4,12 +4,13 @@ A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, whose threa
 over ``port`` at ``loop_rate_hz`` (see that module for the safety rules):
 
 * publishes ``<robot>/joint_states`` (hip, knee; effort = torque the MCU applied; stamp = host time
-  the state arrived), from the loop thread right after each cycle's command went out;
+  the state arrived): the loop thread queues each new state after the cycle's command went out and
+  wakes the executor with a guard condition, so the loop never waits on a DDS lock;
 * applies the latest ``<robot>/effort_commands`` ([hip, knee] N*m) as a zero-order hold; a NaN,
   inf or wrong-length command is rejected, counted, logged and replaced by zero torque;
 * ``<robot>/enable`` (SetBool) arms and disarms (starts disarmed); ``<robot>/reset`` (Trigger)
   moves the joints to the start of the desired foot path with PID and answers once they settle
-  (armed only; the executor waits meanwhile);
+  (armed only; a coroutine, so states keep flowing meanwhile);
 * ``/diagnostics`` every ``diagnostics_period_s``: loop rate, period error, missed cycles, link
   counters, watchdog trips, command latency.
 
@@ -17,12 +18,16 @@ Parameters: ``stochlite_bringup/config/hw_interface.yaml``.
 """
 from __future__ import annotations
 
+import collections
+import os
 import sys
 import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.time import Time as RosTime
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -36,11 +41,12 @@ from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S,
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 
 from .control_loop import ControlLoop, LoopSettings, SafetyLimits, StateSample
-from .loop_timing import NS_PER_S
+from .loop_timing import NS_PER_S, request_realtime
 from .serial_link import SerialLink
 
 NODE_NAME = "hw_interface"
 ROBOTS = ("leg",)
+STATE_BACKLOG = 8  # states queued for publishing while the executor is busy (a reset); older ones are dropped
 GIL_SWITCH_INTERVAL_S = 0.0002  # the loop thread gets the interpreter back within 0.2 ms
 
 PARAMETERS = {
@@ -96,6 +102,17 @@ def diagnostics_array(node: Node, values: dict[str, object], problem: str) -> Di
     return msg
 
 
+class _Until:
+    """Awaitable in an rclpy coroutine callback: done once ``predicate()`` is true (checked at each executor wake)."""
+
+    def __init__(self, predicate) -> None:
+        self._predicate = predicate
+
+    def __await__(self):
+        while not self._predicate():
+            yield
+
+
 class HwInterfaceNode(Node):
     """The serial driver as a ROS 2 node; ``loop`` is its control loop."""
 
@@ -126,10 +143,19 @@ class HwInterfaceNode(Node):
         self._command_sub = self.create_subscription(Float64MultiArray, f"{robot}/{EFFORT_COMMANDS_TOPIC}",
                                                      self._on_command, ROBOT_QOS)
         enable = self.create_service(SetBool, f"{robot}/{ENABLE_SERVICE}", self._on_enable)
-        self.create_service(Trigger, f"{robot}/{RESET_SERVICE}", self._on_reset)
+        # its own group: while the reset coroutine waits, the default group's callbacks keep running
+        self.create_service(Trigger, f"{robot}/{RESET_SERVICE}", self._on_reset,
+                            callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        self.loop = ControlLoop(link, limits, settings, self._publish_state, record_timing=bool(p["timing_log"]))
+        # The executor thread shares the interpreter lock with the loop thread: were it preempted by other
+        # processes while holding it, the loop would wait too (priority inversion). One step below the loop.
+        self._executor_scheduling = (os.sched_getscheduler(0), os.sched_getparam(0))
+        request_realtime(max(p["realtime_priority"] - 1, 0))
+        self._new_states: collections.deque[StateSample] = collections.deque(maxlen=STATE_BACKLOG)
+        self._state_ready = self.create_guard_condition(self._publish_states)
+        self.loop = ControlLoop(link, limits, settings, self._hand_over, self._state_ready.trigger,
+                                record_timing=bool(p["timing_log"]))
         self.loop.start()
         self.get_logger().info(
             f"driving {robot!r} on {p['port']} at {p['loop_rate_hz']} Hz, torques clamped to {p['max_torque']} N*m; "
@@ -138,6 +164,7 @@ class HwInterfaceNode(Node):
     def destroy_node(self) -> None:
         if hasattr(self, "loop"):  # absent when the constructor refused its parameters
             self.loop.stop()
+            os.sched_setscheduler(0, *self._executor_scheduling)
             if self.params["timing_log"]:
                 cycles = np.asarray(self.loop.timing_log, dtype=np.int64).reshape(-1, 2)
                 commands = np.asarray(self._all_latencies_ns, dtype=np.int64).reshape(-1, 2)
@@ -146,14 +173,22 @@ class HwInterfaceNode(Node):
                          period_ns=NS_PER_S // self.params["loop_rate_hz"])
         super().destroy_node()
 
-    def _publish_state(self, sample: StateSample) -> None:
-        """Loop thread: the newest state, right after the cycle's command went out."""
-        s = sample.state
-        msg = JointState(name=list(JOINT_NAMES), position=list(s.position), velocity=list(s.velocity),
-                         effort=list(s.torque))
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._state_pub.publish(msg)
-        self._last_state_ns = time.monotonic_ns()
+    def _hand_over(self, sample: StateSample) -> None:
+        """Loop thread: queue the cycle's new state for the executor; the loop never waits on DDS."""
+        self._new_states.append(sample)
+        self._state_ready.trigger()
+
+    def _publish_states(self) -> None:
+        """Executor: publish the states the loop handed over, oldest first (normally one)."""
+        wall_minus_monotonic = self.get_clock().now().nanoseconds - time.monotonic_ns()
+        while self._new_states:
+            sample = self._new_states.popleft()
+            s = sample.state
+            msg = JointState(name=list(JOINT_NAMES), position=list(s.position), velocity=list(s.velocity),
+                             effort=list(s.torque))
+            msg.header.stamp = RosTime(nanoseconds=sample.received_ns + wall_minus_monotonic).to_msg()
+            self._state_pub.publish(msg)
+            self._last_state_ns = time.monotonic_ns()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         now = time.monotonic_ns()
@@ -177,13 +212,16 @@ class HwInterfaceNode(Node):
         self.get_logger().info(response.message)
         return response
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        ok, message = self.loop.home(start_joint_angles(), self.params["home_timeout_s"])
-        response.success = ok
-        response.message = f"joints at the start of the desired foot path: {message}" if ok else f"reset failed: {message}"
-        if ok:
+    async def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """A coroutine: the executor keeps publishing and taking commands while the joints move."""
+        home = self.loop.start_home(start_joint_angles(), self.params["home_timeout_s"])
+        await _Until(home.done.is_set)
+        response.success = home.ok
+        if home.ok:
+            response.message = f"joints at the start of the desired foot path: {home.message}"
             self.get_logger().info(response.message)
         else:
+            response.message = f"reset failed: {home.message}"
             self.get_logger().error(response.message)
         return response
 
