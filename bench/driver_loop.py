@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,21 +54,9 @@ def percentile_ms(values_ns: np.ndarray, q: float) -> float:
     return round(float(np.percentile(values_ns, q)) / 1e6, 4) if len(values_ns) else float("nan")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=30.0, help="measured window, after the first command")
-    parser.add_argument("--load", action="store_true", help="train M-DeMoRL (single process) meanwhile")
-    parser.add_argument("--realtime-priority", type=int, default=50,
-                        help="SCHED_FIFO priority of the driver's loop thread (0: normal scheduling); the emulator "
-                             "gets one less")
-    parser.add_argument("--results-dir", default=str(RESULTS))
-    parser.add_argument("--name", default="driver_loop")
-    args = parser.parse_args()
-    results = Path(args.results_dir)
-    results.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="driver_loop_"))
+def run_graph(args, work: Path):
+    """Emulator, driver node and agent node as processes; the driver's timing log and the measured window."""
     link, timing = work / "leg.pty", work / "timing.npz"
-
     rclpy.init()
     probe = rclpy.create_node("driver_loop_probe")
     states: list[int] = []
@@ -119,7 +108,79 @@ def main() -> int:
         probe.destroy_node()
         rclpy.shutdown()
 
-    log = np.load(timing)
+    return dict(np.load(timing)), window
+
+
+def run_in_process(args, work: Path):
+    """The other design: the ROS-free loop with the policy inside it (rclpy not running in this process)."""
+    import torch
+
+    from leg_driver.control_loop import ControlLoop, LoopSettings, SafetyLimits
+    from leg_driver.serial_link import SerialLink
+    from stochlite_bringup.sim_bridge_node import start_joint_angles
+
+    torch.set_num_threads(1)
+    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 256, 2)
+    latencies: list[tuple[int, int]] = []
+    loop: ControlLoop | None = None
+
+    def act(sample) -> None:  # loop thread: the policy answers the state before the next cycle
+        obs = np.zeros(OBS_DIM, dtype=np.float32)
+        obs[:2], obs[2:4] = sample.state.position, np.asarray(sample.state.velocity) / 10.0
+        with torch.no_grad():
+            action = actor.mean_action(torch.from_numpy(obs)).numpy()
+        now = time.monotonic_ns()
+        loop.commands.offer((0.5 * action).tolist(), now)
+        latencies.append((now, now - sample.received_ns))
+
+    link = work / "leg.pty"
+    emulator = subprocess.Popen([sys.executable, "-m", "stochlite_bringup.launcher", "emulate", "robot:=leg",
+                                 f"link:={link}", f"realtime_priority:={max(args.realtime_priority - 1, 0)}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    emulator.stdout.readline()
+    load = None
+    if args.load:
+        load = subprocess.Popen([sys.executable, "-m", "mdemorl_learner.train", *LOAD_ARGS, "--out", str(work / "load")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loop = ControlLoop(SerialLink(str(link), 1_000_000, 100_000_000, 200_000_000),
+                       SafetyLimits(10.0, 20.0, (-1.5, -2.55), (1.5, -0.05)),
+                       LoopSettings(realtime_priority=args.realtime_priority), act, record_timing=True)
+    try:
+        loop.start()
+        time.sleep(1.0)
+        loop.set_armed(True)
+        loop.start_home(start_joint_angles(), 5.0).done.wait(6.0)
+        time.sleep(5.0 if args.load else 0.5)  # the trainer gets going
+        window = (time.monotonic_ns(), time.monotonic_ns() + int(args.seconds * 1e9))
+        time.sleep(args.seconds)
+    finally:
+        loop.stop()
+        for proc in (emulator, load):
+            if proc is not None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=30)
+    cycles, commands = np.asarray(loop.timing_log).reshape(-1, 2), np.asarray(latencies).reshape(-1, 2)
+    return {"deadline_ns": cycles[:, 0], "lateness_ns": cycles[:, 1], "command_arrival_ns": commands[:, 0],
+            "command_latency_ns": commands[:, 1], "period_ns": loop.clock.period_ns}, window
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured window, after the first command")
+    parser.add_argument("--load", action="store_true", help="train M-DeMoRL (single process) meanwhile")
+    parser.add_argument("--realtime-priority", type=int, default=50,
+                        help="SCHED_FIFO priority of the driver's loop thread (0: normal scheduling); the emulator "
+                             "gets one less")
+    parser.add_argument("--in-process", action="store_true",
+                        help="the other design: the ROS-free loop with the policy inside it, in this process")
+    parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument("--name", default="driver_loop")
+    args = parser.parse_args()
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="driver_loop_"))
+
+    log, window = (run_in_process if args.in_process else run_graph)(args, work)
     period_ns = int(log["period_ns"])
     inside = (log["deadline_ns"] >= window[0]) & (log["deadline_ns"] < window[1])
     deadlines, lateness = log["deadline_ns"][inside], log["lateness_ns"][inside]
@@ -132,7 +193,7 @@ def main() -> int:
         writer.writerows(zip(((deadlines - deadlines[0]) // period_ns).tolist(), (lateness / 1e6).round(4)))
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": date.today().isoformat(),
-        "load": "mdemorl trainer" if args.load else "none", "realtime_priority": args.realtime_priority,
+        "design": "policy inside the loop" if args.in_process else "ROS graph", "load": "mdemorl trainer" if args.load else "none", "realtime_priority": args.realtime_priority,
         "seconds": args.seconds, "cycles": int(len(lateness)),
         "rate_hz": round(len(lateness) / args.seconds, 1),
         "period_p50_ms": percentile_ms(lateness, 50), "period_p99_ms": percentile_ms(lateness, 99),
