@@ -39,6 +39,7 @@ from mdemorl_planner.messages import snapshot_to_msg, state_dict_to_bytes  # noq
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ  # noqa: E402
 from mdemorl_planner.snapshots import policy_payload  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
 from stochlite_bringup.graph_topics import ENV_TOPIC, POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS  # noqa: E402
 from stochlite_bringup.launcher import node_command  # noqa: E402
 from stochlite_bringup.node_table import NodeSpec  # noqa: E402
@@ -60,7 +61,10 @@ def run_graph(args, work: Path):
     rclpy.init()
     probe = rclpy.create_node("driver_loop_probe")
     states: list[int] = []
+    commands: list[int] = []
     probe.create_subscription(JointState, "/leg/joint_states", lambda _m: states.append(time.monotonic_ns()), 100)
+    probe.create_subscription(Float64MultiArray, "/leg/effort_commands",
+                              lambda _m: commands.append(time.monotonic_ns()), 100)
     policy = probe.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
     # in the learner's place: the agent arms the robot once the publisher of policies takes its transitions
     probe.create_subscription(TransitionBatch, ENV_TOPIC, lambda _m: None, TRANSITIONS_QOS)
@@ -91,10 +95,11 @@ def run_graph(args, work: Path):
         if args.load:
             group.start("load", [sys.executable, "-m", "mdemorl_learner.train", *LOAD_ARGS, "--out", str(work / "load")])
         deadline = time.monotonic() + STARTUP_S
-        while len(states) < 2000 and time.monotonic() < deadline:  # past the first reset, into an episode
+        while len(commands) < 500 and time.monotonic() < deadline:  # the agent is past its first reset
             time.sleep(0.1)
-        if len(states) < 2000:
-            raise SystemExit(f"the driver published {len(states)} joint states in {STARTUP_S} s; see {work}/logs/")
+        if len(commands) < 500:
+            raise SystemExit(f"{len(states)} joint states and {len(commands)} effort commands in {STARTUP_S} s; "
+                             f"see {work}/logs/")
         window = (time.monotonic_ns(), time.monotonic_ns() + int(args.seconds * 1e9))
         time.sleep(args.seconds)
     finally:

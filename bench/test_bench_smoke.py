@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 TINY = ["--start-steps", "50", "--batch-size", "16", "--hidden-size", "16", "--model-hidden", "16",
         "--ensemble-size", "2", "--num-elites", "1", "--model-max-epochs", "2", "--rollout-batch-start", "4",
@@ -36,9 +38,10 @@ def test_graph_latency_smoke(tmp_path):
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_driver_loop_smoke(tmp_path):
+@pytest.mark.parametrize("design", [[], ["--in-process"]], ids=["graph", "in_process"])
+def test_driver_loop_smoke(tmp_path, design):
     proc = subprocess.run([sys.executable, str(HERE / "driver_loop.py"), "--seconds", "2", "--name", "smoke",
-                           "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                           "--results-dir", str(tmp_path), *design], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["cycles"] > 500 and 0 < summary["rate_hz"] <= 501
