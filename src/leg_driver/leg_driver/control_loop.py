@@ -62,6 +62,15 @@ class LoopSettings:
     home_timeout_s: float = 5.0
 
 
+def command_problem(values) -> str:
+    """What is wrong with an effort command ([hip, knee] N*m), or '' if it can be applied."""
+    if len(values) != JOINTS:
+        return f"has {len(values)} values, expected {JOINTS} ([hip, knee] in N*m)"
+    if not all(math.isfinite(v) for v in values):
+        return "contains NaN or inf (check the policy output before publishing)"
+    return ""
+
+
 class CommandSlot:
     """Latest effort command and its arrival time, swapped as one tuple (no lock)."""
 
@@ -72,15 +81,12 @@ class CommandSlot:
     def offer(self, values, now_ns: int) -> str:
         """Take ``values`` ([hip, knee] N*m) or, if malformed, zero torque; return the problem ('' if none)."""
         values = list(values)
-        if len(values) != JOINTS:
-            problem = f"has {len(values)} values, expected {JOINTS} ([hip, knee] in N*m)"
-        elif not all(math.isfinite(v) for v in values):
-            problem = "contains NaN or inf (check the policy output before publishing)"
+        problem = command_problem(values)
+        if problem:
+            self.rejected += 1
+            self.latest = (ZERO, now_ns)
         else:
             self.latest = ((float(values[0]), float(values[1])), now_ns)
-            return ""
-        self.rejected += 1
-        self.latest = (ZERO, now_ns)
         return problem
 
 
@@ -154,6 +160,16 @@ class ControlLoop:
             self.link.send(Torque(ZERO), now)
             self.link.send(Enable(False), now)
         self.link.close()
+
+    def counters(self) -> dict[str, object]:
+        """Timing of the cycles since the last call, and every counter since start (for /diagnostics)."""
+        link = self.link
+        return {**self.stats.take_window(), "missed_cycles": self.clock.missed, "total_cycles": self.clock.cycle,
+                "crc_errors": link.crc_errors, "resyncs": link.resyncs, "reconnects": link.reconnects,
+                "link_losses": link.link_losses, "link_faults": self.link_faults,
+                "watchdog_trips": self.watchdog_trips, "rejected_commands": self.commands.rejected,
+                "write_overruns": link.write_overruns, "mcu_errors": dict(self.mcu_errors), "link": link.state.value,
+                "mcu_armed": self.mcu_armed, "fault": self.fault, "scheduling": self.scheduling}
 
     def set_armed(self, armed: bool) -> None:
         """Arm or disarm; either way the next non-zero torque needs a command sent after this call."""

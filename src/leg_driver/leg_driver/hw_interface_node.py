@@ -1,11 +1,12 @@
 """``hw_interface_node``: the real leg behind the topics and services of ``sim_bridge_node``.
 
-A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, whose thread talks to the MCU
-over ``port`` at ``loop_rate_hz`` (see that module for the safety rules):
+A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, which talks to the MCU over
+``port`` at ``loop_rate_hz`` (see that module for the safety rules) in a child process
+(:mod:`~leg_driver.loop_process`: no interpreter lock shared with rclpy):
 
 * publishes ``<robot>/joint_states`` (hip, knee; effort = torque the MCU applied; stamp = host time
-  the state arrived): the loop thread queues each new state after the cycle's command went out and
-  wakes the executor with a guard condition, so the loop never waits on a DDS lock;
+  the state arrived): the loop process sends each new state after the cycle's command went out, and
+  a reader thread here queues it and wakes the executor with a guard condition;
 * applies the latest ``<robot>/effort_commands`` ([hip, knee] N*m) as a zero-order hold; a NaN,
   inf or wrong-length command is rejected, counted, logged and replaced by zero torque;
 * ``<robot>/enable`` (SetBool) arms and disarms (starts disarmed); ``<robot>/reset`` (Trigger)
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 import time
 
 import numpy as np
@@ -40,14 +40,13 @@ from stochlite_bringup.sim_bridge_node import start_joint_angles
 from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S, STALL_TORQUE_NM
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 
-from .control_loop import ControlLoop, LoopSettings, SafetyLimits, StateSample
+from .control_loop import LoopSettings, SafetyLimits, StateSample
 from .loop_timing import NS_PER_S, request_realtime
-from .serial_link import SerialLink
+from .loop_process import LinkConfig, LoopProcess
 
 NODE_NAME = "hw_interface"
 ROBOTS = ("leg",)
 STATE_BACKLOG = 8  # states queued for publishing while the executor is busy (a reset); older ones are dropped
-GIL_SWITCH_INTERVAL_S = 0.0002  # the loop thread gets the interpreter back within 0.2 ms
 
 PARAMETERS = {
     "robot": Param(str, "Robot and topic prefix (<robot>/joint_states, ...).", one_of(*ROBOTS)),
@@ -114,7 +113,7 @@ class _Until:
 
 
 class HwInterfaceNode(Node):
-    """The serial driver as a ROS 2 node; ``loop`` is its control loop."""
+    """The serial driver as a ROS 2 node; ``loop`` is the handle of its control loop's process."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
@@ -132,7 +131,7 @@ class HwInterfaceNode(Node):
         settings = LoopSettings(p["loop_rate_hz"], p["spin_us"], p["command_timeout_s"], p["state_timeout_cycles"],
                                 p["max_ack_lag_cycles"], p["realtime_priority"], home_tolerance_rad=p["home_tolerance_rad"],
                                 home_timeout_s=p["home_timeout_s"], **gains)
-        link = SerialLink(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
+        link = LinkConfig(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
                           int(p["reconnect_period_s"] * NS_PER_S))
         self._last_state_ns = 0
         self._latencies_ns: list[int] = []  # this diagnostics window
@@ -147,14 +146,13 @@ class HwInterfaceNode(Node):
         self.create_service(Trigger, f"{robot}/{RESET_SERVICE}", self._on_reset,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        # The executor thread shares the interpreter lock with the loop thread: were it preempted by other
-        # processes while holding it, the loop would wait too (priority inversion). One step below the loop.
+        # The executor answers commands ahead of the learning load: one step below the loop.
         self._executor_scheduling = (os.sched_getscheduler(0), os.sched_getparam(0))
         request_realtime(max(p["realtime_priority"] - 1, 0))
         self._new_states: collections.deque[StateSample] = collections.deque(maxlen=STATE_BACKLOG)
         self._state_ready = self.create_guard_condition(self._publish_states)
-        self.loop = ControlLoop(link, limits, settings, self._hand_over, self._state_ready.trigger,
+        self._counters: dict[str, object] = {"fault": "starting"}
+        self.loop = LoopProcess(link, limits, settings, self._hand_over, self._state_ready.trigger,
                                 record_timing=bool(p["timing_log"]))
         self.loop.start()
         self.get_logger().info(
@@ -174,7 +172,7 @@ class HwInterfaceNode(Node):
         super().destroy_node()
 
     def _hand_over(self, sample: StateSample) -> None:
-        """Loop thread: queue the cycle's new state for the executor; the loop never waits on DDS."""
+        """Reader thread: queue a new state from the loop process for the executor."""
         self._new_states.append(sample)
         self._state_ready.trigger()
 
@@ -196,19 +194,19 @@ class HwInterfaceNode(Node):
             self._latencies_ns.append(now - self._last_state_ns)
             if self._all_latencies_ns is not None:
                 self._all_latencies_ns.append((now, now - self._last_state_ns))
-        problem = self.loop.commands.offer(msg.data, now)
+        problem = self.loop.offer(msg.data, now)
         if problem:
             self.get_logger().warning(
                 f"rejected effort command {list(msg.data)} on {self._command_sub.topic_name}: it {problem}; applying "
-                f"zero torque ({self.loop.commands.rejected} rejected so far)",
+                f"zero torque ({self.loop.rejected} rejected so far)",
                 throttle_duration_sec=self.params["reject_log_period_s"])
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self.loop.set_armed(request.data)
         response.success = True
         response.message = "armed: effort commands are applied" if request.data else "disarmed: zero torque"
-        if request.data and self.loop.fault:
-            response.message += f" once the link is healthy ({self.loop.fault})"
+        if request.data and self._counters["fault"]:
+            response.message += f" once the link is healthy ({self._counters['fault']})"
         self.get_logger().info(response.message)
         return response
 
@@ -226,26 +224,22 @@ class HwInterfaceNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
-        loop, link = self.loop, self.loop.link
         now = time.monotonic_ns()
-        window = loop.stats.take_window()
+        self._counters = counters = self.loop.counters()
         latencies, self._latencies_ns = self._latencies_ns, []
         elapsed_s = (now - self._window_start_ns) / NS_PER_S
         self._window_start_ns = now
         values = {
-            "loop_rate_hz": round(window["cycles"] / elapsed_s, 1),
-            "period_error_p50_ms": round(window["period_p50_ms"], 4),
-            "period_error_p99_ms": round(window["period_p99_ms"], 4),
-            "period_error_max_ms": round(window["period_max_ms"], 4),
-            "missed_cycles": loop.clock.missed, "cycles": loop.clock.cycle,
-            "crc_errors": link.crc_errors, "resyncs": link.resyncs, "reconnects": link.reconnects,
-            "link_losses": link.link_losses, "link_faults": loop.link_faults, "watchdog_trips": loop.watchdog_trips,
-            "rejected_commands": loop.commands.rejected, "write_overruns": link.write_overruns,
-            "mcu_errors": loop.mcu_errors, "link": link.state.value, "armed": loop.armed, "mcu_armed": loop.mcu_armed,
+            "loop_rate_hz": round(counters.get("cycles", 0) / elapsed_s, 1),
+            "period_error_p50_ms": round(counters.get("period_p50_ms", 0.0), 4),
+            "period_error_p99_ms": round(counters.get("period_p99_ms", 0.0), 4),
+            "period_error_max_ms": round(counters.get("period_max_ms", 0.0), 4),
+            **{k: v for k, v in counters.items() if k not in ("cycles", "fault") and not k.startswith("period_")},
+            "armed": self.loop.armed, "rejected_commands": self.loop.rejected,
             "cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a",
-            "scheduling": loop.scheduling,
         }
-        self._diagnostics_pub.publish(diagnostics_array(self, values, loop.fault))
+        self._diagnostics_pub.publish(diagnostics_array(self, values, str(counters.get("fault", "no answer from the "
+                                                                                       "control loop process"))))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -98,10 +98,13 @@ def fault_run(start_emulator, context, ros_env, tmp_path_factory):
 
 
 def bursts(rows):
-    """{kind: (start row, end row)} of the recorded fault bursts."""
-    starts = {r.detail: r for r in rows if r.event == "fault_start"}
-    ends = {r.detail: r for r in rows if r.event == "fault_end"}
-    return {kind: (starts[kind], ends[kind]) for kind in starts if kind in ends}
+    """{kind: (start row, end row)} of the first burst of each kind."""
+    found = {}
+    for start in (r for r in rows if r.event == "fault_start"):
+        end = next((r for r in rows if r.event == "fault_end" and r.t_ns >= start.t_ns), None)
+        if end is not None and start.detail not in found:
+            found[start.detail] = (start, end)
+    return found
 
 
 def test_each_fault_ends_in_zero_torque_within_5_cycles_and_torque_resumes_after_it(fault_run):
