@@ -91,7 +91,10 @@ def run_graph(args, work: Path):
     try:
         group.start("emulator", emulator)
         for spec in specs:
-            group.start(spec.name, node_command(spec))
+            command = node_command(spec)
+            if spec.name == "agent" and args.agent_priority > 0:
+                command = ["chrt", "-f", str(args.agent_priority), *command]
+            group.start(spec.name, command)
         if args.load:
             group.start("load", [sys.executable, "-m", "mdemorl_learner.train", *LOAD_ARGS, "--out", str(work / "load")])
         deadline = time.monotonic() + STARTUP_S
@@ -176,6 +179,8 @@ def main() -> int:
     parser.add_argument("--realtime-priority", type=int, default=50,
                         help="SCHED_FIFO priority of the driver's loop thread (0: normal scheduling); the emulator "
                              "gets one less")
+    parser.add_argument("--agent-priority", type=int, default=0,
+                        help="run the agent node under SCHED_FIFO at this priority (chrt; 0: normal scheduling)")
     parser.add_argument("--in-process", action="store_true",
                         help="the other design: the ROS-free loop with the policy inside it, in this process")
     parser.add_argument("--results-dir", default=str(RESULTS))
@@ -199,7 +204,7 @@ def main() -> int:
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": date.today().isoformat(),
         "design": "policy inside the loop" if args.in_process else "ROS graph", "load": "mdemorl trainer" if args.load else "none", "realtime_priority": args.realtime_priority,
-        "seconds": args.seconds, "cycles": int(len(lateness)),
+        "agent_priority": args.agent_priority, "seconds": args.seconds, "cycles": int(len(lateness)),
         "rate_hz": round(len(lateness) / args.seconds, 1),
         "period_p50_ms": percentile_ms(lateness, 50), "period_p99_ms": percentile_ms(lateness, 99),
         "period_max_ms": round(float(lateness.max()) / 1e6, 4),
