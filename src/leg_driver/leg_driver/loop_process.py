@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .loop_timing import request_realtime
 from .serial_link import SerialLink
 
 COUNTERS_TIMEOUT_S = 1.0
+GIL_SWITCH_INTERVAL_S = 0.0002  # the loop thread waits at most this for the interpreter lock (default 5 ms)
 STOP_TIMEOUT_S = 5.0
 
 
@@ -43,6 +45,7 @@ class HomeResult:
 def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSettings, record_timing: bool) -> None:
     """The child process: runs the loop and obeys the parent's messages until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     # as high as the loop thread: it holds the interpreter lock at times, and must not then wait for a core
     request_realtime(settings.realtime_priority)
     send_lock = threading.Lock()
