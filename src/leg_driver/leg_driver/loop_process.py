@@ -1,11 +1,10 @@
 """The control loop in a child process, so that it shares no interpreter lock with rclpy.
 
-Measured (bench/driver_loop.py): with the loop thread and the rclpy executor in one process, the loop
-missed 0.24-0.37 % of its cycles with stalls up to 28 ms, whatever their priorities; the same loop
-alone in a process missed under 0.05 %. :class:`LoopProcess` is the parent's handle: commands, arming
-and homing go down one pipe; states, homing results and counters come back up another, read by a
-thread of the parent. The child needs no ROS; it stops (zero torque, disarm) when the parent says so
-or disappears.
+Measured (bench/driver_loop.py): with the loop thread and the rclpy executor in one process, the loop's
+p99 period error was 0.18-1.2 ms with stalls up to 28 ms, whatever their priorities; here 0.003-0.04 ms.
+:class:`LoopProcess` is the parent's handle: commands, arming and homing go down one pipe; states,
+homing results and counters come back up another, read by a thread of the parent. The child needs
+no ROS; it stops (zero torque, disarm) when the parent says so or disappears.
 """
 from __future__ import annotations
 
