@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 TINY = ["--start-steps", "50", "--batch-size", "16", "--hidden-size", "16", "--model-hidden", "16",
         "--ensemble-size", "2", "--num-elites", "1", "--model-max-epochs", "2", "--rollout-batch-start", "4",
@@ -67,4 +69,18 @@ def test_graph_vs_single_smoke(tmp_path):
     assert all(w > 0 for w in summary["wall_s_per_epoch"].values())
     rows = (tmp_path / "smoke.csv").read_text().splitlines()
     assert len(rows) == 1 + 2  # header + 2 modes x 1 epoch
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("design", [[], ["--in-process"]], ids=["graph", "in_process"])
+def test_driver_loop_smoke(tmp_path, design):
+    proc = subprocess.run([sys.executable, str(HERE / "driver_loop.py"), "--seconds", "2", "--name", "smoke",
+                           "--results-dir", str(tmp_path), *design], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["cycles"] > 500 and 0 < summary["rate_hz"] <= 501
+    assert 0 <= summary["period_p50_ms"] <= summary["period_p99_ms"] <= summary["period_max_ms"]
+    assert summary["commands"] > 0 and 0 < summary["cmd_latency_p99_ms"] and 0 <= summary["missed_pct"] <= 100
+    rows = (tmp_path / "smoke.csv").read_text().splitlines()
+    assert rows[0] == "cycle,period_error_ms" and len(rows) == 1 + summary["cycles"]
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"

@@ -10,7 +10,8 @@ setup(
     packages=find_packages(exclude=["test"]),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
-        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name, ["package.xml", "README.md"]),
+        ("share/" + package_name + "/docs", glob("docs/*.md")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -18,5 +19,5 @@ setup(
     maintainer_email="mdemorl@example.com",
     description="Serial protocol, 500 Hz hardware interface and MCU emulator for the 2R leg and StochLite.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["hw_interface_node = leg_driver.hw_interface_node:main"]},
 )

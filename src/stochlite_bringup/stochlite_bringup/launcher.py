@@ -2,6 +2,7 @@
 
     mdemorl train [robot:=leg] [sim:=pybullet] [epochs:=20] ...   # same arguments as train.launch.py
     mdemorl report RUN_DIR                                         # plots from RUN_DIR/record.mcap
+    mdemorl emulate robot:=leg [faults:=...]                      # the leg's MCU on a pty (leg_driver)
 
 Starts the nodes of ``node_table`` as separate processes, streams their output prefixed with the node's
 name (and into RUN_DIR/logs/NODE.log), and ends every node within 10 s on Ctrl-C or SIGTERM. A node
@@ -20,8 +21,9 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from .node_table import LAUNCH_ARGUMENTS, NodeSpec, resolve_arguments, training_nodes
 from .process_group import ProcessGroup
 
-USAGE = ("usage: mdemorl train [name:=value ...]   (mdemorl train --help lists the arguments)\n"
-         "       mdemorl report RUN_DIR             (plots from the run's record.mcap)")
+USAGE = ("usage: mdemorl train [name:=value ...]            (mdemorl train --help lists the arguments)\n"
+         "       mdemorl report RUN_DIR                      (plots from the run's record.mcap)\n"
+         "       mdemorl emulate robot:=leg [name:=value ...] (mdemorl emulate --help lists the faults)")
 
 
 class LaunchError(Exception):
@@ -138,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "report":  # the learning package's plots, imported only for this command
         from mdemorl_learner.report import main as report_main
         return report_main(rest)
+    if command == "emulate":
+        from leg_driver.emulator_cli import main as emulate  # leg_driver builds on this package, not the reverse
+        return emulate(rest)
     if command != "train":
-        print(f"mdemorl: unknown command {command!r}: the commands are train and report (mdemorl --help)",
+        print(f"mdemorl: unknown command {command!r}: the commands are train, report and emulate (mdemorl --help)",
               file=sys.stderr)
         return 2
     if rest and rest[0] in ("-h", "--help"):

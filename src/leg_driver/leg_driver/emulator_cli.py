@@ -1,0 +1,94 @@
+"""``mdemorl emulate robot:=leg [name:=value ...]``: the emulated leg MCU on a pty until Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .emulator import FAULT_EFFECTS, FAULT_KINDS, EmulatedLegMcu, FaultPlan
+
+ROBOTS = ("leg",)
+ARGUMENTS = {  # name: (default, description)
+    "robot": ("leg", "robot whose MCU is emulated: leg"),
+    "link": ("", "path of the symlink to the pty (what port:= takes); default /tmp/mdemorl-leg-<pid>"),
+    "faults": ("", f"comma-separated fault bursts, taken in turn: {','.join(FAULT_KINDS)}"),
+    "every_s": ("2.0", "seconds between the starts of two fault bursts"),
+    "for_s": ("0.2", "length of a fault burst [s]"),
+    "first_s": ("2.0", "start of the first burst, seconds after start-up"),
+    "noise": ("0.0", "probability per state frame of a single random fault (garbage before it, bad CRC, drop)"),
+    "delay_ms": ("20.0", "extra latency of state frames in a delay burst [ms]"),
+    "watchdog_ms": ("20.0", "the MCU zeroes the torque when the host is silent this long [ms]"),
+    "rate_hz": ("500", "MCU tick and state rate [Hz] (physics step 1/rate)"),
+    "seed": ("0", "seed of the random faults"),
+    "record": ("", "CSV file for every received command frame and fault burst (written at exit)"),
+    "realtime_priority": ("0", "SCHED_FIFO priority of the tick loop (0: normal scheduling)"),
+}
+USAGE = "usage: mdemorl emulate robot:=leg [name:=value ...]   (mdemorl emulate --help lists them)"
+
+
+def print_help() -> None:
+    print(USAGE + "\n\narguments:")
+    for name, (default, text) in ARGUMENTS.items():
+        print(f"  {name}:={default or '<empty>'}\n      {text}")
+    print("\nfault bursts:")
+    for kind, effect in FAULT_EFFECTS.items():
+        print(f"  {kind}: {effect}")
+
+
+def parse(words: list[str]) -> dict[str, str]:
+    """Defaults filled in; ValueError names a malformed or unknown argument and the fix."""
+    given = {}
+    for word in words:
+        name, sep, value = word.partition(":=")
+        if not sep or name not in ARGUMENTS:
+            raise ValueError(f"argument {word!r} is not name:=value with a name of: {', '.join(ARGUMENTS)}")
+        given[name] = value
+    args = {name: given.get(name, default) for name, (default, _) in ARGUMENTS.items()}
+    if args["robot"] not in ROBOTS:
+        raise ValueError(f"robot:={args['robot']} has no emulated MCU; use robot:=leg")
+    return args
+
+
+def number(args: dict[str, str], name: str, kind=float):
+    try:
+        return kind(args[name])
+    except ValueError:
+        raise ValueError(f"{name}:={args[name]} must be a{'n integer' if kind is int else ' number'}") from None
+
+
+def build(args: dict[str, str]) -> EmulatedLegMcu:
+    kinds = tuple(k for k in args["faults"].split(",") if k)
+    plan = FaultPlan(kinds, number(args, "every_s"), number(args, "for_s"), number(args, "first_s"),
+                     number(args, "noise"), number(args, "delay_ms"))
+    link = Path(args["link"] or f"/tmp/mdemorl-leg-{os.getpid()}")
+    record = Path(args["record"]) if args["record"] else None
+    return EmulatedLegMcu(link, plan, number(args, "rate_hz", int), number(args, "watchdog_ms"),
+                          seed=number(args, "seed", int), record=record)
+
+
+def main(words: list[str]) -> int:
+    if words and words[0] in ("-h", "--help"):
+        print_help()
+        return 0
+    try:
+        args = parse(words)
+        mcu = build(args)
+    except ValueError as error:
+        print(f"mdemorl emulate: error: {error}", file=sys.stderr)
+        return 2
+    stop: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stop.append(signum))
+    link = mcu.port.link
+    faults = ", ".join(mcu.plan.kinds) or "none"
+    print(f"mdemorl emulate: leg MCU on {link} (pty {mcu.port.slave_name}), protocol v1, {mcu.rate_hz} Hz; "
+          f"fault bursts: {faults}", flush=True)
+    print(f"mdemorl emulate: train with: mdemorl train robot:=leg sim:=none port:={link}", flush=True)
+    try:
+        scheduling = mcu.run(lambda: bool(stop), number(args, "realtime_priority", int))
+    finally:
+        mcu.close()
+    print(f"mdemorl emulate: stopped after {mcu.ticks} ticks ({mcu.overruns} missed, {scheduling}, "
+          f"{mcu.port.dropped_writes} writes lost to a full pty)", flush=True)
+    return 0

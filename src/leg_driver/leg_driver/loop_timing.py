@@ -1,0 +1,78 @@
+"""Absolute-deadline loop clock, real-time priority and period statistics, for the driver and the emulator."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+
+
+def request_realtime(priority: int) -> str:
+    """Put the calling thread in SCHED_FIFO at ``priority`` (0: leave it); say what it got."""
+    if priority <= 0:
+        return "normal scheduling (realtime_priority 0)"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError) as error:
+        return (f"normal scheduling: SCHED_FIFO {priority} refused ({error}); grant CAP_SYS_NICE or an rtprio "
+                f"limit (/etc/security/limits.conf) for tighter timing")
+    return f"SCHED_FIFO priority {priority}"
+
+
+class DeadlineClock:
+    """Wakes at ``start + k * period`` for k = 1, 2, ...: sleeps until ``spin_ns`` before, then spins.
+
+    A wake-up later than a whole period skips the deadlines already past (counted in ``missed``), so
+    the loop never runs a burst of catch-up cycles. ``cycle`` is the index k of the current deadline.
+    """
+
+    def __init__(self, period_ns: int, spin_ns: int) -> None:
+        self.period_ns = period_ns
+        self.spin_ns = spin_ns
+        self.cycle = 0
+        self.missed = 0
+        self._start = time.monotonic_ns()
+
+    @property
+    def deadline_ns(self) -> int:
+        return self._start + self.cycle * self.period_ns
+
+    def wait(self) -> int:
+        """Wait for the next deadline; return the lateness of the wake-up [ns] (>= 0)."""
+        self.cycle += 1
+        now = time.monotonic_ns()
+        late_cycles = (now - self.deadline_ns) // self.period_ns
+        if late_cycles > 0:  # already a whole period behind: skip to the newest deadline
+            self.missed += late_cycles
+            self.cycle += late_cycles
+        deadline = self.deadline_ns
+        sleep_ns = deadline - self.spin_ns - now
+        if sleep_ns > 0:
+            time.sleep(sleep_ns / NS_PER_S)
+        now = time.monotonic_ns()
+        while now < deadline:
+            now = time.monotonic_ns()
+        return now - deadline
+
+
+class PeriodStats:
+    """Wake-up lateness of each cycle in a window, and totals since start."""
+
+    def __init__(self) -> None:
+        self._window: list[int] = []
+        self.cycles = 0
+
+    def add(self, lateness_ns: int) -> None:
+        self._window.append(lateness_ns)
+        self.cycles += 1
+
+    def take_window(self) -> dict[str, float]:
+        """p50, p99 and max lateness [ms] and the cycle count of the window so far; starts a new window."""
+        window, self._window = self._window, []
+        if not window:
+            return {"cycles": 0, "period_p50_ms": 0.0, "period_p99_ms": 0.0, "period_max_ms": 0.0}
+        ms = np.asarray(window) / 1e6
+        return {"cycles": len(window), "period_p50_ms": float(np.percentile(ms, 50)),
+                "period_p99_ms": float(np.percentile(ms, 99)), "period_max_ms": float(ms.max())}

@@ -1,0 +1,187 @@
+"""hw_interface_node in-process against the emulated MCU on a real pty: arming, clamps, watchdog, rejection,
+reset and parameters. Each check reads the frames the emulator actually received."""
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+from stochlite_bringup.node_parameters import config_defaults
+from stochlite_bringup.package_files import package_file
+from stochlite_bringup.sim_bridge_node import start_joint_angles
+
+from leg_driver.control_loop import SafetyLimits
+from leg_driver.hw_interface_node import PARAMETERS, HwInterfaceNode
+
+TIMEOUT_S = 10.0
+MAX_TORQUE = 10.0  # config/hw_interface.yaml
+COMMAND_TIMEOUT_NS = 20_000_000
+
+
+class Client(Node):
+    def __init__(self, context) -> None:
+        super().__init__("driver_test_client", context=context)
+        self.states: list[JointState] = []
+        self.commands = self.create_publisher(Float64MultiArray, "/leg/effort_commands", 10)
+        self.create_subscription(JointState, "/leg/joint_states", self.states.append, 10)
+        self.enable = self.create_client(SetBool, "/leg/enable")
+        self.reset = self.create_client(Trigger, "/leg/reset")
+
+    def send(self, data) -> None:
+        self.commands.publish(Float64MultiArray(data=[float(x) for x in data]))
+
+
+@pytest.fixture
+def rig(start_emulator, context, request):
+    """(emulator, driver node, client, executor) on a fresh emulator; all torn down after the test.
+
+    Parametrize it indirectly with a dict to override driver parameters."""
+    emulator = start_emulator()
+    overrides = {"port": str(emulator.link), **getattr(request, "param", {})}
+    node = HwInterfaceNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    client = Client(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(client)
+    assert spin_until(executor, lambda: len(client.states) > 20 and client.commands.get_subscription_count() > 0)
+    try:
+        yield emulator, node, client, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def spin_until(executor, predicate, timeout_s: float = TIMEOUT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        executor.spin_once(timeout_sec=0.005)
+    return True
+
+
+def spin_for(executor, seconds: float) -> None:
+    spin_until(executor, lambda: False, seconds)
+
+
+def call(executor, client, request):
+    assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+    future = client.call_async(request)
+    executor.spin_until_future_complete(future, timeout_sec=TIMEOUT_S)
+    assert future.done(), f"{client.srv_name} did not answer"
+    return future.result()
+
+
+def stream(executor, client, data, seconds: float) -> None:
+    """Send ``data`` at about 250 Hz for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        client.send(data)
+        executor.spin_once(timeout_sec=0.004)
+
+
+def frames(rows, event, after_ns=0, before_ns=None):
+    return [r for r in rows if r.event == event and r.t_ns > after_ns and (before_ns is None or r.t_ns <= before_ns)]
+
+
+def test_starts_disarmed_then_applies_clamped_commands_until_disarmed(rig):
+    emulator, node, client, executor = rig
+    stream(executor, client, [3.0, -3.0], 0.1)  # disarmed: ignored
+    assert not node.loop.armed
+    t_arm = time.monotonic_ns()
+    assert call(executor, client.enable, SetBool.Request(data=True)).message.startswith("armed")
+    stream(executor, client, [50.0, -50.0], 0.1)
+    t_disarm = time.monotonic_ns()
+    assert call(executor, client.enable, SetBool.Request(data=False)).message.startswith("disarmed")
+    stream(executor, client, [3.0, -3.0], 0.1)
+    rows = emulator.stop()
+    assert frames(rows, "HELLO") and not frames(rows, "TORQUE", before_ns=t_arm)
+    assert len(frames(rows, "HEARTBEAT", before_ns=t_arm)) >= 20  # one per cycle while disarmed
+    enables = [r.detail for r in frames(rows, "ENABLE")]
+    assert enables[:1] == ["1"] and enables[-1] == "0"
+    armed = frames(rows, "TORQUE", t_arm, t_disarm)
+    assert armed[0].torque == (0.0, 0.0)  # nothing before the first command sent after arming
+    assert (MAX_TORQUE, -MAX_TORQUE) in [r.torque for r in armed]  # clamped from 50
+    assert all(abs(t) <= MAX_TORQUE for r in armed for t in r.torque)
+    assert not [r for r in frames(rows, "TORQUE", t_disarm + 10_000_000) if r.torque != (0.0, 0.0)]
+    states = client.states
+    assert all(list(s.name) == ["hip", "knee"] for s in states)
+    assert [MAX_TORQUE, -MAX_TORQUE] in [list(s.effort) for s in states]  # what the MCU applied
+
+
+def test_watchdog_zeroes_torque_when_commands_stop(rig):
+    emulator, node, client, executor = rig
+    call(executor, client.enable, SetBool.Request(data=True))
+    stream(executor, client, [1.0, 1.0], 0.1)
+    t_last = time.monotonic_ns()
+    spin_for(executor, 0.1)
+    rows = emulator.stop()
+    torques = frames(rows, "TORQUE", t_last - 50_000_000)
+    nonzero = [r for r in torques if r.torque != (0.0, 0.0)]
+    assert nonzero and max(r.t_ns for r in nonzero) <= t_last + COMMAND_TIMEOUT_NS + 15_000_000
+    assert torques[-1].torque == (0.0, 0.0) and len(torques) > len(nonzero) + 20
+    assert node.loop.counters()["watchdog_trips"] == 1
+
+
+@pytest.mark.parametrize("rig", [{"command_timeout_s": 1.0}], indirect=True)  # phases need not be punctual
+def test_nan_inf_and_wrong_length_commands_are_rejected_counted_and_zeroed(rig):
+    emulator, node, client, executor = rig
+    call(executor, client.enable, SetBool.Request(data=True))
+    assert call(executor, client.reset, Trigger.Request()).success  # inside the joint limits, so no clamping
+    phases = []
+    for data in ([0.5, 0.0], [math.nan, 1.0], [0.25, 0.0], [1.0, 2.0, 3.0], [0.5, 0.0], [math.inf, 0.0], []):
+        phases.append((time.monotonic_ns(), data))
+        stream(executor, client, data, 0.04)
+    end = time.monotonic_ns()
+    rows = emulator.stop()
+    assert node.loop.rejected >= 4 * 5  # every one of each bad phase
+    for (start, data), (stop, _) in zip(phases, phases[1:] + [(end, None)]):
+        settled = frames(rows, "TORQUE", start + 15_000_000, stop)  # the commands have reached the loop
+        assert settled, f"no frames while {data} was the latest command"
+        sent = {r.torque for r in settled}
+        if len(data) == 2 and all(map(math.isfinite, data)):  # zero only in a link fault of this busy process
+            assert (data[0], data[1]) in sent and sent <= {(data[0], data[1]), (0.0, 0.0)}, f"{data}: {sent}"
+        else:
+            assert sent == {(0.0, 0.0)}, f"{data} was not rejected: {sent}"
+
+
+def test_reset_moves_the_leg_to_the_start_of_the_path_and_needs_arming(rig):
+    _, _, client, executor = rig
+    refused = call(executor, client.reset, Trigger.Request())
+    assert not refused.success and "arm the motors first" in refused.message
+    call(executor, client.enable, SetBool.Request(data=True))
+    stream(executor, client, [3.0, 3.0], 0.2)  # push it away
+    response = call(executor, client.reset, Trigger.Request())
+    assert response.success, response.message
+    count = len(client.states)
+    assert spin_until(executor, lambda: len(client.states) > count)
+    np.testing.assert_allclose(client.states[-1].position, start_joint_angles(), atol=0.05)
+
+
+def test_safety_limits_clamp_torque_and_stop_pushing_past_joint_and_speed_limits():
+    limits = SafetyLimits(10.0, 20.0, (-1.5, -2.5), (1.5, 0.0))
+    assert limits.clamp((50.0, -50.0), (0.0, -1.0), (0.0, 0.0)) == (10.0, -10.0)
+    assert limits.clamp((5.0, -5.0), (1.6, -2.6), (0.0, 0.0)) == (0.0, 0.0)  # beyond: not further out
+    assert limits.clamp((-5.0, 5.0), (1.6, -2.6), (0.0, 0.0)) == (-5.0, 5.0)  # back in: allowed
+    assert limits.clamp((5.0, 5.0), (0.0, -1.0), (21.0, -21.0)) == (0.0, 5.0)  # too fast: no speeding up
+
+
+def test_parameters_are_typed_described_read_only_and_a_missing_port_is_named(context, ros_env):
+    defaults = config_defaults("hw_interface.yaml", "hw_interface")
+    assert set(defaults) == set(PARAMETERS) and defaults["loop_rate_hz"] == 500 and defaults["port"] == ""
+    for name, param in PARAMETERS.items():
+        assert param.description and param.descriptor().read_only
+    with pytest.raises(ValueError, match="parameter 'port' is empty: set the MCU's serial device"):
+        HwInterfaceNode(context=context)
+    proc = subprocess.run([sys.executable, "-m", "leg_driver.hw_interface_node", "--ros-args", "--params-file",
+                           str(package_file("config", "hw_interface.yaml"))],
+                          capture_output=True, text=True, env=ros_env, timeout=60)
+    assert proc.returncode == 1 and "parameter 'port' is empty" in proc.stderr and "Traceback" not in proc.stderr
