@@ -38,6 +38,9 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("run_dir", "runs/graph", "directory for progress.csv, checkpoints, plots and node logs"),
     LaunchArgument("foxglove", "false", "serve the graph's topics to Foxglove on ws://127.0.0.1:8765",
                    ("true", "false")),
+    LaunchArgument("part", "all", "which side of the graph to start: all; robot (the simulator or driver and the "
+                   "agent, on the robot's computer); workstation (learner, model trainer, planner, recorder)",
+                   ("all", "robot", "workstation")),
     LaunchArgument("resume", "false", "continue the run in run_dir after a crash or a kill: D_ENV from its log, SAC "
                    "and the epoch count from its last checkpoint", ("true", "false")),
 )
@@ -55,6 +58,7 @@ class NodeSpec:
     parameter_file: str  # a file in stochlite_bringup/config
     parameters: dict[str, object] = field(default_factory=dict)
     ends_run: bool = False  # the run is complete when this node exits with code 0
+    side: str = "workstation"  # robot: runs next to the hardware (part:=robot); workstation: learning
 
 
 def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
@@ -85,7 +89,8 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
 
 
 def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
-    """The nodes for resolved arguments: robot side (simulator or serial driver), the learning nodes, the recorder."""
+    """The nodes for resolved arguments: robot side (simulator or serial driver, agent), the learning nodes, the
+    recorder; ``part`` keeps one side. The learner ends a whole or workstation run, the agent a robot-side run."""
     robot, seed = args["robot"], int(args["seed"])
     epochs, steps = int(args["epochs"]), int(args["steps_per_epoch"])
     resume = args["resume"] == "true"
@@ -94,17 +99,18 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     d_env_log = {"resume_log": str(Path(args["run_dir"]) / "d_env")} if resume else {}  # the learner's log
     if args["sim"] == "none":
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
-                              {"robot": robot, "port": args["port"]})
+                              {"robot": robot, "port": args["port"]}, side="robot")
         agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
     else:
         robot_side = NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml",
-                              {"robot": robot, "seed": seed})
-    return [
+                              {"robot": robot, "seed": seed}, side="robot")
+    nodes = [
         robot_side,
-        NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent),
+        NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent, ends_run=args["part"] == "robot",
+                 side="robot"),
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
                  {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
-                  "run_dir": args["run_dir"], "resume": resume}, ends_run=True),
+                  "run_dir": args["run_dir"], "resume": resume}, ends_run=args["part"] != "robot"),
         NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
                  {"seed": seed, **d_env_log}),
         NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
@@ -113,3 +119,4 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                  {"robot": robot, "output": str(Path(args["run_dir"]) / RECORD_FILE)}),
     ] + ([NodeSpec("stochlite_bringup", "foxglove_bridge_node", "foxglove_bridge", "foxglove_bridge.yaml",
                    {"robot": robot})] if args["foxglove"] == "true" else [])
+    return [node for node in nodes if args["part"] in ("all", node.side)]

@@ -259,3 +259,25 @@ def test_resume_after_kill_9_of_the_learner_then_of_the_whole_graph_loses_and_re
     records = np.frombuffer(final, dtype="<f4").reshape(1800, -1)  # exactly the run's 3 x 600 transitions
     assert len(np.unique(records, axis=0)) == 1800  # none twice
     assert graph_processes() == []
+
+
+def test_robot_and_workstation_parts_train_together_as_two_launches(tmp_path, watcher):
+    """The two-machine split on one machine: `part:=robot` and `part:=workstation` as separate launchers."""
+    args = ("epochs:=2", "steps_per_epoch:=600", "seed:=3")
+    workstation = start_graph(tmp_path / "workstation", *args, "part:=workstation")
+    robot = start_graph(tmp_path / "robot", *args, "part:=robot")
+    try:
+        robot_out, _ = robot.communicate(timeout=300)
+        workstation_out, _ = workstation.communicate(timeout=60)
+    finally:
+        for graph in (robot, workstation):
+            if graph.poll() is None:
+                os.killpg(graph.pid, signal.SIGKILL)
+    assert robot.returncode == 0 and "agent finished: the run is complete" in robot_out, robot_out[-3000:]
+    assert workstation.returncode == 0 and "learner finished" in workstation_out, workstation_out[-3000:]
+    assert "starting 2 nodes (sim_bridge, agent)" in robot_out
+    assert "starting 4 nodes (learner, model_trainer, planner, recorder)" in workstation_out
+    with open(tmp_path / "workstation" / "progress.csv", newline="") as f:
+        assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [600, 1200]
+    assert (tmp_path / "robot" / "foot_path.npz").is_file()  # the agent's side of the run directory
+    assert graph_processes() == []

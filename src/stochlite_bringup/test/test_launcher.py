@@ -13,7 +13,7 @@ from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, resolve_arguments, tr
 from stochlite_bringup.process_group import ProcessGroup
 
 TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir", "foxglove",
-                          "resume")
+                          "part", "resume")
 
 
 def test_launch_arguments_are_exactly_those_of_train_launch():
@@ -43,6 +43,15 @@ def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
     assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner", "recorder"]
     assert all(n.parameters.get("robot", "HalfCheetah-v5") == "HalfCheetah-v5" for n in nodes)
     assert nodes[0].parameters == {"robot": "HalfCheetah-v5", "seed": 4}
+
+
+def test_the_robot_and_workstation_parts_split_the_graph():
+    args = {"sim": "none", "port": "/dev/ttyACM0"}
+    robot = training_nodes(resolve_arguments({**args, "part": "robot"}))
+    workstation = training_nodes(resolve_arguments({**args, "part": "workstation", "foxglove": "true"}))
+    assert [n.name for n in robot] == ["hw_interface", "agent"] and [n.name for n in robot if n.ends_run] == ["agent"]
+    assert [n.name for n in workstation] == ["learner", "model_trainer", "planner", "recorder", "foxglove_bridge"]
+    assert [n.name for n in workstation if n.ends_run] == ["learner"]
 
 
 def test_the_rviz_config_shows_what_the_graph_publishes():
