@@ -188,9 +188,8 @@ def main() -> int:
     args = parser.parse_args()
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="driver_loop_"))
-
-    log, window = (run_in_process if args.in_process else run_graph)(args, work)
+    with tempfile.TemporaryDirectory(prefix="driver_loop_") as work:  # node logs, pty link, the loop's log
+        log, window = (run_in_process if args.in_process else run_graph)(args, Path(work))
     period_ns = int(log["period_ns"])
     inside = (log["deadline_ns"] >= window[0]) & (log["deadline_ns"] < window[1])
     deadlines, lateness = log["deadline_ns"][inside], log["lateness_ns"][inside]
@@ -203,7 +202,8 @@ def main() -> int:
         writer.writerows(zip(((deadlines - deadlines[0]) // period_ns).tolist(), (lateness / 1e6).round(4)))
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": date.today().isoformat(),
-        "design": "policy inside the loop" if args.in_process else "ROS graph", "load": "mdemorl trainer" if args.load else "none", "realtime_priority": args.realtime_priority,
+        "design": "policy inside the loop" if args.in_process else "ROS graph",
+        "load": "mdemorl trainer" if args.load else "none", "realtime_priority": args.realtime_priority,
         "agent_priority": args.agent_priority, "seconds": args.seconds, "cycles": int(len(lateness)),
         "rate_hz": round(len(lateness) / args.seconds, 1),
         "period_p50_ms": percentile_ms(lateness, 50), "period_p99_ms": percentile_ms(lateness, 99),
