@@ -1,10 +1,12 @@
 """``StochliteSimulation``: PyBullet world of the StochLite quadruped on a tilted plane, free of task and ROS.
 
-One DIRECT client per instance, gravity 9.81 m/s², physics at 1 kHz. The ground is an
+One DIRECT client per instance, gravity 9.81 m/s², physics at 10 kHz. The ground is an
 infinite plane through the origin turned by the slope (:func:`slope_quaternion`). The 12
 servos are position-controlled by :func:`servo_torque` (PD, torque clip) evaluated at every
 physics step; :meth:`StochliteSimulation.step` holds one set of joint targets for
-``PHYSICS_STEPS_PER_CONTROL`` = 10 physics steps (100 Hz). See docs/stochlite.md.
+``PHYSICS_STEPS_PER_CONTROL`` = 100 physics steps (100 Hz). The explicit PD law is stable only
+for ``kd dt / I < 2``; the knee's joint-space inertia is 0.00054 kg·m², so ``dt <= 0.1 ms``
+(at the source's 5 kHz the servos chatter: 88 W at rest). See docs/stochlite.md.
 """
 
 from dataclasses import dataclass
@@ -17,8 +19,8 @@ from numpy.typing import ArrayLike, NDArray
 from ..package_files import package_file
 from .stochlite_gait import LEG_NAMES
 
-PHYSICS_TIMESTEP_S = 0.001  # 1 kHz (the source simulates at 5 kHz; see docs)
-PHYSICS_STEPS_PER_CONTROL = 10  # policy at 100 Hz
+PHYSICS_TIMESTEP_S = 0.0001  # 10 kHz: the PD law's stability bound (the source: 5 kHz; see docs)
+PHYSICS_STEPS_PER_CONTROL = 100  # policy at 100 Hz
 CONTROL_PERIOD_S = PHYSICS_TIMESTEP_S * PHYSICS_STEPS_PER_CONTROL
 GRAVITY_M_PER_S2 = 9.81
 KP_NM_PER_RAD = 400.0
