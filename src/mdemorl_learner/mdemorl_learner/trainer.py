@@ -36,11 +36,12 @@ class EpochStats:
 
 @dataclass
 class EvalTrace:
-    """What a deterministic evaluation episode did; foot paths are filled for the leg."""
+    """What a deterministic evaluation episode did; foot paths are filled for the leg, forward speeds for StochLite."""
 
     episode_return: float
     foot: list[np.ndarray] = field(default_factory=list)
     foot_desired: list[np.ndarray] = field(default_factory=list)
+    forward_speed: list[float] = field(default_factory=list)
 
 
 class Trainer:
@@ -118,6 +119,8 @@ class Trainer:
                 if "foot_position" in info:
                     trace.foot.append(np.asarray(info["foot_position"]))
                     trace.foot_desired.append(np.asarray(info["desired_foot_position"]))
+                if "forward_speed" in info:
+                    trace.forward_speed.append(float(info["forward_speed"]))
                 done = terminated or truncated
             returns.append(trace.episode_return)
         trace.episode_return = float(np.mean(returns))

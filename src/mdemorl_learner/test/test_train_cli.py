@@ -65,6 +65,18 @@ def test_gym_task_with_termination_runs(tmp_path):
     assert not (out / "foot_path.png").exists()
 
 
+def test_stochlite_runs_with_termination_and_speed_plot(tmp_path):
+    out = tmp_path / "stochlite"
+    proc = train(tmp_path, "--task", "stochlite", "--algo", "mdemorl", "--epochs", "1", "--steps-per-epoch", "200",
+                 "--episode-steps", "50", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_rows(out / "progress.csv")
+    assert int(rows[0]["env_steps"]) == 200 and int(rows[0]["mpc_transitions"]) > 0
+    assert float(rows[0]["model_val_loss"]) > 0.0
+    assert (out / "forward_speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "foot_path.png").exists()
+
+
 @pytest.mark.parametrize("args, names", [
     (["--algo", "ppo"], "--algo 'ppo'"),
     (["--task", "Humanoid-v9"], "--task 'Humanoid-v9'"),
