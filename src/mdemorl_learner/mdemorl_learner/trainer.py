@@ -32,6 +32,7 @@ class EpochStats:
     q_loss: float = float("nan")
     pi_loss: float = float("nan")
     alpha: float = float("nan")
+    eval_forward_speed: float = float("nan")  # StochLite: distance along the slope / full episode time [m/s]
 
 
 @dataclass
@@ -143,7 +144,9 @@ class Trainer:
             sac_updates=self.agent.updates, wall_s=time.monotonic() - self.start_time,
             q_loss=self.last_losses.get("q_loss", float("nan")),
             pi_loss=self.last_losses.get("pi_loss", float("nan")),
-            alpha=self.last_losses.get("alpha", float("nan")))
+            alpha=self.last_losses.get("alpha", float("nan")),
+            eval_forward_speed=(sum(trace.forward_speed) / self.spec.episode_steps if trace.forward_speed
+                                else float("nan")))
         return stats, trace
 
     def save_checkpoint(self, path: Path) -> None:
