@@ -26,6 +26,20 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, name: str, epochs: int, runs_subdir: str) -> None:
+    """The flags every learning benchmark takes: algos, seeds, budget, jobs, output places, trainer flags after --."""
+    parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
+    parser.add_argument("--name", default=name, help="file stem of the results")
+    parser.add_argument("--results-dir", default=str(RESULTS), help="where the results go")
+    parser.add_argument("--runs-dir", default=str(HERE.parent / "runs" / runs_subdir),
+                        help="where the per-run directories (checkpoints, logs) go; not committed")
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
+
+
 def run_one(algo: str, seed: int, args: argparse.Namespace, out_root: Path) -> Path:
     """One trainer process; its stdout/stderr go to a log beside its run directory."""
     out = out_root / f"{algo}_seed{seed}"
@@ -42,6 +56,29 @@ def run_one(algo: str, seed: int, args: argparse.Namespace, out_root: Path) -> P
     return out / "progress.csv"
 
 
+def run_all(args: argparse.Namespace) -> dict[tuple[str, int], list[dict[str, str]]]:
+    """Every (algo, seed) of ``args`` through :func:`run_one`, ``args.jobs`` at a time; their progress.csv rows."""
+    runs = [(a, s) for a in args.algos for s in args.seeds]
+    print(f"{len(runs)} runs of {args.epochs} x {args.steps_per_epoch} steps on {args.task}, {args.jobs} at a time",
+          flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        paths = dict(zip(runs, pool.map(lambda r: run_one(*r, args, Path(args.runs_dir)), runs)))
+    progress = {}
+    for run, path in paths.items():
+        with open(path, newline="") as f:
+            progress[run] = list(csv.DictReader(f))
+    return progress
+
+
+def write_rows(path: Path, progress: dict[tuple[str, int], list[dict[str, str]]]) -> None:
+    """All runs' progress rows in one CSV, each prefixed with its algo and seed."""
+    rows = [{"algo": algo, "seed": seed, **r} for (algo, seed), data in progress.items() for r in data]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float | None:
     """First env-step count at which the return reaches target (None if never)."""
     hit = np.nonzero(returns >= target)[0]
@@ -51,41 +88,20 @@ def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="leg")
-    parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--steps-per-epoch", type=int, default=1000)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
-    parser.add_argument("--name", default="leg_sample_efficiency", help="file stem of the CSV, PNG and summary")
-    parser.add_argument("--results-dir", default=str(RESULTS), help="where the CSV, PNG and summary go")
-    parser.add_argument("--runs-dir", default=str(HERE.parent / "runs" / "bench"),
-                        help="where the per-run directories (checkpoints, logs) go; not committed")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
+    add_run_arguments(parser, "leg_sample_efficiency", epochs=15, runs_subdir="bench")
     args = parser.parse_args()
     args.extra = [a for a in args.extra if a != "--"]
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    runs = [(a, s) for a in args.algos for s in args.seeds]
-    print(f"{len(runs)} runs of {args.epochs} x {args.steps_per_epoch} steps on {args.task}, {args.jobs} at a time",
-          flush=True)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        paths = dict(zip(runs, pool.map(lambda r: run_one(*r, args, Path(args.runs_dir)), runs)))
+    progress = run_all(args)
 
-    rows, curves, walls = [], {}, {}
-    for (algo, seed), path in paths.items():
-        with open(path, newline="") as f:
-            data = list(csv.DictReader(f))
-        for r in data:
-            rows.append({"algo": algo, "seed": seed, **r})
+    curves, walls = {}, {}
+    for (algo, seed), data in progress.items():
         curves.setdefault(algo, []).append(np.array([float(r["eval_return"]) for r in data]))
         wall = np.array([float(r["wall_s"]) for r in data])
         walls.setdefault(algo, []).append(float(np.diff(np.concatenate([[0.0], wall])).mean()))
         steps = np.array([float(r["env_steps"]) for r in data])
-    csv_path = results / f"{args.name}.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(results / f"{args.name}.csv", progress)
 
     mean = {a: np.mean(c, axis=0) for a, c in curves.items()}
     baseline = "sac" if "sac" in mean else args.algos[0]

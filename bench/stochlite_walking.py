@@ -12,24 +12,20 @@ Writes bench/results/stochlite_walking.csv (every epoch of every run), .png (mea
 over seeds of the evaluation speed), _summary.json (episodes until walking per run) and
 _gait.gif: frames of the first seed's last policy of the first algorithm that walked (else the
 last algorithm), rendered with PyBullet's software renderer. Runs are single-process trainer
-CLIs (leg_sample_efficiency.run_one), one torch thread each.
+CLIs (leg_sample_efficiency.run_all), one torch thread each.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-from leg_sample_efficiency import run_one
+from leg_sample_efficiency import add_run_arguments, run_all, write_rows
 from seed_curves import machine, plot_seed_curves
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 TASK = "stochlite"
 
 
@@ -68,18 +64,9 @@ def render_gait(checkpoint: Path, out_gif: Path, steps: int, every: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=60, help="the paper: walking in < 60 episodes")
-    parser.add_argument("--steps-per-epoch", type=int, default=1000)
+    add_run_arguments(parser, "stochlite_walking", epochs=60, runs_subdir="bench_stochlite")  # paper: < 60 episodes
     parser.add_argument("--walk-speed", type=float, default=0.2, help="m/s over a whole evaluation episode")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     parser.add_argument("--gif-steps", type=int, default=300, help="control steps rendered (100 per second)")
-    parser.add_argument("--name", default="stochlite_walking", help="file stem of the CSV, PNG, GIF and summary")
-    parser.add_argument("--results-dir", default=str(RESULTS), help="where the CSV, PNG, GIF and summary go")
-    parser.add_argument("--runs-dir", default=str(HERE.parent / "runs" / "bench_stochlite"),
-                        help="where the per-run directories (checkpoints, logs) go; not committed")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
     args = parser.parse_args()
     args.extra = [a for a in args.extra if a != "--"]
     args.task = TASK
@@ -89,29 +76,19 @@ def main() -> int:
         else 1000
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    runs = [(a, s) for a in args.algos for s in args.seeds]
-    print(f"{len(runs)} runs of {args.epochs} x {args.steps_per_epoch} steps on {TASK}, {args.jobs} at a time",
-          flush=True)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        paths = dict(zip(runs, pool.map(lambda r: run_one(*r, args, Path(args.runs_dir)), runs)))
+    progress = run_all(args)
 
-    rows, curves, until = [], {}, {}
-    for (algo, seed), path in paths.items():
-        with open(path, newline="") as f:
-            data = list(csv.DictReader(f))
-        rows.extend({"algo": algo, "seed": seed, **r} for r in data)
+    curves, until = {}, {}
+    for (algo, seed), data in progress.items():
         steps = np.array([float(r["env_steps"]) for r in data])
         speeds = np.array([float(r["eval_forward_speed"]) for r in data])
         curves.setdefault(algo, []).append(speeds)
         until.setdefault(algo, {})[seed] = episodes_until_walking(steps, speeds, args.walk_speed, episode_steps)
-    with open(results / f"{args.name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(results / f"{args.name}.csv", progress)
 
     walked = [a for a in args.algos if until[a][args.seeds[0]] is not None]
     shown = walked[0] if walked else args.algos[-1]
-    frames = render_gait(Path(paths[(shown, args.seeds[0])]).parent / "checkpoints" / "latest.pt",
+    frames = render_gait(Path(args.runs_dir) / f"{shown}_seed{args.seeds[0]}" / "checkpoints" / "latest.pt",
                          results / f"{args.name}_gait.gif", args.gif_steps, every=5)
     summary = {
         "machine": machine(), "date": date.today().isoformat(), "task": TASK, "epochs": args.epochs,
