@@ -81,6 +81,7 @@ class StochliteSimulation:
     """StochLite on a plane of the given slope; ``step(joint_targets)`` runs one 10 ms control step."""
 
     def __init__(self, slope_roll_deg: float = 0.0, slope_pitch_deg: float = 0.0) -> None:
+        slope_quaternion(slope_roll_deg, slope_pitch_deg)  # ValueError before a client exists
         self._client = pybullet.connect(pybullet.DIRECT)
         pybullet.setGravity(0.0, 0.0, -GRAVITY_M_PER_S2, physicsClientId=self._client)
         pybullet.setTimeStep(PHYSICS_TIMESTEP_S, physicsClientId=self._client)
