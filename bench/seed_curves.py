@@ -13,7 +13,7 @@ def machine() -> str:
 
 
 def plot_seed_curves(path: Path, steps: np.ndarray, curves: dict[str, list[np.ndarray]], title: str,
-                     target: tuple[float, str] | None = None) -> None:
+                     target: tuple[float, str] | None = None, ylabel: str = "evaluation return") -> None:
     """Mean evaluation return per label over its seeds, shaded from the worst to the best seed; PNG at ``path``."""
     import matplotlib
     matplotlib.use("Agg")
@@ -26,7 +26,7 @@ def plot_seed_curves(path: Path, steps: np.ndarray, curves: dict[str, list[np.nd
         ax.fill_between(steps, runs.min(0), runs.max(0), alpha=0.2)
     if target is not None:
         ax.axhline(target[0], color="grey", ls=":", label=target[1])
-    ax.set(xlabel="real environment steps", ylabel="evaluation return", title=title)
+    ax.set(xlabel="real environment steps", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

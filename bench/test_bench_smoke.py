@@ -48,6 +48,24 @@ def test_fig3_smoke(tmp_path):
     assert csv_rows(tmp_path) == 2 * 2
 
 
+def test_stochlite_walking_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "stochlite_walking.py"), "--epochs", "1", "--steps-per-epoch", "100",
+         "--seeds", "0", "--jobs", "2", "--gif-steps", "20", "--name", "smoke", "--results-dir", str(tmp_path),
+         "--runs-dir", str(tmp_path / "runs"), "--", *TINY],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "smoke_summary.json").read_text())
+    assert set(summary["episodes_until_walking"]) == {"sac", "mdemorl"}
+    assert summary["walk_speed_m_per_s"] == 0.2 and summary["episode_steps"] == 50
+    assert summary["gif"]["frames"] == 4  # 20 steps, every 5th (unless the robot fell first)
+    rows = (tmp_path / "smoke.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2  # header + 2 algos x 1 epoch
+    assert all(row.split(",")[-1] not in ("", "nan") for row in rows[1:])  # eval_forward_speed logged
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "smoke_gait.gif").read_bytes()[:6] == b"GIF89a"
+
+
 def test_graph_latency_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "graph_latency.py"), "--seconds", "2", "--name", "smoke",
                            "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)

@@ -37,11 +37,12 @@ class Run:
 
 @dataclass
 class Curve:
-    """The evaluation returns of one run, one per epoch, and the env steps at each."""
+    """The evaluation returns of one run, one per epoch, the env steps at each, and all of progress.csv."""
 
     steps: np.ndarray
     returns: np.ndarray
     wall_s: np.ndarray
+    rows: list[dict[str, str]]
 
 
 def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path) -> dict[Run, Curve]:
@@ -63,21 +64,20 @@ def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_
             raise RuntimeError(f"{run.task} {run.label} seed {run.seed} failed; see {out / 'log.txt'}")
         with open(out / "progress.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-        return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")))
+        return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
 
     with ThreadPoolExecutor(jobs) as pool:
         return dict(zip(runs, pool.map(one, runs)))
 
 
 def write_csv(path: Path, curves: dict[Run, Curve]) -> None:
-    """One row per epoch of every run."""
+    """One row per epoch of every run: the run's task, label, algo and seed, then its progress.csv row."""
+    rows = [{"task": run.task, "label": run.label, "algo": run.algo, "seed": run.seed, **row}
+            for run, curve in curves.items() for row in curve.rows]
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["task", "label", "algo", "seed", "epoch", "env_steps", "eval_return", "wall_s"])
-        for run, curve in curves.items():
-            for epoch, (steps, ret, wall) in enumerate(zip(curve.steps, curve.returns, curve.wall_s), start=1):
-                writer.writerow([run.task, run.label, run.algo, run.seed, epoch, int(steps), round(ret, 2),
-                                 round(wall, 1)])
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def by_label(curves: dict[Run, Curve], task: str) -> dict[str, list[np.ndarray]]:

@@ -19,7 +19,7 @@ def _setting(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """One training run. Field metadata holds the description shown by --help and in config.yaml."""
 
-    task: str = _setting("leg", "task: leg or a gymnasium MuJoCo id (HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5)")
+    task: str = _setting("leg", "task: leg, stochlite or a gymnasium MuJoCo id (HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5)")
     algo: str = _setting("mdemorl", "algorithm: " + " | ".join(ALGORITHMS))
     epochs: int = _setting(20, "training epochs")
     steps_per_epoch: int = _setting(1000, "real environment steps per epoch")

@@ -1,4 +1,4 @@
-"""PNG plots of a run: the learning curve and, for the leg, the foot path against the desired one."""
+"""PNG plots of a run: the learning curve; the foot path against the desired one (leg); forward speed (StochLite)."""
 from __future__ import annotations
 
 import csv
@@ -66,6 +66,22 @@ def plot_foot_path(foot: Sequence[np.ndarray], desired: Sequence[np.ndarray], dt
     ax[1].plot(t, err)
     ax[1].set(xlabel="time [s]", ylabel="tracking error [cm]", title=f"mean error {err.mean():.2f} cm")
     ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def plot_forward_speed(speed: Sequence[float], dt: float, out_png: Path, title: str) -> None:
+    """Forward speed [m/s] of an evaluation episode against time, with its mean."""
+    if len(speed) == 0:
+        return
+    v = np.asarray(speed)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(np.arange(len(v)) * dt, v, lw=1.0)
+    ax.axhline(v.mean(), color="k", ls="--", label=f"mean {v.mean():.3f} m/s")
+    ax.set(xlabel="time [s]", ylabel="forward speed [m/s]", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

@@ -4,7 +4,7 @@
 
 Writes DIR/progress.csv (one row per epoch, also as TensorBoard scalars in DIR/tensorboard/),
 DIR/config.yaml (every setting), DIR/checkpoints/, and
-DIR/learning_curve.png (plus DIR/foot_path.png on the leg).
+DIR/learning_curve.png (plus DIR/foot_path.png on the leg, DIR/forward_speed.png on stochlite).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .plotting import plot_foot_path, plot_learning_curve
+from .plotting import plot_foot_path, plot_forward_speed, plot_learning_curve
 from .scalars import EpochScalars
 
 
@@ -30,7 +30,7 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrors(prog="python -m mdemorl_learner.train",
-                            description="Train SAC, MBPO, MoPAC or M-DeMoRL on the 2R leg or a MuJoCo task.",
+                            description="Train SAC, MBPO, MoPAC or M-DeMoRL on the 2R leg, StochLite or a MuJoCo task.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default),
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             plot_learning_curve(progress, out / "learning_curve.png", title)
             plot_foot_path(trace.foot, trace.foot_desired, trainer.env.unwrapped.dt,
                            out / "foot_path.png", f"{title}, epoch {stats.epoch}")
+            plot_forward_speed(trace.forward_speed, trainer.env.unwrapped.dt, out / "forward_speed.png",
+                               f"{title}, epoch {stats.epoch}")
     trainer.d_env.save(out / "checkpoints" / "d_env.npz")
     print(f"done: {cfg.epochs} epochs, {trainer.env_steps} env steps, final eval return {_fmt(stats.eval_return)}; "
           f"results in {out}/ (progress.csv, learning_curve.png, checkpoints/latest.pt)")

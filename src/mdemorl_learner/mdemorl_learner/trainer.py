@@ -32,15 +32,17 @@ class EpochStats:
     q_loss: float = float("nan")
     pi_loss: float = float("nan")
     alpha: float = float("nan")
+    eval_forward_speed: float = float("nan")  # StochLite: distance along the slope / full episode time [m/s]
 
 
 @dataclass
 class EvalTrace:
-    """What a deterministic evaluation episode did; foot paths are filled for the leg."""
+    """What a deterministic evaluation episode did; foot paths are filled for the leg, forward speeds for StochLite."""
 
     episode_return: float
     foot: list[np.ndarray] = field(default_factory=list)
     foot_desired: list[np.ndarray] = field(default_factory=list)
+    forward_speed: list[float] = field(default_factory=list)
 
 
 class Trainer:
@@ -118,6 +120,8 @@ class Trainer:
                 if "foot_position" in info:
                     trace.foot.append(np.asarray(info["foot_position"]))
                     trace.foot_desired.append(np.asarray(info["desired_foot_position"]))
+                if "forward_speed" in info:
+                    trace.forward_speed.append(float(info["forward_speed"]))
                 done = terminated or truncated
             returns.append(trace.episode_return)
         trace.episode_return = float(np.mean(returns))
@@ -140,7 +144,9 @@ class Trainer:
             sac_updates=self.agent.updates, wall_s=time.monotonic() - self.start_time,
             q_loss=self.last_losses.get("q_loss", float("nan")),
             pi_loss=self.last_losses.get("pi_loss", float("nan")),
-            alpha=self.last_losses.get("alpha", float("nan")))
+            alpha=self.last_losses.get("alpha", float("nan")),
+            eval_forward_speed=(sum(trace.forward_speed) / self.spec.episode_steps if trace.forward_speed
+                                else float("nan")))
         return stats, trace
 
     def save_checkpoint(self, path: Path) -> None:

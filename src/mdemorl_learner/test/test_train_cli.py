@@ -61,14 +61,18 @@ def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, al
     assert [round(e.value, 3) for e in evals] == [round(float(r["eval_return"]), 3) for r in rows]
 
 
-def test_gym_task_with_termination_runs(tmp_path):
-    out = tmp_path / "hopper"
-    proc = train(tmp_path, "--task", "Hopper-v5", "--algo", "mdemorl", "--epochs", "1", "--steps-per-epoch", "200",
+@pytest.mark.parametrize("task, plot", [("Hopper-v5", None), ("stochlite", "forward_speed.png")])
+def test_task_with_termination_runs(tmp_path, task, plot):
+    out = tmp_path / "run"
+    proc = train(tmp_path, "--task", task, "--algo", "mdemorl", "--epochs", "1", "--steps-per-epoch", "200",
                  "--episode-steps", "100", "--out", str(out), *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_rows(out / "progress.csv")
     assert int(rows[0]["env_steps"]) == 200 and int(rows[0]["mpc_transitions"]) > 0
     assert not (out / "foot_path.png").exists()
+    if plot is not None:
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert float(rows[0]["eval_forward_speed"]) > -1.0  # logged: a speed in m/s, not nan
 
 
 @pytest.mark.parametrize("args, names", [

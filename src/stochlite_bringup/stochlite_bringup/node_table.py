@@ -74,6 +74,9 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
         if not args[name].isdigit() or (name != "seed" and int(args[name]) < 1):
             raise ValueError(f"{name}:={args[name]} must be a {'non-negative' if name == 'seed' else 'positive'} integer")
     robot, sim = args["robot"], args["sim"]
+    if robot == "stochlite":
+        raise ValueError("robot:=stochlite trains in one process for now: python -m mdemorl_learner.train --task "
+                         "stochlite; its graph side (sim bridge, agent, hardware profile) is not built yet")
     if sim == "none" and not args["port"]:
         raise ValueError("sim:=none drives the real robot and needs port:=<serial device>, e.g. port:=/dev/ttyACM0")
     if sim == "pybullet" and robot != LEG_TASK_NAME:

@@ -1,12 +1,13 @@
 """Names of the training tasks, importable without loading any simulator."""
 
 LEG_TASK_NAME = "leg"
+STOCHLITE_TASK_NAME = "stochlite"
 GYM_TASK_NAMES = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
-TASK_NAMES = (LEG_TASK_NAME, *GYM_TASK_NAMES)
+TASK_NAMES = (LEG_TASK_NAME, STOCHLITE_TASK_NAME, *GYM_TASK_NAMES)
 
 
 def robot_namespace(robot: str) -> str:
-    """The ROS namespace of a robot's topics and services: ``leg``; ``HalfCheetah-v5`` -> ``halfcheetah``.
+    """The ROS namespace of a robot's topics and services: ``leg``, ``stochlite``; ``HalfCheetah-v5`` -> ``halfcheetah``.
 
     Gymnasium ids are no valid ROS names ('-'), so their version suffix is dropped and they are lower-cased.
     """

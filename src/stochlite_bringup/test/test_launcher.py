@@ -75,6 +75,7 @@ def test_the_rviz_config_shows_what_the_graph_publishes():
     ({"sim": "gazebo"}, "sim:=gazebo is not one of pybullet, mujoco, none"),
     ({"sim": "none"}, "needs port:="),
     ({"robot": "Hopper-v5"}, "use sim:=mujoco"),
+    ({"robot": "stochlite"}, "robot:=stochlite trains in one process for now"),
     ({"robot": "leg", "sim": "mujoco"}, "use sim:=pybullet"),
     ({"robot": "Ant-v5", "sim": "none", "port": "/dev/ttyACM0"}, "no hardware; use sim:=mujoco"),
     ({"robot": "Ant-v5", "sim": "mujoco", "rviz": "true"}, "rviz:=true shows the leg's model"),

@@ -258,6 +258,6 @@ def test_make_task_builds_the_leg_and_rejects_unknown_names():
     assert (spec.name, spec.obs_dim, spec.act_dim, spec.episode_steps) == ("leg", 10, 2, 200)
     assert spec.termination_fn is None and isinstance(leg_env, LegTrackingEnv)
     leg_env.close()
-    assert TASK_NAMES == ("leg", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
-    with pytest.raises(ValueError, match="'legs'.*leg, HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5"):
+    assert TASK_NAMES == ("leg", "stochlite", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
+    with pytest.raises(ValueError, match="'legs'.*leg, stochlite, HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5"):
         make_task("legs")

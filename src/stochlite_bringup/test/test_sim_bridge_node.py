@@ -214,7 +214,7 @@ def test_parameters_are_typed_described_read_only_and_come_from_the_yaml(make_gr
         assert descriptor.type == PARAMETERS[name].descriptor().type
         assert bridge.get_parameter(name).value == defaults[name]
     assert defaults["physics_rate_hz"] * STEP_NS == 1_000_000_000 and defaults["max_torque"] == MAX_TORQUE_NM
-    with pytest.raises(ValueError, match="parameter 'robot' is 'dog' but must be one of leg, HalfCheetah-v5, .*sim_bridge.yaml"):
+    with pytest.raises(ValueError, match="parameter 'robot' is 'dog' but must be one of leg, stochlite, HalfCheetah-v5, .*sim_bridge.yaml"):
         SimBridgeNode(context=context, parameter_overrides=[Parameter("robot", value="dog")])
     with pytest.raises(InvalidParameterValueException, match="max_torque out of range"):
         SimBridgeNode(context=context, parameter_overrides=[Parameter("max_torque", value=40.0)])

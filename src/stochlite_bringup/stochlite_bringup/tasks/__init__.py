@@ -1,4 +1,4 @@
-"""Training tasks: the 2R-leg tracking task and the gymnasium MuJoCo benchmarks.
+"""Training tasks: the 2R-leg tracking task, StochLite walking and the gymnasium MuJoCo benchmarks.
 
 ``make_task(name)`` returns the env and a :class:`TaskSpec` with its dimensions,
 episode length and termination function for model rollouts.
@@ -10,9 +10,10 @@ from typing import Any
 
 import gymnasium
 
-from ..task_names import LEG_TASK_NAME, TASK_NAMES
+from ..task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 from .leg_env import LegTrackingEnv
 from .leg_reward import leg_tracking_reward
+from .stochlite_env import StochliteEnv, stochlite_termination_fn
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,11 @@ def make_task(
     # Imported here because it loads torch: the leg simulation (sim_bridge_node) stays torch-free.
     from .gym_tasks import TERMINATION_FNS, make_env
 
-    if name == LEG_TASK_NAME:
+    own_envs = {LEG_TASK_NAME: LegTrackingEnv, STOCHLITE_TASK_NAME: StochliteEnv}
+    if name in own_envs:
         if episode_steps is not None:
             kwargs["episode_steps"] = episode_steps
-        env: gymnasium.Env = LegTrackingEnv(seed=seed, **kwargs)
+        env: gymnasium.Env = own_envs[name](seed=seed, **kwargs)
         episode_steps = env.episode_steps
     else:
         if episode_steps is not None:
@@ -63,7 +65,8 @@ def make_task(
         obs_dim=env.observation_space.shape[0],
         act_dim=env.action_space.shape[0],
         episode_steps=episode_steps,
-        termination_fn=None if name == LEG_TASK_NAME else TERMINATION_FNS[name],
+        termination_fn={LEG_TASK_NAME: None, STOCHLITE_TASK_NAME: stochlite_termination_fn}.get(name)
+        if name in own_envs else TERMINATION_FNS[name],
     )
     return env, spec
 
@@ -73,5 +76,6 @@ __all__ = [
     "TaskSpec",
     "make_task",
     "LegTrackingEnv",
+    "StochliteEnv",
     "leg_tracking_reward",
 ]

@@ -8,8 +8,10 @@ import gymnasium
 import numpy as np
 from numpy.typing import NDArray
 
-from ..task_names import GYM_TASK_NAMES, LEG_TASK_NAME, TASK_NAMES
+from ..task_names import GYM_TASK_NAMES, LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 from .leg_task import ACT_DIM, OBS_DIM
+from .stochlite_env import OBS_DIM as STOCHLITE_OBS_DIM
+from .stochlite_gait import ACTION_DIM as STOCHLITE_ACT_DIM
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,12 @@ class TaskDimensions:
 
 @lru_cache(maxsize=None)
 def task_dimensions(name: str) -> TaskDimensions:
-    """Dimensions of task ``name``; the leg's action box is [-1, 1] (the agent scales it by its max_torque)."""
+    """Dimensions of task ``name``; the leg's and StochLite's action boxes are [-1, 1] (the agent scales it by its max_torque)."""
     if name == LEG_TASK_NAME:
         return TaskDimensions(OBS_DIM, ACT_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM))
+    if name == STOCHLITE_TASK_NAME:  # the gait generator maps [-1, 1] itself (stochlite_gait.gait_command)
+        return TaskDimensions(STOCHLITE_OBS_DIM, STOCHLITE_ACT_DIM, -np.ones(STOCHLITE_ACT_DIM),
+                              np.ones(STOCHLITE_ACT_DIM))
     if name not in GYM_TASK_NAMES:
         raise ValueError(f"unknown task {name!r}; valid names: {', '.join(TASK_NAMES)}")
     env = gymnasium.make(name, disable_env_checker=True)

@@ -1,0 +1,120 @@
+"""Benchmark: how many episodes sac and mdemorl need until StochLite walks up a 5 degree slope.
+
+    python bench/stochlite_walking.py [--epochs 60] [--seeds 0 1 2] [--algos sac mdemorl] [--jobs 2]
+
+One epoch = ``--steps-per-epoch`` real steps (default 1000 = one 1000-step episode at 100 Hz).
+After each epoch the trainer runs a deterministic evaluation episode (default slope: the ground
+rises 5 degrees ahead) and logs ``eval_forward_speed``: distance along the slope over the whole
+episode's 10 s, so falling early counts as standing still. The robot **walks** once that speed
+is at least ``--walk-speed`` (default 0.2 m/s, 2 m in 10 s; the open-loop trot with the
+policy's action at 0 makes 0.09 m/s, with its longest step 0.28 m/s: measured over 5 s).
+Writes bench/results/stochlite_walking.csv (every epoch of every run), .png (mean, min..max
+over seeds of the evaluation speed), _summary.json (episodes until walking per run) and
+_gait.gif: frames of the first seed's last policy of the first algorithm that walked (else the
+last algorithm), rendered with PyBullet's software renderer. Runs are single-process trainer
+CLIs (trainer_runs.run_all), one torch thread each.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from seed_curves import machine, plot_seed_curves
+from trainer_runs import RESULTS, RUNS, Run, run_all, write_csv
+
+TASK = "stochlite"
+
+
+def episodes_until_walking(env_steps: np.ndarray, speeds: np.ndarray, walk_speed: float,
+                           episode_steps: int) -> float | None:
+    """Real episodes (env steps / episode length) before the first evaluation at ``walk_speed`` or more."""
+    hit = np.nonzero(speeds >= walk_speed)[0]
+    return float(env_steps[hit[0]] / episode_steps) if len(hit) else None
+
+
+def render_gait(checkpoint: Path, out_gif: Path, steps: int, every: int) -> int:
+    """Run the checkpoint's deterministic policy for ``steps`` steps; every ``every``-th frame into a GIF."""
+    import torch
+    from mdemorl_learner.sac import SAC, SACConfig
+    from PIL import Image
+    from stochlite_bringup.tasks.stochlite_env import StochliteEnv
+
+    state = torch.load(checkpoint, weights_only=False)["sac"]
+    agent = SAC(state["obs_dim"], state["act_dim"], SACConfig(**state["config"]))
+    agent.load_state_dict(state)
+    env = StochliteEnv(episode_steps=steps, seed=0, render_mode="rgb_array")
+    frames = []
+    try:
+        obs, _ = env.reset()
+        for step in range(steps):
+            obs, _, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
+            if step % every == 0:
+                frames.append(Image.fromarray(env.render()))
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    frames[0].save(out_gif, save_all=True, append_images=frames[1:], duration=round(1000 * every * env.dt), loop=0)
+    return len(frames)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=60, help="paper: under 60 episodes")
+    parser.add_argument("--steps-per-epoch", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
+    parser.add_argument("--walk-speed", type=float, default=0.2, help="m/s over a whole evaluation episode")
+    parser.add_argument("--gif-steps", type=int, default=300, help="control steps rendered (100 per second)")
+    parser.add_argument("--name", default="stochlite_walking")
+    parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument("--runs-dir", default=str(RUNS))
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
+    args = parser.parse_args()
+    args.extra = [a for a in args.extra if a != "--"]
+    if args.walk_speed <= 0.0:
+        parser.error(f"--walk-speed {args.walk_speed} must be positive (m/s)")
+    episode_steps = int(args.extra[args.extra.index("--episode-steps") + 1]) if "--episode-steps" in args.extra \
+        else 1000
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    runs = [Run(TASK, algo, seed, algo, tuple(args.extra)) for algo in args.algos for seed in args.seeds]
+    progress = run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir))
+
+    curves, until = {}, {}
+    for run, curve in progress.items():
+        speeds = np.array([float(r["eval_forward_speed"]) for r in curve.rows])
+        curves.setdefault(run.algo, []).append(speeds)
+        until.setdefault(run.algo, {})[run.seed] = episodes_until_walking(curve.steps, speeds, args.walk_speed,
+                                                                          episode_steps)
+    steps = next(iter(progress.values())).steps
+    write_csv(results / f"{args.name}.csv", progress)
+
+    walked = [a for a in args.algos if until[a][args.seeds[0]] is not None]
+    shown = walked[0] if walked else args.algos[-1]
+    frames = render_gait(Path(args.runs_dir) / TASK / f"{shown}_seed{args.seeds[0]}" / "checkpoints" / "latest.pt",
+                         results / f"{args.name}_gait.gif", args.gif_steps, every=5)
+    summary = {
+        "machine": machine(), "date": date.today().isoformat(), "task": TASK, "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch, "episode_steps": episode_steps, "seeds": args.seeds,
+        "extra_flags": args.extra, "walk_speed_m_per_s": args.walk_speed,
+        "episodes_until_walking": until,
+        "final_eval_forward_speed_mean": {a: float(np.mean([c[-1] for c in cs])) for a, cs in curves.items()},
+        "best_eval_forward_speed": {a: float(np.max(cs)) for a, cs in curves.items()},
+        "gif": {"algo": shown, "seed": args.seeds[0], "frames": frames},
+    }
+    (results / f"{args.name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_seed_curves(results / f"{args.name}.png", steps, curves,
+                     f"{TASK}, 5° slope: {' vs '.join(args.algos)} ({summary['date']}, {summary['machine']})",
+                     (args.walk_speed, "walking"), ylabel="evaluation forward speed [m/s]")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
