@@ -239,7 +239,7 @@ def test_learner_trains_on_batches_publishes_policies_status_progress_and_checkp
     assert wait_for(lambda: learner.exit_code == 0)
     rows = (tmp_path / "progress.csv").read_text().splitlines()
     assert rows[0] == ("epoch,env_steps,eval_return,train_return,model_val_loss,mpc_transitions,sac_updates,"
-                       "wall_s,q_loss,pi_loss,alpha")
+                       "wall_s,q_loss,pi_loss,alpha,eval_forward_speed")
     assert [r.split(",")[:3] for r in rows[1:]] == [["1", "50", "12.5"], ["2", "100", "30.0"]]
     assert rows[2].split(",")[4:7] == ["0.25", "40", "51"]
     assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)["epoch"] == 2

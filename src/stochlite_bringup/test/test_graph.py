@@ -36,6 +36,10 @@ EXPECTED_TOPICS = {
 }
 
 
+PREEXISTING: set[int] = set()  # processes of this domain there before the test's graphs started (this
+# session's own helpers, e.g. multiprocessing's resource tracker, inherit the domain id too); see `watcher`
+
+
 def start_graph(run_dir: Path, *arguments: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "stochlite_bringup.launcher", "train", f"run_dir:={run_dir}",
                              *arguments], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -57,6 +61,11 @@ def run_to_completion(run_dir: Path, *arguments: str, timeout_s: float) -> list[
 
 
 def graph_processes() -> list[int]:
+    """PIDs of the processes the graphs of this test started that are still in its DDS domain."""
+    return [pid for pid in domain_processes() if pid not in PREEXISTING]
+
+
+def domain_processes() -> list[int]:
     """PIDs of processes other than this one that run in this test's DDS domain."""
     pids = []
     for entry in Path("/proc").iterdir():
@@ -119,6 +128,8 @@ class Watcher:
 
 @pytest.fixture
 def watcher():
+    PREEXISTING.clear()
+    PREEXISTING.update(domain_processes())
     w = Watcher()
     try:
         yield w
