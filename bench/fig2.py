@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from seed_curves import machine
-from trainer_runs import RESULTS, RUNS, Run, by_label, run_all, update_summary, write_csv
+from trainer_runs import Run, add_budget_arguments, by_label, parse_budget, run_all, update_summary, write_csv
 
 TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
 ALGOS = ("sac", "mbpo", "mopac", "mdemorl")
@@ -28,17 +28,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
-    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--paper-budget", action="store_true", help="MBPO's epochs per task and 3 seeds")
-    parser.add_argument("--steps-per-epoch", type=int, default=1000)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--name", default="fig2")
-    parser.add_argument("--results-dir", default=str(RESULTS))
-    parser.add_argument("--runs-dir", default=str(RUNS))
-    parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
-    args = parser.parse_args()
-    args.flags = [flag for flag in args.flags if flag != "--"]
+    add_budget_arguments(parser, "fig2", epochs=10, seeds=[0, 1])
+    args = parse_budget(parser)
     seeds = [0, 1, 2] if args.paper_budget else args.seeds
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from seed_curves import machine
-from trainer_runs import RESULTS, RUNS, Run, by_label, run_all, steps_to_reach, update_summary, write_csv
+from trainer_runs import (Run, add_budget_arguments, by_label, parse_budget, run_all, steps_to_reach, update_summary,
+                          write_csv)
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
 TASK = "HalfCheetah-v5"
@@ -29,17 +30,9 @@ def label(p: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps-per-epoch", type=int, default=1000)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--target", type=float, default=1000.0, help="evaluation return that counts as reached")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--name", default="fig3")
-    parser.add_argument("--results-dir", default=str(RESULTS))
-    parser.add_argument("--runs-dir", default=str(RUNS))
-    parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
-    args = parser.parse_args()
-    args.flags = [flag for flag in args.flags if flag != "--"]
+    add_budget_arguments(parser, "fig3", epochs=10, seeds=[0])
+    args = parse_budget(parser)
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     runs = [Run(TASK, "mdemorl", seed, label(p), ("--elite-fraction", str(p), *args.flags))

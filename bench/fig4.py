@@ -16,24 +16,17 @@ from pathlib import Path
 
 import numpy as np
 from seed_curves import plot_seed_curves
-from trainer_runs import RESULTS, RUNS, Run, by_label, run_all, steps_to_reach, update_summary, write_csv
+from trainer_runs import (Run, add_budget_arguments, by_label, parse_budget, run_all, steps_to_reach, update_summary,
+                          write_csv)
 
 PAPER_EPOCHS = 80
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--paper-budget", action="store_true", help=f"{PAPER_EPOCHS} epochs, as the paper")
-    parser.add_argument("--steps-per-epoch", type=int, default=1000)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
-    parser.add_argument("--name", default="fig4")
-    parser.add_argument("--results-dir", default=str(RESULTS))
-    parser.add_argument("--runs-dir", default=str(RUNS))
-    parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
-    args = parser.parse_args()
-    args.flags = [flag for flag in args.flags if flag != "--"]
+    add_budget_arguments(parser, "fig4", epochs=20, seeds=[0, 1, 2])
+    args = parse_budget(parser)
     epochs = PAPER_EPOCHS if args.paper_budget else args.epochs
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from seed_curves import machine, plot_seed_curves
-from trainer_runs import RESULTS, RUNS, Run, run_all, write_csv
+from trainer_runs import Run, add_budget_arguments, parse_budget, run_all, write_csv
 
 TASK = "stochlite"
 
@@ -65,25 +65,17 @@ def render_gait(checkpoint: Path, out_gif: Path, steps: int, every: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=60, help="paper: under 60 episodes")
-    parser.add_argument("--steps-per-epoch", type=int, default=1000)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     parser.add_argument("--walk-speed", type=float, default=0.2, help="m/s over a whole evaluation episode")
     parser.add_argument("--gif-steps", type=int, default=300, help="control steps rendered (100 per second)")
-    parser.add_argument("--name", default="stochlite_walking")
-    parser.add_argument("--results-dir", default=str(RESULTS))
-    parser.add_argument("--runs-dir", default=str(RUNS))
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
-    args = parser.parse_args()
-    args.extra = [a for a in args.extra if a != "--"]
+    add_budget_arguments(parser, "stochlite_walking", epochs=60, seeds=[0, 1, 2])  # paper: under 60 episodes
+    args = parse_budget(parser)
     if args.walk_speed <= 0.0:
         parser.error(f"--walk-speed {args.walk_speed} must be positive (m/s)")
-    episode_steps = int(args.extra[args.extra.index("--episode-steps") + 1]) if "--episode-steps" in args.extra \
+    episode_steps = int(args.flags[args.flags.index("--episode-steps") + 1]) if "--episode-steps" in args.flags \
         else 1000
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    runs = [Run(TASK, algo, seed, algo, tuple(args.extra)) for algo in args.algos for seed in args.seeds]
+    runs = [Run(TASK, algo, seed, algo, tuple(args.flags)) for algo in args.algos for seed in args.seeds]
     progress = run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir))
 
     curves, until = {}, {}
@@ -102,7 +94,7 @@ def main() -> int:
     summary = {
         "machine": machine(), "date": date.today().isoformat(), "task": TASK, "epochs": args.epochs,
         "steps_per_epoch": args.steps_per_epoch, "episode_steps": episode_steps, "seeds": args.seeds,
-        "extra_flags": args.extra, "walk_speed_m_per_s": args.walk_speed,
+        "extra_flags": args.flags, "walk_speed_m_per_s": args.walk_speed,
         "episodes_until_walking": until,
         "final_eval_forward_speed_mean": {a: float(np.mean([c[-1] for c in cs])) for a, cs in curves.items()},
         "best_eval_forward_speed": {a: float(np.max(cs)) for a, cs in curves.items()},

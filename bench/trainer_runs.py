@@ -6,6 +6,7 @@ which is not committed.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -43,6 +44,26 @@ class Curve:
     returns: np.ndarray
     wall_s: np.ndarray
     rows: list[dict[str, str]]
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser, name: str, epochs: int, seeds: list[int]) -> None:
+    """The flags every learning benchmark takes: budget, seeds, parallel runs, where results go, and trainer
+    flags after ``--`` (read them with :func:`parse_budget`)."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=1000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=seeds)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
+    parser.add_argument("--name", default=name, help="file stem of the results")
+    parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument("--runs-dir", default=str(RUNS), help="per-run directories (not committed)")
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
+
+
+def parse_budget(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser``'s arguments, with the trainer flags after ``--`` in ``flags``."""
+    args = parser.parse_args()
+    args.flags = [flag for flag in args.flags if flag != "--"]
+    return args
 
 
 def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path) -> dict[Run, Curve]:
