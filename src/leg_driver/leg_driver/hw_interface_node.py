@@ -24,7 +24,7 @@ import os
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.time import Time as RosTime
@@ -33,10 +33,11 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, EFFORT_COMMANDS_TOPIC,
                                             ENABLE_SERVICE, JOINT_STATES_TOPIC, RESET_SERVICE, ROBOT_QOS)
+from stochlite_bringup.node_diagnostics import diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters,
                                                Rule, one_of, parameter_error, within)
-from stochlite_bringup.sim_bridge_node import start_joint_angles
+from stochlite_bringup.sim_robots import start_joint_angles
 from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S, STALL_TORQUE_NM
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 
@@ -89,16 +90,6 @@ PARAMETERS = {
                         "and every command's arrival and state->command latency [ns, monotonic clock] (for "
                         "bench/driver_loop.py)."),
 }
-
-
-def diagnostics_array(node: Node, values: dict[str, object], problem: str) -> DiagnosticArray:
-    """One DiagnosticStatus named after the node: OK, or WARN with ``problem``."""
-    status = DiagnosticStatus(name=node.get_name(), hardware_id=node.get_fully_qualified_name(),
-                              level=DiagnosticStatus.WARN if problem else DiagnosticStatus.OK,
-                              message=problem or "ok", values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-    msg = DiagnosticArray(status=[status])
-    msg.header.stamp = node.get_clock().now().to_msg()
-    return msg
 
 
 class _Until:
@@ -238,7 +229,7 @@ class HwInterfaceNode(Node):
             "armed": self.loop.armed, "rejected_commands": self.loop.rejected,
             "cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a",
         }
-        self._diagnostics_pub.publish(diagnostics_array(self, values, str(counters.get("fault", "no answer from the "
+        self._diagnostics_pub.publish(diagnostics_message(self, values, str(counters.get("fault", "no answer from the "
                                                                                        "control loop process"))))
 
 
