@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -34,15 +33,12 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(130 + os.getpid() % 50))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 import rclpy  # noqa: E402
-from mdemorl_msgs.msg import Snapshot, TransitionBatch  # noqa: E402
-from mdemorl_planner.messages import snapshot_to_msg, state_dict_to_bytes  # noqa: E402
-from mdemorl_planner.networks import SquashedGaussianActor, TwinQ  # noqa: E402
-from mdemorl_planner.snapshots import policy_payload  # noqa: E402
+from mdemorl_planner.networks import SquashedGaussianActor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
-from stochlite_bringup.graph_topics import ENV_TOPIC, POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS  # noqa: E402
 from stochlite_bringup.launcher import node_command  # noqa: E402
 from stochlite_bringup.node_table import NodeSpec  # noqa: E402
+from learner_stand_in import spin_in_background, stand_in_for_the_learner  # noqa: E402
 from stochlite_bringup.process_group import ProcessGroup  # noqa: E402
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM  # noqa: E402
 
@@ -65,20 +61,8 @@ def run_graph(args, work: Path):
     probe.create_subscription(JointState, "/leg/joint_states", lambda _m: states.append(time.monotonic_ns()), 100)
     probe.create_subscription(Float64MultiArray, "/leg/effort_commands",
                               lambda _m: commands.append(time.monotonic_ns()), 100)
-    policy = probe.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
-    # in the learner's place: the agent arms the robot once the publisher of policies takes its transitions
-    probe.create_subscription(TransitionBatch, ENV_TOPIC, lambda _m: None, TRANSITIONS_QOS)
-    actor, critic = SquashedGaussianActor(OBS_DIM, ACT_DIM, 256, 2), TwinQ(OBS_DIM, ACT_DIM, 256, 2)
-    policy.publish(snapshot_to_msg("policy", 1, state_dict_to_bytes(
-        policy_payload(actor, critic, OBS_DIM, ACT_DIM, 256, 2))))
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            rclpy.spin_once(probe, timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    stand_in_for_the_learner(probe)
+    stop_spinning = spin_in_background(probe)
 
     group = ProcessGroup(work / "logs", echo=open(os.devnull, "w"))
     emulator = [sys.executable, "-m", "stochlite_bringup.launcher", "emulate", "robot:=leg", f"link:={link}",
@@ -111,8 +95,7 @@ def run_graph(args, work: Path):
             driver.popen.send_signal(signal.SIGINT)  # writes the timing log
             driver.popen.wait(timeout=10)
         group.stop_all()
-        stop.set()
-        spinner.join()
+        stop_spinning()
         probe.destroy_node()
         rclpy.shutdown()
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 from mcap_ros2.reader import read_ros2_messages
+from stochlite_bringup.node_table import RECORD_FILE
 
 from .plotting import plot_foot_path, plot_learning_columns, plt
 
 REPORT_DIR = "report"
-RECORD_FILE = "record.mcap"
+
 LEG_CONTROL_DT_S = 0.002  # one foot-path marker point per 500 Hz control step
 
 
