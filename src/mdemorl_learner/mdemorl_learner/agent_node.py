@@ -34,6 +34,7 @@ from mdemorl_msgs.msg import Snapshot, TaskStep, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.networks import SquashedGaussianActor
 from mdemorl_planner.snapshots import load_policy
+from rclpy.duration import Duration
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray
@@ -61,6 +62,7 @@ NS_PER_S = 1_000_000_000
 MARKER_WIDTH_M = 0.004
 FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
 HOLD_WARNING_S = 60.0  # a pacing hold this long means the learner is not producing snapshots
+DELIVERY_TIMEOUT_S = 10.0  # at the end, how long to wait for the learner to acknowledge the last batches
 FOOT_COLOR = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
 DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
 
@@ -306,7 +308,16 @@ class AgentNode(WorkerNode):
     def _finish(self) -> None:
         self._stop_timer.cancel()
         if self.exit_code is None:
+            self._await_delivery()
             self.exit_code = self._stop_code
+
+    def _await_delivery(self) -> None:
+        """Wait until the subscribers acknowledged the last transitions and returns: the learner closes the
+        final epoch on them, and a process that exits first can take unacknowledged messages with it."""
+        for publisher in (self._env_pub, self._eval_pub, self._train_pub):
+            if not publisher.wait_for_all_acked(Duration(seconds=DELIVERY_TIMEOUT_S)):
+                self.get_logger().warning(f"{publisher.topic_name}: not acknowledged within {DELIVERY_TIMEOUT_S} s; "
+                                          "the learner may miss the last messages")
 
     # --- control --------------------------------------------------------------------------------
 

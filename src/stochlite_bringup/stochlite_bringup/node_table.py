@@ -115,7 +115,7 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                  {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
                   "run_dir": args["run_dir"], "resume": resume}, ends_run=args["part"] != "robot"),
         NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
-                 {"seed": seed, **d_env_log}),
+                 {"seed": seed, "train_every_steps": steps, "min_steps": steps, **d_env_log}),  # once per epoch
         NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
                  {"robot": robot, "steps_per_epoch": steps, "seed": seed, **d_env_log}),
         NodeSpec("stochlite_bringup", "recorder_node", "recorder", "recorder.yaml",
