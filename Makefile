@@ -21,7 +21,7 @@ test: setup
 	@$(RUN) python -m pytest -q
 
 bench: setup
-	@$(RUN) python bench/leg_sample_efficiency.py
+	@$(RUN) python bench/fig4.py
 
 clean:
 	rm -rf build install log

@@ -16,7 +16,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) els
 fi
 
 stamp=$VENV/.requirements.sha
-want=$(cat requirements.txt constraints.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-common.txt constraints.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   step "creating $VENV and installing requirements (first run: about 2 minutes)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
