@@ -48,6 +48,20 @@ def test_fig3_smoke(tmp_path):
     assert csv_rows(tmp_path) == 2 * 2
 
 
+def test_speed_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(HERE / "speed.py"), "--threads", "1", "--repeats", "1", "--batch", "2",
+                           "--horizon", "2", "--samples", "4", "--sac-updates", "3", "--name", "smoke",
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert printed["planner_peak_fraction"] > 0 and printed["sac_update_speedup"] > 0
+    assert printed["sac_dtype"] in ("float32", "bfloat16")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(printed) <= set(summary) and summary["smoke_measured"]["threads"] == 1
+    assert csv_rows(tmp_path) == len(printed) + 2 * 4 + 3  # peaks, rows/s, GFLOP/s, fractions; 3 SAC rates
+
+
 def test_stochlite_walking_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(HERE / "stochlite_walking.py"), "--epochs", "1", "--steps-per-epoch", "100",

@@ -38,6 +38,8 @@ class TrainConfig:
     gamma: float = _setting(0.99, "discount factor (SAC and the planner's eq. 3)")
     tau: float = _setting(0.005, "Polyak averaging rate of the target critics")
     lr: float = _setting(3e-4, "learning rate of actor, critics and temperature")
+    sac_dtype: str = _setting("float32", "dtype of the SAC updates' hidden-layer matmuls: float32, or bfloat16 "
+                              "(CPU autocast, about 2x faster with AVX512-BF16; Q values and losses stay float32)")
     replay_size: int = _setting(1_000_000, "capacity of D_ENV")
 
     # Model (ensemble)
@@ -75,6 +77,8 @@ class TrainConfig:
 
         if self.algo not in ALGORITHMS:
             raise ValueError(f"--algo {self.algo!r} is not one of {', '.join(ALGORITHMS)}")
+        if self.sac_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"--sac-dtype {self.sac_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         if self.planner_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"--planner-dtype {self.planner_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         if self.task not in TASK_NAMES:

@@ -25,6 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
+from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
 from mdemorl_planner.transition_log import TransitionLog
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -73,6 +74,9 @@ PARAMETERS = {
     "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
     "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
     "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
+    "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: float32, or bfloat16 (CPU autocast, "
+                           "about 2x faster with AVX512-BF16; Q values and losses stay float32)",
+                           one_of(*COMPUTE_DTYPES)),
     "resume": Param(bool, "continue the run in run_dir: D_ENV from run_dir/d_env, SAC and the epoch count from "
                     "checkpoints/latest.pt; false starts afresh (and empties run_dir/d_env)"),
 }
@@ -90,7 +94,7 @@ class LearnerNode(WorkerNode):
         obs_dim, act_dim = dims.obs_dim, dims.act_dim
         sac_config = SACConfig(hidden_size=p["hidden_size"], num_layers=p["num_layers"], gamma=p["gamma"],
                                tau=p["tau"], actor_lr=p["lr"], critic_lr=p["lr"], alpha_lr=p["lr"],
-                               batch_size=p["batch_size"])
+                               batch_size=p["batch_size"], compute_dtype=p["compute_dtype"])
         self.core = LearnerCore(obs_dim, act_dim, sac_config, p["seed"],
                                 min(p["replay_size"], p["epochs"] * p["steps_per_epoch"]), p["mpc_capacity"],
                                 p["start_steps"], p["updates_per_step"], p["real_ratio"])

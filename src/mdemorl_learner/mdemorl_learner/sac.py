@@ -7,6 +7,7 @@ from os import PathLike
 import numpy as np
 import torch
 
+from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
 
 
@@ -17,7 +18,9 @@ class SACConfig:
     ``init_alpha`` is the starting temperature of the automatic entropy tuning:
     1.0 (log alpha = 0), the usual start for tuned SAC; a large alpha explores
     broadly at first and falls quickly once the entropy exceeds the target.
-    ``target_entropy`` ``None`` means ``-act_dim``.
+    ``target_entropy`` ``None`` means ``-act_dim``. ``compute_dtype`` ``"bfloat16"`` runs the
+    hidden layers' matmuls of :meth:`SAC.update` under CPU autocast (about 2x faster with AVX512-BF16);
+    weights, optimiser state, Q values, log-probabilities and losses stay float32.
     """
 
     hidden_size: int = 256
@@ -30,6 +33,7 @@ class SACConfig:
     batch_size: int = 256
     init_alpha: float = 1.0
     target_entropy: float | None = None
+    compute_dtype: str = "float32"
 
 
 def _adam(groups: list[dict]) -> torch.optim.Adam:
@@ -74,7 +78,10 @@ class SAC:
         self._updates = 0
 
     def _set_config(self, config: SACConfig) -> None:
+        if config.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"SAC compute_dtype {config.compute_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         self.config = config
+        self._autocast = config.compute_dtype == "bfloat16"
         self.target_entropy = (
             float(-self.act_dim) if config.target_entropy is None else float(config.target_entropy)
         )
@@ -131,21 +138,23 @@ class SAC:
         cfg = self.config
         alpha = self.log_alpha.detach().exp()
 
-        # Critic: clipped double-Q soft Bellman target.
-        with torch.no_grad():
+        # Critic: clipped double-Q soft Bellman target. Forward passes under the compute dtype, backward not.
+        with torch.no_grad(), self._forward_dtype():
             next_act, next_logp = self.actor(next_obs, generator=self.generator)
             next_q = self.critic_target.q_values(next_obs, next_act).amin(0)
             target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * next_logp)
-        q = self.critic.q_values(obs, act)
-        q_loss = 0.5 * (q - target).square().mean(1).sum()
+        with self._forward_dtype():
+            q = self.critic.q_values(obs, act)
+            q_loss = 0.5 * (q - target).square().mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self.critic_opt.step()
 
         # Actor (critic weights detached) and temperature.
-        pi_act, logp = self.actor(obs, generator=self.generator)
-        q_pi = self.critic.q_values(obs, pi_act, detach_weights=True).amin(0)
-        pi_loss = (alpha * logp - q_pi).mean()
+        with self._forward_dtype():
+            pi_act, logp = self.actor(obs, generator=self.generator)
+            q_pi = self.critic.q_values(obs, pi_act, detach_weights=True).amin(0)
+            pi_loss = (alpha * logp - q_pi).mean()
         logp_mean = logp.detach().mean()
         alpha_loss = -self.log_alpha * (logp_mean + self.target_entropy)
         self.actor_opt.zero_grad(set_to_none=True)
@@ -158,6 +167,10 @@ class SAC:
         stats = [q_loss.detach(), pi_loss.detach(), alpha, -logp_mean, q.detach().mean()]
         names = ("q_loss", "pi_loss", "alpha", "entropy", "q_mean")
         return dict(zip(names, torch.stack(stats).tolist()))
+
+    def _forward_dtype(self) -> torch.autocast:
+        """CPU autocast to bfloat16 for ``compute_dtype="bfloat16"``, else a no-op context."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast)
 
     def state_dict(self) -> dict:
         """Snapshot (deep copy) of everything needed to resume exactly.

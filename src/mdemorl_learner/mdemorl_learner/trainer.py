@@ -60,7 +60,7 @@ class Trainer:
         self.agent = SAC(self.spec.obs_dim, self.spec.act_dim,
                          SACConfig(hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, gamma=cfg.gamma,
                                    tau=cfg.tau, actor_lr=cfg.lr, critic_lr=cfg.lr, alpha_lr=cfg.lr,
-                                   batch_size=cfg.batch_size), seed=cfg.seed)
+                                   batch_size=cfg.batch_size, compute_dtype=cfg.sac_dtype), seed=cfg.seed)
         self.d_env = ReplayBuffer(self.spec.obs_dim, self.spec.act_dim, min(cfg.replay_size, cfg.epochs * cfg.steps_per_epoch))
         self.imagination = (Imagination(cfg, self.spec.obs_dim, self.spec.act_dim, self.agent, self.spec.termination_fn)
                             if cfg.algo != "sac" else None)

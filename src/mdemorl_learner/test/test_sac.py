@@ -217,8 +217,9 @@ def test_load_state_dict_rejects_other_dimensions():
         SAC(OBS + 1, ACT, SMALL).load_state_dict(state)
 
 
-def test_learns_contextual_bandit():
-    """One-step problem: reward -(a - f(s))^2, terminated; optimum a* = f(s)."""
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_learns_contextual_bandit(compute_dtype):
+    """One-step problem: reward -(a - f(s))^2, terminated; optimum a* = f(s); also with bfloat16 matmuls."""
 
     def optimum(s: np.ndarray) -> np.ndarray:
         return 0.6 * s[:, 0] - 0.3 * s[:, 1]
@@ -236,6 +237,7 @@ def test_learns_contextual_bandit():
         alpha_lr=1e-3,
         batch_size=128,
         init_alpha=0.02,
+        compute_dtype=compute_dtype,
     )
     agent = SAC(2, 1, config, seed=0)
     test_s = rng.uniform(-1, 1, (200, 2)).astype(np.float32)
@@ -248,3 +250,18 @@ def test_learns_contextual_bandit():
         stats = agent.update(buf.sample(config.batch_size, rng))
     assert error() < 0.1
     assert stats["q_loss"] < 1e-2
+
+
+def test_bfloat16_updates_keep_float32_weights_q_values_and_losses_near_float32():
+    rng = np.random.default_rng(0)
+    exact = SAC(OBS, ACT, SMALL, seed=0)
+    mixed = SAC(OBS, ACT, SACConfig(hidden_size=32, batch_size=16, compute_dtype="bfloat16"), seed=0)
+    batch = random_batch(rng)
+    first = exact.update(batch), mixed.update(batch)
+    assert first[1]["q_loss"] == pytest.approx(first[0]["q_loss"], rel=0.05)
+    assert all(p.dtype == torch.float32 for p in (*mixed.critic.parameters(), *mixed.actor.parameters()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = mixed.critic.q_values(torch.from_numpy(batch["obs"]), torch.from_numpy(batch["act"]))
+    assert q.dtype == torch.float32  # the output layer stays float32 under autocast
+    with pytest.raises(ValueError, match="compute_dtype 'float16'"):
+        SAC(OBS, ACT, SACConfig(compute_dtype="float16"))

@@ -43,7 +43,7 @@ class SquashedGaussianActor(nn.Module):
         ``deterministic`` uses u = mu (logp is then the density at tanh(mu)); noise is
         drawn from ``generator`` when given.
         """
-        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        mu, log_std = self.net(obs).float().chunk(2, dim=-1)  # the distribution in float32, also under autocast
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         if deterministic:
             eps = torch.zeros_like(mu)
@@ -69,7 +69,7 @@ class TwinQ(nn.Module):
     """Two Q(x, a) MLPs evaluated as one batched program.
 
     Layer ``i`` holds stacked weights ``[2, in, out]`` and biases ``[2, 1, out]``;
-    each layer is one ``baddbmm`` over the head dimension. Initialisation matches
+    each layer is one ``baddbmm`` over the head dimension; the output layer always runs in float32. Initialisation matches
     ``nn.Linear`` (U(-1/sqrt(in), 1/sqrt(in)) for weights and biases), per head.
     """
 
@@ -98,9 +98,11 @@ class TwinQ(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if detach_weights:
                 w, b = w.detach(), b.detach()
-            h = torch.baddbmm(b, h, w)
             if i < last:
-                h = h.relu_()
+                h = torch.baddbmm(b, h, w).relu_()
+            else:  # Q in float32 under autocast too: bfloat16 would round a Q of 100 to a step of 0.5
+                with torch.autocast("cpu", enabled=False):
+                    h = torch.baddbmm(b, h.float(), w)
         return h.squeeze(-1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
