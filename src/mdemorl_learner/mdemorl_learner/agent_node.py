@@ -5,7 +5,9 @@ reward of the previous action and the next observation; the next action goes out
 ``<ns>/effort_commands``. The leg reports ``<ns>/joint_states``, from which the agent computes the
 observation and eq. 15's reward, and takes torques (action * ``max_torque`` N*m); a MuJoCo task
 reports ``<ns>/task_step`` (mdemorl_msgs/TaskStep: the task's observation, reward and termination)
-and takes its action box (``agent_feedback``); ``<ns>`` is ``task_names.robot_namespace``. The robot
+and takes its action box (``agent_feedback``); StochLite reports ``<ns>/task_step`` too and takes 12 servo
+targets on ``<ns>/joint_commands`` from the trot generator the action shapes, and the agent publishes the
+decoded generator command on ``<ns>/gait_command``; ``<ns>`` is ``task_names.robot_namespace``. The robot
 is armed only once the learner subscribes to ``/mdemorl/transitions/env``, so that no transition is
 lost; they go there in batches. After every ``steps_per_epoch`` env steps a
 deterministic evaluation episode runs, its return goes to ``/mdemorl/eval_return`` and its
@@ -37,11 +39,10 @@ from mdemorl_planner.snapshots import load_policy
 from rclpy.duration import Duration
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
-from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray
+from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 from std_srvs.srv import SetBool, Trigger
-from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, EFFORT_COMMANDS_TOPIC,
-                                            ENABLE_SERVICE, ENV_TOPIC, EVAL_RETURN_TOPIC, JOINT_STATES_TOPIC,
-                                            MARKER_QOS, POLICY_TOPIC, RESET_SERVICE, RETURNS_QOS, ROBOT_QOS,
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENABLE_SERVICE, ENV_TOPIC,
+                                            EVAL_RETURN_TOPIC, GAIT_COMMAND_TOPIC, JOINT_STATES_TOPIC, MARKER_QOS, POLICY_TOPIC, RESET_SERVICE, RETURNS_QOS, ROBOT_QOS,
                                             SNAPSHOT_QOS, STATUS_QOS, STATUS_TOPIC, TASK_STEP_TOPIC,
                                             TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
@@ -49,12 +50,12 @@ from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of,
                                                parameter_error, positive_up_to)
 from stochlite_bringup.node_worker import WorkerNode
-from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES, robot_namespace
+from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES, robot_namespace
 from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
 from visualization_msgs.msg import Marker
 
 from .agent_core import AgentCore, Batch, EpisodeEnd, pacing_can_progress, save_foot_path
-from .agent_feedback import LegFeedback, TaskSample, TaskStepFeedback
+from .agent_feedback import LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback
 
 NODE_NAME = "agent"
 SERVICE_POLL_S = 0.2
@@ -63,6 +64,9 @@ MARKER_WIDTH_M = 0.004
 FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
 HOLD_WARNING_S = 60.0  # a pacing hold this long means the learner is not producing snapshots
 DELIVERY_TIMEOUT_S = 10.0  # at the end, how long to wait for the learner to acknowledge the last batches
+GAIT_LAYOUT = MultiArrayLayout(dim=[  # /stochlite/gait_command: 4 legs x (x, y, z) shift [m], then the step length
+    MultiArrayDimension(label="fl_fr_bl_br_x_y_z_shift_m", size=12, stride=13),
+    MultiArrayDimension(label="step_length_m", size=1, stride=1)])
 FOOT_COLOR = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
 DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
 
@@ -149,7 +153,8 @@ class AgentNode(WorkerNode):
         torch.set_num_threads(p["torch_threads"])
         self.params = p
         robot, ns = p["robot"], robot_namespace(p["robot"])
-        self.feedback = LegFeedback(p["max_torque"]) if robot == LEG_TASK_NAME else TaskStepFeedback(robot)
+        self.feedback = (LegFeedback(p["max_torque"]) if robot == LEG_TASK_NAME
+                         else StochliteFeedback(robot) if robot == STOCHLITE_TASK_NAME else TaskStepFeedback(robot))
         self.core = AgentCore(self.feedback.act_dim, p["episode_steps"], p["steps_per_epoch"], p["epochs"],
                               p["start_steps"],
                               p["transitions_per_batch"], p["seed"], p["max_policy_lag"])
@@ -167,8 +172,11 @@ class AgentNode(WorkerNode):
         self._steps_since_diagnostics = 0
         self._hold_started = 0.0  # time.monotonic() when the current pacing hold began
         self._holds = 0
+        self._held_time_s = 0.0  # episode time of the state a pacing hold is answering
 
-        self._effort_pub = self.create_publisher(Float64MultiArray, f"{ns}/{EFFORT_COMMANDS_TOPIC}", ROBOT_QOS)
+        self._effort_pub = self.create_publisher(Float64MultiArray, f"{ns}/{self.feedback.command_topic}", ROBOT_QOS)
+        self._gait_pub = (self.create_publisher(Float64MultiArray, f"{ns}/{GAIT_COMMAND_TOPIC}", ROBOT_QOS)
+                          if isinstance(self.feedback, StochliteFeedback) else None)
         self._env_pub = self.create_publisher(TransitionBatch, ENV_TOPIC, TRANSITIONS_QOS)
         self._eval_pub = self.create_publisher(Float64, EVAL_RETURN_TOPIC, RETURNS_QOS)
         self._train_pub = self.create_publisher(Float64, TRAIN_RETURN_TOPIC, RETURNS_QOS)
@@ -293,7 +301,7 @@ class AgentNode(WorkerNode):
         self._stop_code = code
         self._start_timer.cancel()
         self._publish_batches(self.core.take_batches(flush=True))
-        self._effort_pub.publish(Float64MultiArray(data=self.feedback.command(np.zeros(self.feedback.act_dim))))
+        self._effort_pub.publish(Float64MultiArray(data=self.feedback.idle_command()))
         self._stop_timer = self.create_timer(self.params["disarm_timeout_s"], self._disarm_timed_out)
         if self._enable.service_is_ready():
             self._call(self._enable, SetBool.Request(data=False), self._finish)
@@ -354,16 +362,21 @@ class AgentNode(WorkerNode):
         step = self.core.step(sample, actor, version)
         if step.held:
             if not was_holding:  # else a state that came without a command (not lockstep): ignored
+                self._held_time_s = sample.time_s
                 self._hold(version)
             return
         if step.action is not None:
-            self._send(step.action)
+            self._send(step.action, sample.time_s)
         self._publish_batches(self.core.take_batches(flush=step.episode_end is not None))
         if step.episode_end is not None:
             self._end_episode(step.episode_end)
 
-    def _send(self, action) -> None:
-        self._effort_pub.publish(Float64MultiArray(data=self.feedback.command(action)))
+    def _send(self, action, time_s: float) -> None:
+        self._effort_pub.publish(Float64MultiArray(data=self.feedback.command(action, time_s)))
+        if self._gait_pub is not None:
+            gait = self.feedback.gait(action)
+            self._gait_pub.publish(Float64MultiArray(layout=GAIT_LAYOUT,
+                                                     data=[*gait.shifts.ravel().tolist(), gait.step_length_m]))
         self._steps_since_diagnostics += 1
 
     def _hold(self, version: int) -> None:
@@ -380,7 +393,7 @@ class AgentNode(WorkerNode):
         actor, version = self._policy
         action = self.core.resume(actor, version)
         if action is not None:
-            self._send(action)
+            self._send(action, self._held_time_s)
 
     def _publish_batches(self, batches: list[Batch]) -> None:
         for batch in batches:

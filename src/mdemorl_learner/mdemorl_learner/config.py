@@ -38,8 +38,8 @@ class TrainConfig:
     gamma: float = _setting(0.99, "discount factor (SAC and the planner's eq. 3)")
     tau: float = _setting(0.005, "Polyak averaging rate of the target critics")
     lr: float = _setting(3e-4, "learning rate of actor, critics and temperature")
-    sac_dtype: str = _setting("float32", "dtype of the SAC updates' hidden-layer matmuls: float32, or bfloat16 "
-                              "(CPU autocast, about 2x faster with AVX512-BF16; Q values and losses stay float32)")
+    sac_dtype: str = _setting("bfloat16", "dtype of the SAC updates' hidden-layer matmuls: bfloat16 (CPU autocast, "
+                              "about 2x faster with AVX512-BF16; Q values and losses stay float32) or float32")
     replay_size: int = _setting(1_000_000, "capacity of D_ENV")
 
     # Model (ensemble)

@@ -2,8 +2,9 @@
 
 Reads ``RUN_DIR/record.mcap`` (``recorder_node``) and writes into ``RUN_DIR/report/``:
 ``learning_curve.png`` (from ``/mdemorl/status``: the status that closed each epoch), ``foot_path.png``
-(the last evaluation's foot-path markers, leg only) and ``joint_states.png`` (positions and efforts over
-the recording, at the recorded rate).
+(the last evaluation's foot-path markers, leg only), ``joint_states.png`` (positions and efforts over
+the recording, at the recorded rate) and, for StochLite, ``shifts_vs_tilt.png`` (the paper's Fig. 4: the
+commanded X shift against the torso's pitch and the Y shift against its roll).
 """
 from __future__ import annotations
 
@@ -62,6 +63,38 @@ def plot_joint_states(states: list, out_png: Path, title: str) -> None:
     plt.close(fig)
 
 
+def shifts_against_tilt(gait: list, rpy: list) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, 2]`` mean X and Y shift over the legs [m] and ``[n, 2]`` pitch and roll [rad] of the torso,
+    each command paired with the torso orientation logged nearest to it."""
+    rpy_t = np.array([t for t, _ in rpy])
+    tilt = np.array([(m.vector.y, m.vector.x) for _, m in rpy])
+    gait_t = np.array([t for t, _ in gait])
+    shifts = np.array([np.asarray(m.data[:12]).reshape(4, 3)[:, :2].mean(0) for _, m in gait])
+    after = np.clip(np.searchsorted(rpy_t, gait_t), 1, len(rpy_t) - 1)
+    nearest = np.where(np.abs(rpy_t[after] - gait_t) < np.abs(rpy_t[after - 1] - gait_t), after, after - 1)
+    return shifts, tilt[nearest]
+
+
+def plot_shifts_against_tilt(shifts: np.ndarray, tilt: np.ndarray, out_png: Path, title: str) -> None:
+    """Scatter of X shift vs pitch and Y shift vs roll, with least-squares lines (mm per degree)."""
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for a, (shift, angle, name) in zip(ax, ((shifts[:, 0], tilt[:, 0], "pitch"), (shifts[:, 1], tilt[:, 1], "roll"))):
+        degrees, mm = np.degrees(angle), 1e3 * shift
+        a.scatter(degrees, mm, s=3, alpha=0.3)
+        if np.ptp(degrees) > 0:
+            slope, offset = np.polyfit(degrees, mm, 1)
+            grid = np.linspace(degrees.min(), degrees.max(), 2)
+            a.plot(grid, slope * grid + offset, color="tab:red", label=f"{slope:+.2f} mm/deg")
+            a.legend()
+        axis = "X" if name == "pitch" else "Y"
+        a.set(xlabel=f"torso {name} [deg]", ylabel=f"mean {axis} shift of the feet [mm]", title=f"{axis} shift vs {name}")
+        a.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
 def report(run_dir: Path) -> list[Path]:
     """Write the report's PNGs; returns their paths. ValueError if there is no recording."""
     record = run_dir / RECORD_FILE
@@ -85,6 +118,13 @@ def report(run_dir: Path) -> list[Path]:
     if states:
         plot_joint_states(states, out / "joint_states.png", f"{run_dir.name}: joint states as recorded")
         written.append(out / "joint_states.png")
+    gait = next((topics[name] for name in topics if name.endswith("/gait_command")), None)
+    rpy = next((topics[name] for name in topics if name.endswith("/torso_rpy")), None)
+    if gait and rpy:
+        shifts, tilt = shifts_against_tilt(gait, rpy)
+        plot_shifts_against_tilt(shifts, tilt, out / "shifts_vs_tilt.png",
+                                 f"{run_dir.name}: {len(gait)} commands, as recorded")
+        written.append(out / "shifts_vs_tilt.png")
     return [path for path in written if path.is_file()]
 
 

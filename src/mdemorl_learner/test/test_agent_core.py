@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from mdemorl_learner.agent_core import AgentCore, EpisodeEnd, Step, pacing_can_progress, save_foot_path
-from mdemorl_learner.agent_feedback import LegFeedback, TaskSample, TaskStepFeedback, joint_state_arrays
+from mdemorl_learner.agent_feedback import (LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback,
+                                           joint_state_arrays)
 from mdemorl_learner.learner_core import LearnerCore
 from mdemorl_learner.sac import SACConfig
 from mdemorl_planner.networks import SquashedGaussianActor
 from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, OBS_DIM
+from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, joint_targets, standing_joint_targets
 
 Q, QDOT = np.array([0.1, -0.6]), np.array([0.5, -0.2])
 LEG = LegFeedback(max_torque=10.0)
@@ -247,8 +249,21 @@ def test_task_steps_are_checked_and_actions_map_onto_the_action_box():
                                          ([0.5] * 11, float("inf"), "not finite")):
         with pytest.raises(ValueError, match=problem):
             hopper.sample(observation, reward, False, 0.0)
-    assert hopper.command(np.array([-1.0, 0.0, 1.0])) == [-1.0, 0.0, 1.0]  # Hopper's box is [-1, 1]
-    assert LEG.command(np.array([0.5, -1.0])) == [5.0, -10.0]  # N*m at max_torque 10
+    assert hopper.command(np.array([-1.0, 0.0, 1.0]), 0.5) == [-1.0, 0.0, 1.0]  # Hopper's box is [-1, 1]
+    assert LEG.command(np.array([0.5, -1.0]), 0.5) == [5.0, -10.0]  # N*m at max_torque 10
+    assert hopper.idle_command() == [0.0, 0.0, 0.0] and LEG.idle_command() == [0.0, 0.0]
+
+
+def test_stochlite_commands_are_the_trot_targets_at_the_states_episode_time():
+    quadruped = StochliteFeedback("stochlite")
+    assert (quadruped.obs_dim, quadruped.act_dim) == (14, 13)
+    action = np.linspace(-1.0, 1.0, 13)
+    for time_s in (0.0, 0.13, 0.25):  # 0.25 s: a trot half-cycle later the diagonal pairs have swapped
+        expected = joint_targets(foot_targets(time_s, gait_command(action)))
+        np.testing.assert_allclose(quadruped.command(action, time_s), expected)
+    assert not np.allclose(quadruped.command(action, 0.0), quadruped.command(action, 0.1))
+    np.testing.assert_allclose(quadruped.idle_command(), standing_joint_targets())
+    assert quadruped.gait(np.ones(13)).step_length_m == pytest.approx(0.1)
 
 
 def test_resume_continues_the_epoch_count_with_fresh_noise():

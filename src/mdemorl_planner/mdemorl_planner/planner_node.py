@@ -23,7 +23,7 @@ from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
-from stochlite_bringup.task_names import LEG_TASK_NAME, TASK_NAMES
+from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
 from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
@@ -73,6 +73,9 @@ def termination_fn(robot: str):
     """The task's model-rollout termination function, without building its environment."""
     if robot == LEG_TASK_NAME:
         return None
+    if robot == STOCHLITE_TASK_NAME:
+        from stochlite_bringup.tasks.stochlite_env import stochlite_termination_fn
+        return stochlite_termination_fn
     from stochlite_bringup.tasks.gym_tasks import TERMINATION_FNS  # loads the simulators: only when needed
     return TERMINATION_FNS[robot]
 

@@ -5,9 +5,13 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 # The robot's interface, under its namespace (task_names.robot_namespace): <ns>/joint_states, ...
 JOINT_STATES_TOPIC = "joint_states"
 EFFORT_COMMANDS_TOPIC = "effort_commands"
+JOINT_COMMANDS_TOPIC = "joint_commands"  # StochLite: 12 servo position targets [rad]
+IMU_TOPIC = "imu"  # StochLite: sensor_msgs/Imu of the base
+TORSO_RPY_TOPIC = "torso_rpy"  # StochLite: geometry_msgs/Vector3Stamped, base roll, pitch, yaw [rad]
+GAIT_COMMAND_TOPIC = "gait_command"  # StochLite: the agent's decoded generator command (shifts, step length)
 ENABLE_SERVICE = "enable"
 RESET_SERVICE = "reset"
-TASK_STEP_TOPIC = "task_step"  # MuJoCo tasks only: mdemorl_msgs/TaskStep
+TASK_STEP_TOPIC = "task_step"  # MuJoCo tasks and StochLite: mdemorl_msgs/TaskStep
 CLOCK_TOPIC = "/clock"
 
 ENV_TOPIC = "/mdemorl/transitions/env"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .task_names import LEG_TASK_NAME, TASK_NAMES
+from .task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ SIMULATORS = ("pybullet", "mujoco", "none")
 RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
 
 LAUNCH_ARGUMENTS = (
-    LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, or a gymnasium MuJoCo id", TASK_NAMES),
+    LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, stochlite, or a gymnasium MuJoCo id", TASK_NAMES),
     LaunchArgument("sim", "pybullet", "simulator that replaces the hardware; none drives the robot on `port`",
                    SIMULATORS),
     LaunchArgument("port", "", "serial port of the robot's microcontroller when sim:=none, e.g. /dev/ttyACM0"),
@@ -74,17 +74,18 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
         if not args[name].isdigit() or (name != "seed" and int(args[name]) < 1):
             raise ValueError(f"{name}:={args[name]} must be a {'non-negative' if name == 'seed' else 'positive'} integer")
     robot, sim = args["robot"], args["sim"]
-    if robot == "stochlite":
-        raise ValueError("robot:=stochlite trains in one process for now: python -m mdemorl_learner.train --task "
-                         "stochlite; its graph side (sim bridge, agent, hardware profile) is not built yet")
+    in_pybullet = robot in (LEG_TASK_NAME, STOCHLITE_TASK_NAME)
+    if robot == STOCHLITE_TASK_NAME and sim == "none":
+        raise ValueError("robot:=stochlite sim:=none needs StochLite's hardware profile in leg_driver, which is not "
+                         "built yet: train it in simulation with sim:=pybullet")
     if sim == "none" and not args["port"]:
         raise ValueError("sim:=none drives the real robot and needs port:=<serial device>, e.g. port:=/dev/ttyACM0")
-    if sim == "pybullet" and robot != LEG_TASK_NAME:
+    if sim == "pybullet" and not in_pybullet:
         raise ValueError(f"robot:={robot} is a MuJoCo task: use sim:=mujoco")
-    if sim == "mujoco" and robot == LEG_TASK_NAME:
-        raise ValueError("robot:=leg is simulated in PyBullet: use sim:=pybullet")
+    if sim == "mujoco" and in_pybullet:
+        raise ValueError(f"robot:={robot} is simulated in PyBullet: use sim:=pybullet")
     if args["rviz"] == "true" and robot != LEG_TASK_NAME:
-        raise ValueError(f"rviz:=true shows the leg's model and foot paths; robot:={robot} has neither: watch "
+        raise ValueError(f"rviz:=true shows the leg's model and foot paths; for robot:={robot} watch "
                          "/mdemorl/status in rqt_plot instead")
     if sim == "none" and robot != LEG_TASK_NAME:
         raise ValueError(f"robot:={robot} is a simulated benchmark with no hardware; use sim:=mujoco")

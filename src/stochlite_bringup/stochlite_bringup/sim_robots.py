@@ -1,9 +1,12 @@
-"""The robots that ``sim_bridge_node`` can simulate, free of ROS: the 2R leg (PyBullet) and the gymnasium MuJoCo tasks.
+"""The robots that ``sim_bridge_node`` can simulate, free of ROS: the 2R leg and StochLite (PyBullet), the
+gymnasium MuJoCo tasks.
 
-Both take one command per :meth:`step` (joint torques for the leg, the env's action for a MuJoCo
-task), clamp it to their limits and report joint states. A MuJoCo task also reports its own
-observation, reward and termination (:class:`TaskFeedback`): gymnasium computes them from simulator
-internals (contact forces, the torso's x before and after the step) that joint states do not carry.
+Each takes one command per :meth:`step` (joint torques for the leg, 12 servo position targets for
+StochLite, the env's action for a MuJoCo task), clamps it to its limits and reports joint states.
+``idle_command`` is what a disarmed robot gets (zero torque; StochLite's servos hold the standing pose).
+A MuJoCo task and StochLite also report their task's observation, reward and termination
+(:class:`TaskFeedback`): these come from simulator internals (contact forces, the torso's velocity and
+height) that joint states do not carry.
 """
 from __future__ import annotations
 
@@ -18,7 +21,11 @@ from .tasks.foot_path import desired_foot_position
 from .tasks.leg_kinematics import inverse_kinematics
 from .tasks.leg_simulation import LegSimulation
 from .tasks.leg_task import JOINT_NAMES as LEG_JOINT_NAMES
-from .task_names import GYM_TASK_NAMES, LEG_TASK_NAME
+from .tasks.stochlite_env import is_fallen, stochlite_observation, stochlite_step_reward
+from .tasks.stochlite_gait import standing_joint_targets
+from .tasks.stochlite_simulation import (CONTROL_PERIOD_S, JOINT_LOWER_RAD, JOINT_NAMES as STOCHLITE_JOINT_NAMES,
+                                         JOINT_UPPER_RAD, StochliteSimulation)
+from .task_names import GYM_TASK_NAMES, LEG_TASK_NAME, STOCHLITE_TASK_NAME
 
 ONE_DOF_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
@@ -51,6 +58,7 @@ class SimulatedLeg:
         self.command_low = np.full(len(LEG_JOINT_NAMES), -max_torque_nm)
         self.command_high = np.full(len(LEG_JOINT_NAMES), max_torque_nm)
         self.applied = np.zeros(len(LEG_JOINT_NAMES))
+        self.idle_command = np.zeros(len(LEG_JOINT_NAMES))
         self.feedback: TaskFeedback | None = None  # the leg's task is computed by the agent from joint states
         self.reset()
 
@@ -103,6 +111,7 @@ class SimulatedMujocoTask:
         self.command_low = self._env.action_space.low.astype(np.float64)
         self.command_high = self._env.action_space.high.astype(np.float64)
         self.timestep_s = float(self._env.dt)
+        self.idle_command = np.zeros(model.nu)
         self.steps = 0
         self.feedback: TaskFeedback | None = None
         self.reset()
@@ -132,8 +141,61 @@ class SimulatedMujocoTask:
         self._env.close()
 
 
-def simulated_robot(robot: str, seed: int, leg_timestep_s: float, leg_max_torque_nm: float):
-    """The simulator of ``robot``: the leg in PyBullet, or a gymnasium task in MuJoCo."""
+class SimulatedStochlite:
+    """StochLite on a slope, one 10 ms control step per command; commands are 12 servo targets [rad].
+
+    Targets are clamped to the URDF's joint limits. Reset: the standing pose plus uniform joint noise
+    (``reset_noise`` rad, seeded once), as ``StochliteEnv``; observation, reward and termination come
+    from the same functions as the env's.
+    """
+
+    command_unit = "rad"
+
+    def __init__(self, seed: int | None, slope_roll_deg: float, slope_pitch_deg: float,
+                 reset_noise: float = 0.02) -> None:
+        self._sim = StochliteSimulation(slope_roll_deg, slope_pitch_deg)
+        self._rng = np.random.default_rng(seed)
+        self._reset_noise = reset_noise
+        self.joint_names = self.command_names = STOCHLITE_JOINT_NAMES
+        self.command_low, self.command_high = JOINT_LOWER_RAD, JOINT_UPPER_RAD
+        self.timestep_s = CONTROL_PERIOD_S
+        self.idle_command = standing_joint_targets()
+        self.steps = 0
+        self.reset()
+
+    def reset(self) -> str:
+        """The standing pose plus joint noise, dropped onto the slope."""
+        q0 = standing_joint_targets() + self._rng.uniform(-self._reset_noise, self._reset_noise, len(self.joint_names))
+        self.state = self._sim.reset(q0)
+        self.feedback = TaskFeedback(0, stochlite_observation(self.state, self._sim), 0.0, False)
+        roll, pitch = np.degrees(self._sim.slope_rpy)
+        return f"standing pose +-{self._reset_noise} rad on the slope (roll {roll:g} deg, pitch {pitch:g} deg)"
+
+    def step(self, command: NDArray[np.float64]) -> None:
+        """One control step towards the targets clamped to the joint limits."""
+        self.state = self._sim.step(np.clip(command, self.command_low, self.command_high))
+        self.steps += 1
+        observation = stochlite_observation(self.state, self._sim)
+        reward = stochlite_step_reward(self.state, self._sim).total
+        self.feedback = TaskFeedback(self.feedback.step + 1, observation, reward, bool(is_fallen(observation)))
+
+    def joint_state(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Positions [rad], velocities [rad/s] and the step's mean servo torques [N*m]."""
+        return self.state.q.copy(), self.state.qdot.copy(), self.state.torque.copy()
+
+    def imu(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """The base's quaternion (x, y, z, w), body rates [rad/s] and specific force [m/s^2] (base frame)."""
+        return self.state.quaternion, self.state.angular_velocity, self.state.linear_acceleration
+
+    def close(self) -> None:
+        self._sim.close()
+
+
+def simulated_robot(robot: str, seed: int, leg_timestep_s: float, leg_max_torque_nm: float,
+                    slope_roll_deg: float = 0.0, slope_pitch_deg: float = 0.0):
+    """The simulator of ``robot``: the leg or StochLite in PyBullet, or a gymnasium task in MuJoCo."""
     if robot == LEG_TASK_NAME:
         return SimulatedLeg(leg_timestep_s, leg_max_torque_nm)
+    if robot == STOCHLITE_TASK_NAME:
+        return SimulatedStochlite(seed, slope_roll_deg, slope_pitch_deg)
     return SimulatedMujocoTask(robot, seed)

@@ -6,7 +6,9 @@ import pytest
 from stochlite_bringup.tasks.stochlite_gait import standing_joint_targets
 from stochlite_bringup.tasks.stochlite_kinematics import leg_forward_kinematics
 from stochlite_bringup.tasks.stochlite_simulation import (
+    JOINT_LOWER_RAD,
     JOINT_NAMES,
+    JOINT_UPPER_RAD,
     PHYSICS_TIMESTEP_S,
     StochliteSimulation,
     servo_torque,
@@ -34,6 +36,8 @@ def test_urdf_mass_limits_and_joints(sim):
     assert [i[1].decode() for i in infos] == list(JOINT_NAMES)
     assert all(i[2] == pybullet.JOINT_REVOLUTE and i[10] == 7.0 and i[11] == 10.0 for i in infos)
     assert [tuple(infos[k][13]) for k in range(3)] == [(1, 0, 0), (0, 1, 0), (0, 1, 0)]
+    np.testing.assert_allclose([i[8] for i in infos], JOINT_LOWER_RAD)  # the limits the sim bridge clamps to
+    np.testing.assert_allclose([i[9] for i in infos], JOINT_UPPER_RAD)
 
 
 def test_foot_frames_match_forward_kinematics(sim):

@@ -15,7 +15,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from .stochlite_gait import ACTION_DIM, foot_targets, gait_command, joint_targets, leg_phases, standing_joint_targets
-from .stochlite_reward import stochlite_reward
+from .stochlite_reward import StochliteReward, stochlite_reward
 from .stochlite_simulation import CONTROL_PERIOD_S, StochliteSimulation, StochliteState
 
 OBS_DIM = 14
@@ -34,6 +34,25 @@ def is_fallen(obs: Any) -> Any:
     roll_off = abs(obs[..., 0] - obs[..., 10])
     pitch_off = abs(obs[..., 1] - obs[..., 11])
     return (roll_off > MAX_TILT_RAD) | (pitch_off > MAX_TILT_RAD) | (obs[..., 9] < MIN_HEIGHT_M)
+
+
+def stochlite_observation(state: StochliteState, sim: StochliteSimulation) -> NDArray[np.float32]:
+    """The 14 values of :data:`OBSERVATION_NAMES` for ``state``, at the simulation's time since reset."""
+    phase = leg_phases(sim.time_s)[0]
+    return np.concatenate((state.rpy, state.linear_velocity, state.angular_velocity,
+                           (sim.height_above_ground(state.position),), sim.slope_rpy,
+                           (np.sin(phase), np.cos(phase)))).astype(np.float32)
+
+
+def ground_frame(sim: StochliteSimulation) -> NDArray[np.float64]:
+    """The slope's axes as columns (x uphill-forward, y left, z normal) in the world frame."""
+    return np.array(pybullet.getMatrixFromQuaternion(sim.slope_quaternion)).reshape(3, 3)
+
+
+def stochlite_step_reward(state: StochliteState, sim: StochliteSimulation) -> StochliteReward:
+    """The reward terms of the control step that reached ``state`` (``stochlite_reward``)."""
+    rotation = np.array(pybullet.getMatrixFromQuaternion(state.quaternion)).reshape(3, 3)
+    return stochlite_reward(state.linear_velocity, rotation[:, 2], state.power_w, ground_frame(sim))
 
 
 def stochlite_termination_fn(obs: Any, act: Any, next_obs: Any) -> Any:
@@ -86,19 +105,18 @@ class StochliteEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
         q0 = standing_joint_targets() + self.np_random.uniform(-self.reset_noise, self.reset_noise, 12)
         self._steps = 0
         state = self._sim.reset(q0)
-        return self._observation(state), {"position": state.position}
+        return stochlite_observation(state, self._sim), {"position": state.position}
 
     def step(self, action: NDArray[np.float32]) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Shape the trot with ``action`` and run one 10 ms control step."""
         command = gait_command(action)  # ValueError on a bad shape or NaN/inf
         state = self._sim.step(joint_targets(foot_targets(self._sim.time_s, command)))
         self._steps += 1
-        obs = self._observation(state)
-        rotation = np.array(pybullet.getMatrixFromQuaternion(state.quaternion)).reshape(3, 3)
-        ground = np.array(pybullet.getMatrixFromQuaternion(self._sim.slope_quaternion)).reshape(3, 3)
-        reward = stochlite_reward(state.linear_velocity, rotation[:, 2], state.power_w, ground)
+        obs = stochlite_observation(state, self._sim)
+        reward = stochlite_step_reward(state, self._sim)
         info = {"forward": reward.forward, "upright": reward.upright, "energy": reward.energy,
-                "forward_speed": float(np.dot(state.linear_velocity, ground[:, 0])), "position": state.position}
+                "forward_speed": float(np.dot(state.linear_velocity, ground_frame(self._sim)[:, 0])),
+                "position": state.position}
         return obs, reward.total, bool(is_fallen(obs)), self._steps >= self.episode_steps, info
 
     def render(self) -> NDArray[np.uint8] | None:
@@ -108,9 +126,3 @@ class StochliteEnv(gymnasium.Env[NDArray[np.float32], NDArray[np.float32]]):
     def close(self) -> None:
         """Disconnect the PyBullet client (safe to call twice)."""
         self._sim.close()
-
-    def _observation(self, state: StochliteState) -> NDArray[np.float32]:
-        phase = leg_phases(self._sim.time_s)[0]
-        return np.concatenate((state.rpy, state.linear_velocity, state.angular_velocity,
-                               (self._sim.height_above_ground(state.position),), self._sim.slope_rpy,
-                               (np.sin(phase), np.cos(phase)))).astype(np.float32)

@@ -31,6 +31,8 @@ FOOT_FRICTION = 1.0
 DROP_HEIGHT_M = 0.28  # base origin above the plane when dropped (feet at 0.25 + 0.015 m)
 MAX_SLOPE_DEG = 30.0
 JOINT_NAMES = tuple(f"{leg}_{joint}" for leg in LEG_NAMES for joint in ("abduction", "hip", "knee"))
+JOINT_LOWER_RAD = np.tile([-0.5, -1.57, -2.7], len(LEG_NAMES))  # the URDF's limits, JOINT_NAMES order
+JOINT_UPPER_RAD = np.tile([0.5, 1.57, 0.0], len(LEG_NAMES))
 
 
 def stochlite_urdf_path() -> Path:
