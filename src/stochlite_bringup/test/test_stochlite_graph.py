@@ -22,7 +22,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from stochlite_bringup.sim_bridge_node import SimBridgeNode
-from stochlite_bringup.tasks.stochlite_env import is_fallen, stochlite_observation, stochlite_step_reward
+from stochlite_bringup.tasks.stochlite_env import (StochliteEnv, is_fallen, stochlite_observation,
+                                                    stochlite_step_reward)
 from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, joint_targets, leg_phases
 from stochlite_bringup.tasks.stochlite_simulation import (JOINT_LOWER_RAD, JOINT_NAMES, JOINT_UPPER_RAD,
                                                           StochliteSimulation)
@@ -124,6 +125,54 @@ def test_the_bridge_steps_stochlite_as_the_env_composes_it_and_publishes_imu_and
         for node in (bridge, client):
             node.destroy_node()
         reference.close()
+        rclpy.try_shutdown(context=context)
+
+
+def test_the_agents_commands_make_the_bridge_step_exactly_as_stochlite_env_with_the_same_seed_and_actions():
+    """StochliteFeedback's servo targets at the state's stamp-derived episode time, through the bridge, give
+    StochliteEnv's observations, rewards and terminations step for step: the command's phase is the env's."""
+    from mdemorl_learner.agent_feedback import StochliteFeedback
+
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID + 2)
+    bridge = SimBridgeNode(context=context, parameter_overrides=[Parameter("robot", value="stochlite"),
+                                                                 Parameter("seed", value=7)])
+    client = QuadrupedClient(context)
+    executor = SingleThreadedExecutor(context=context)
+    env = StochliteEnv(seed=7)  # the bridge's slope and noise defaults are the env's
+    agent = StochliteFeedback("stochlite")
+    try:
+        for node in (bridge, client):
+            executor.add_node(node)
+        env.reset()  # the bridge drew its first reset when it started; /reset draws the second
+        obs, _ = env.reset()
+        assert call(executor, client.enable, SetBool.Request(data=True)).success
+        assert call(executor, client.reset, Trigger.Request()).success
+        assert spin_until(executor, lambda: client.received["task_step"] and client.received["task_step"][-1].step == 0)
+        assert spin_until(executor, lambda: client.commands.get_subscription_count() > 0)
+        np.testing.assert_allclose(client.received["task_step"][-1].observation, obs, atol=1e-5)
+        t0 = stamp_ns(client.received["task_step"][-1].header.stamp)
+        rng = np.random.default_rng(1)
+        for k in range(1, 26):
+            state = client.received["task_step"][-1]
+            elapsed_s = (stamp_ns(state.header.stamp) - t0) / NS_PER_S  # what the agent uses as episode time
+            # half-range actions: full-range ones tumble the robot by step 21, where a contact event turns the
+            # 1e-17 s between the env's summed clock and the stamp's time into 3e-4 rad/s (measured)
+            action = rng.uniform(-0.5, 0.5, 13)
+            count = len(client.received["task_step"])
+            client.commands.publish(Float64MultiArray(data=agent.command(action, elapsed_s)))
+            assert spin_until(executor, lambda: len(client.received["task_step"]) > count), f"no task step {k}"
+            obs, reward, terminated, _, _ = env.step(action)
+            got = client.received["task_step"][-1]
+            assert got.step == k and got.terminated == terminated
+            np.testing.assert_allclose(got.observation, obs, atol=1e-5, err_msg=f"step {k}")
+            assert got.reward == pytest.approx(reward, abs=1e-5)
+        assert bridge.rejected_commands == 0
+    finally:
+        executor.shutdown()
+        for node in (bridge, client):
+            node.destroy_node()
+        env.close()
         rclpy.try_shutdown(context=context)
 
 
