@@ -34,7 +34,7 @@ def _graph(context):
         actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                             name="robot_state_publisher", output="screen",
                             parameters=[{"robot_description": description}],
-                            remappings=[("joint_states", f"{robot_namespace(robot)}/{JOINT_STATES_TOPIC}")]))
+                            remappings=[("joint_states", f"/{robot_namespace(robot)}/{JOINT_STATES_TOPIC}")]))
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", os.path.join(share, "rviz", "train.rviz")]))
     for spec in training_nodes(args):
