@@ -188,8 +188,11 @@ STOCHLITE_TOPICS = {
 
 def test_a_short_stochlite_run_trains_through_the_graph_and_reports_shifts_against_tilt(tmp_path):
     """`mdemorl train robot:=stochlite` end to end: both epochs close, every StochLite topic is recorded with its
-    type, imagined transitions flow, and the report plots the X/Y shifts against pitch and roll."""
+    type, D_ENV holds the policy's actions with the task steps' rewards and terminations, imagined transitions
+    flow, and the report plots the X/Y shifts against pitch and roll."""
     from mcap.reader import make_reader
+    from mdemorl_learner.report import read_recording
+    from mdemorl_planner.transition_log import read_transition_log
 
     run_dir = tmp_path / "run"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID + 1), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -213,6 +216,17 @@ def test_a_short_stochlite_run_trains_through_the_graph_and_reports_shifts_again
         assert recorded.get(topic) == kind, (topic, recorded.get(topic))
     counts = {summary.channels[c].topic: n for c, n in summary.statistics.channel_message_counts.items()}
     assert counts["/stochlite/gait_command"] >= 300 and counts["/stochlite/torso_rpy"] >= 300
+    d_env = read_transition_log(run_dir / "d_env")  # the policy's 13-dim actions, TaskStep's reward and termination
+    assert d_env["obs"].shape == (600, 14) and d_env["act"].shape == (600, 13)
+    assert np.abs(d_env["act"]).max() <= 1.0 and d_env["act"].std() > 0.1
+    recorded_steps = {np.asarray(m.observation, np.float32).tobytes(): (m.reward, m.terminated)
+                      for _, m in read_recording(run_dir / "record.mcap")["/stochlite/task_step"]}
+    matched = [(recorded_steps[obs.tobytes()], reward, terminated)
+               for obs, reward, terminated in zip(d_env["next_obs"], d_env["reward"], d_env["terminated"])
+               if obs.tobytes() in recorded_steps]  # the recorder thins task steps to 50 Hz of wall time
+    assert len(matched) >= 100
+    for (step_reward, step_terminated), reward, terminated in matched:
+        assert reward == pytest.approx(step_reward, rel=1e-6, abs=1e-6) and bool(terminated) == step_terminated
     report = subprocess.run([sys.executable, "-m", "stochlite_bringup.launcher", "report", str(run_dir)],
                             capture_output=True, text=True, timeout=120, env=env)
     assert report.returncode == 0, report.stderr
