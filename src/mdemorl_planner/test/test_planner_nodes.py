@@ -202,8 +202,10 @@ def test_invalid_planner_parameters_name_the_parameter_and_the_fix(name, value, 
 
 def test_termination_function_by_task():
     from stochlite_bringup.tasks.gym_tasks import hopper_termination_fn
+    from stochlite_bringup.tasks.stochlite_env import stochlite_termination_fn
     assert termination_fn("leg") is None and termination_fn("HalfCheetah-v5") is None
     assert termination_fn("Hopper-v5") is hopper_termination_fn
+    assert termination_fn("stochlite") is stochlite_termination_fn
 
 
 def _start(executable, config):

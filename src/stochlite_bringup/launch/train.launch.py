@@ -4,6 +4,7 @@
     ros2 launch stochlite_bringup train.launch.py sim:=none port:=/dev/ttyACM0     # the real leg
     ros2 launch stochlite_bringup train.launch.py robot:=HalfCheetah-v5 sim:=mujoco
     ros2 launch stochlite_bringup train.launch.py rviz:=true   # + robot_state_publisher and rviz2
+    ros2 launch stochlite_bringup train.launch.py robot:=stochlite rviz:=true   # the quadruped walking uphill
 
 The nodes and their parameters come from stochlite_bringup.node_table, which the project's own
 launcher (`mdemorl train name:=value ...`) reads too. The launch ends when the learner finishes.
@@ -17,20 +18,23 @@ from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, resolve_arguments, training_nodes
+from stochlite_bringup.graph_topics import JOINT_STATES_TOPIC
+from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, ROBOT_DESCRIPTIONS, resolve_arguments, training_nodes
+from stochlite_bringup.task_names import robot_namespace
 
 
 def _graph(context):
     args = resolve_arguments({a.name: LaunchConfiguration(a.name).perform(context) for a in LAUNCH_ARGUMENTS})
     share = get_package_share_directory("stochlite_bringup")
     actions = []
-    if args["rviz"] == "true":  # the leg (resolve_arguments refuses other robots); first, so that a missing
-        with open(os.path.join(share, "urdf", "leg_2r.urdf")) as urdf:  # rviz2 fails before training starts
+    if args["rviz"] == "true":  # leg or stochlite (resolve_arguments refuses the rest); first, so that a
+        robot = args["robot"]  # missing rviz2 fails before training starts
+        with open(os.path.join(share, "urdf", ROBOT_DESCRIPTIONS[robot])) as urdf:
             description = urdf.read()
         actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                             name="robot_state_publisher", output="screen",
                             parameters=[{"robot_description": description}],
-                            remappings=[("joint_states", "/leg/joint_states")]))
+                            remappings=[("joint_states", f"/{robot_namespace(robot)}/{JOINT_STATES_TOPIC}")]))
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", os.path.join(share, "rviz", "train.rviz")]))
     for spec in training_nodes(args):

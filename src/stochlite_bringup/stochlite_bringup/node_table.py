@@ -23,6 +23,7 @@ class LaunchArgument:
 
 
 SIMULATORS = ("pybullet", "mujoco", "none")
+ROBOT_DESCRIPTIONS = {LEG_TASK_NAME: "leg_2r.urdf", STOCHLITE_TASK_NAME: "stochlite.urdf"}  # urdf/ files for rviz:=true
 RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
 
 LAUNCH_ARGUMENTS = (
@@ -30,8 +31,8 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("sim", "pybullet", "simulator that replaces the hardware; none drives the robot on `port`",
                    SIMULATORS),
     LaunchArgument("port", "", "serial port of the robot's microcontroller when sim:=none, e.g. /dev/ttyACM0"),
-    LaunchArgument("rviz", "false", "leg only: open rviz2 with rviz/train.rviz and start robot_state_publisher "
-                   "(needs a ROS 2 install)", ("true", "false")),
+    LaunchArgument("rviz", "false", "leg or stochlite: open rviz2 with rviz/train.rviz and start "
+                   "robot_state_publisher on the robot's URDF (needs a ROS 2 install)", ("true", "false")),
     LaunchArgument("epochs", "20", "training epochs"),
     LaunchArgument("steps_per_epoch", "1000", "real environment steps per epoch"),
     LaunchArgument("seed", "0", "random seed of every node"),
@@ -84,8 +85,8 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(f"robot:={robot} is a MuJoCo task: use sim:=mujoco")
     if sim == "mujoco" and in_pybullet:
         raise ValueError(f"robot:={robot} is simulated in PyBullet: use sim:=pybullet")
-    if args["rviz"] == "true" and robot != LEG_TASK_NAME:
-        raise ValueError(f"rviz:=true shows the leg's model and foot paths; for robot:={robot} watch "
+    if args["rviz"] == "true" and robot not in ROBOT_DESCRIPTIONS:
+        raise ValueError(f"rviz:=true shows the model of the leg or StochLite; robot:={robot} has no URDF: watch "
                          "/mdemorl/status in rqt_plot instead")
     if sim == "none" and robot != LEG_TASK_NAME:
         raise ValueError(f"robot:={robot} is a simulated benchmark with no hardware; use sim:=mujoco")

@@ -50,9 +50,10 @@ NODE_NAME = "sim_bridge"
 NS_PER_S = 1_000_000_000
 
 PARAMETERS = {
-    "robot": Param(str, "Simulated robot: leg (PyBullet) or a gymnasium MuJoCo id; its namespace prefixes the "
-                   "topics (<ns>/joint_states, ...).", one_of(*TASK_NAMES)),
-    "seed": Param(int, "Seed of a MuJoCo task's reset noise (the leg always resets to the same pose).", NON_NEGATIVE),
+    "robot": Param(str, "Simulated robot: leg or stochlite (PyBullet) or a gymnasium MuJoCo id; its namespace "
+                   "prefixes the topics (<ns>/joint_states, ...).", one_of(*TASK_NAMES)),
+    "seed": Param(int, "Seed of the reset noise of a MuJoCo task or StochLite (the leg always resets to "
+                 "the same pose).", NON_NEGATIVE),
     "physics_rate_hz": Param(int, "Leg only: physics steps per simulated second (time step 1/rate), also the "
                              "timer rate when lockstep is false. MuJoCo tasks step at their own dt.", AT_LEAST_1),
     "lockstep": Param(bool, "true: each effort command advances exactly one step, then the state and /clock are "

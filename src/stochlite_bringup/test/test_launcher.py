@@ -9,8 +9,11 @@ import yaml
 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
-from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, resolve_arguments, training_nodes
+from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, ROBOT_DESCRIPTIONS, resolve_arguments, training_nodes
 from stochlite_bringup.process_group import ProcessGroup
+from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME
+from stochlite_bringup.tasks.leg_task import JOINT_NAMES as LEG_JOINT_NAMES
+from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES as STOCHLITE_JOINT_NAMES
 
 TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir", "foxglove",
                           "part", "resume")
@@ -70,6 +73,20 @@ def test_the_rviz_config_shows_what_the_graph_publishes():
     assert frame == root_link == config_defaults("agent.yaml", "agent")["marker_frame"]
 
 
+@pytest.mark.parametrize("robot, joint_names", [(LEG_TASK_NAME, LEG_JOINT_NAMES),
+                                                 (STOCHLITE_TASK_NAME, STOCHLITE_JOINT_NAMES)])
+def test_rviz_shows_the_robots_urdf_with_the_joints_its_joint_states_name(robot, joint_names):
+    """train.launch.py's robot_state_publisher reads ROBOT_DESCRIPTIONS[robot], fed by <ns>/joint_states."""
+    assert resolve_arguments({"robot": robot, "rviz": "true"})["rviz"] == "true"
+    root = ElementTree.parse(package_file("urdf", ROBOT_DESCRIPTIONS[robot])).getroot()
+    moving = {j.get("name") for j in root.iter("joint") if j.get("type") != "fixed"}
+    assert moving == set(joint_names)
+    children = {j.find("child").get("link") for j in root.iter("joint")}
+    [root_link] = [link.get("name") for link in root.iter("link") if link.get("name") not in children]
+    rviz = yaml.safe_load(package_file("rviz", "train.rviz").read_text())
+    assert root_link == rviz["Visualization Manager"]["Global Options"]["Fixed Frame"]
+
+
 @pytest.mark.parametrize("given, message", [
     ({"robots": "leg"}, "unknown argument 'robots'"),
     ({"sim": "gazebo"}, "sim:=gazebo is not one of pybullet, mujoco, none"),
@@ -77,10 +94,9 @@ def test_the_rviz_config_shows_what_the_graph_publishes():
     ({"robot": "Hopper-v5"}, "use sim:=mujoco"),
     ({"robot": "stochlite", "sim": "mujoco"}, "robot:=stochlite is simulated in PyBullet: use sim:=pybullet"),
     ({"robot": "stochlite", "sim": "none", "port": "/dev/ttyACM0"}, "needs StochLite's hardware profile"),
-    ({"robot": "stochlite", "rviz": "true"}, "for robot:=stochlite watch /mdemorl/status"),
     ({"robot": "leg", "sim": "mujoco"}, "use sim:=pybullet"),
     ({"robot": "Ant-v5", "sim": "none", "port": "/dev/ttyACM0"}, "no hardware; use sim:=mujoco"),
-    ({"robot": "Ant-v5", "sim": "mujoco", "rviz": "true"}, "rviz:=true shows the leg's model"),
+    ({"robot": "Ant-v5", "sim": "mujoco", "rviz": "true"}, "robot:=Ant-v5 has no URDF: watch /mdemorl/status"),
     ({"robot": "leg", "sim": "mujoco"}, "robot:=leg is simulated in PyBullet"),
     ({"epochs": "ten"}, "epochs:=ten must be a positive integer"),
     ({"steps_per_epoch": "0"}, "steps_per_epoch:=0 must be a positive integer"),

@@ -22,7 +22,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from stochlite_bringup.sim_bridge_node import SimBridgeNode
-from stochlite_bringup.tasks.stochlite_env import is_fallen, stochlite_observation, stochlite_step_reward
+from stochlite_bringup.tasks.stochlite_env import (StochliteEnv, is_fallen, stochlite_observation,
+                                                    stochlite_step_reward)
 from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, joint_targets, leg_phases
 from stochlite_bringup.tasks.stochlite_simulation import (JOINT_LOWER_RAD, JOINT_NAMES, JOINT_UPPER_RAD,
                                                           StochliteSimulation)
@@ -127,6 +128,54 @@ def test_the_bridge_steps_stochlite_as_the_env_composes_it_and_publishes_imu_and
         rclpy.try_shutdown(context=context)
 
 
+def test_the_agents_commands_make_the_bridge_step_exactly_as_stochlite_env_with_the_same_seed_and_actions():
+    """StochliteFeedback's servo targets at the state's stamp-derived episode time, through the bridge, give
+    StochliteEnv's observations, rewards and terminations step for step: the command's phase is the env's."""
+    from mdemorl_learner.agent_feedback import StochliteFeedback
+
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID + 2)
+    bridge = SimBridgeNode(context=context, parameter_overrides=[Parameter("robot", value="stochlite"),
+                                                                 Parameter("seed", value=7)])
+    client = QuadrupedClient(context)
+    executor = SingleThreadedExecutor(context=context)
+    env = StochliteEnv(seed=7)  # the bridge's slope and noise defaults are the env's
+    agent = StochliteFeedback("stochlite")
+    try:
+        for node in (bridge, client):
+            executor.add_node(node)
+        env.reset()  # the bridge drew its first reset when it started; /reset draws the second
+        obs, _ = env.reset()
+        assert call(executor, client.enable, SetBool.Request(data=True)).success
+        assert call(executor, client.reset, Trigger.Request()).success
+        assert spin_until(executor, lambda: client.received["task_step"] and client.received["task_step"][-1].step == 0)
+        assert spin_until(executor, lambda: client.commands.get_subscription_count() > 0)
+        np.testing.assert_allclose(client.received["task_step"][-1].observation, obs, atol=1e-5)
+        t0 = stamp_ns(client.received["task_step"][-1].header.stamp)
+        rng = np.random.default_rng(1)
+        for k in range(1, 26):
+            state = client.received["task_step"][-1]
+            elapsed_s = (stamp_ns(state.header.stamp) - t0) / NS_PER_S  # what the agent uses as episode time
+            # half-range actions: full-range ones tumble the robot by step 21, where a contact event turns the
+            # 1e-17 s between the env's summed clock and the stamp's time into 3e-4 rad/s (measured)
+            action = rng.uniform(-0.5, 0.5, 13)
+            count = len(client.received["task_step"])
+            client.commands.publish(Float64MultiArray(data=agent.command(action, elapsed_s)))
+            assert spin_until(executor, lambda: len(client.received["task_step"]) > count), f"no task step {k}"
+            obs, reward, terminated, _, _ = env.step(action)
+            got = client.received["task_step"][-1]
+            assert got.step == k and got.terminated == terminated
+            np.testing.assert_allclose(got.observation, obs, atol=1e-5, err_msg=f"step {k}")
+            assert got.reward == pytest.approx(reward, abs=1e-5)
+        assert bridge.rejected_commands == 0
+    finally:
+        executor.shutdown()
+        for node in (bridge, client):
+            node.destroy_node()
+        env.close()
+        rclpy.try_shutdown(context=context)
+
+
 STOCHLITE_TOPICS = {
     "/stochlite/joint_states": "sensor_msgs/msg/JointState",
     "/stochlite/imu": "sensor_msgs/msg/Imu",
@@ -139,8 +188,11 @@ STOCHLITE_TOPICS = {
 
 def test_a_short_stochlite_run_trains_through_the_graph_and_reports_shifts_against_tilt(tmp_path):
     """`mdemorl train robot:=stochlite` end to end: both epochs close, every StochLite topic is recorded with its
-    type, imagined transitions flow, and the report plots the X/Y shifts against pitch and roll."""
+    type, D_ENV holds the policy's actions with the task steps' rewards and terminations, imagined transitions
+    flow, and the report plots the X/Y shifts against pitch and roll."""
     from mcap.reader import make_reader
+    from mdemorl_learner.report import read_recording
+    from mdemorl_planner.transition_log import read_transition_log
 
     run_dir = tmp_path / "run"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID + 1), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -164,6 +216,17 @@ def test_a_short_stochlite_run_trains_through_the_graph_and_reports_shifts_again
         assert recorded.get(topic) == kind, (topic, recorded.get(topic))
     counts = {summary.channels[c].topic: n for c, n in summary.statistics.channel_message_counts.items()}
     assert counts["/stochlite/gait_command"] >= 300 and counts["/stochlite/torso_rpy"] >= 300
+    d_env = read_transition_log(run_dir / "d_env")  # the policy's 13-dim actions, TaskStep's reward and termination
+    assert d_env["obs"].shape == (600, 14) and d_env["act"].shape == (600, 13)
+    assert np.abs(d_env["act"]).max() <= 1.0 and d_env["act"].std() > 0.1
+    recorded_steps = {np.asarray(m.observation, np.float32).tobytes(): (m.reward, m.terminated)
+                      for _, m in read_recording(run_dir / "record.mcap")["/stochlite/task_step"]}
+    matched = [(recorded_steps[obs.tobytes()], reward, terminated)
+               for obs, reward, terminated in zip(d_env["next_obs"], d_env["reward"], d_env["terminated"])
+               if obs.tobytes() in recorded_steps]  # the recorder thins task steps to 50 Hz of wall time
+    assert len(matched) >= 100
+    for (step_reward, step_terminated), reward, terminated in matched:
+        assert reward == pytest.approx(step_reward, rel=1e-6, abs=1e-6) and bool(terminated) == step_terminated
     report = subprocess.run([sys.executable, "-m", "stochlite_bringup.launcher", "report", str(run_dir)],
                             capture_output=True, text=True, timeout=120, env=env)
     assert report.returncode == 0, report.stderr
