@@ -36,10 +36,12 @@ class PositionLimits:
     joint_max: tuple[float, ...]
     max_step_rad: float  # largest change of a target per cycle
 
-    def limit(self, target: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        """``target`` clamped to the joint limits, then moved at most ``max_step_rad`` from ``previous``."""
+    def limit(self, target: np.ndarray, previous: np.ndarray, max_step_rad: float | None = None) -> np.ndarray:
+        """``target`` clamped to the joint limits, then moved at most ``max_step_rad`` (default: the limits') from
+        ``previous``."""
+        step = self.max_step_rad if max_step_rad is None else min(max_step_rad, self.max_step_rad)
         target = np.clip(target, self.joint_min, self.joint_max)
-        return previous + np.clip(target - previous, -self.max_step_rad, self.max_step_rad)
+        return previous + np.clip(target - previous, -step, step)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class PositionSettings:
     max_ack_lag_cycles: int = 4
     reset_tolerance_rad: float = 0.05
     reset_timeout_s: float = 5.0
+    reset_max_step_rad: float = 0.01  # a reset stands the robot up from lying: slowly, or it flips
 
 
 def position_command_problem(values) -> str:
@@ -233,7 +236,7 @@ class PositionLoop:
         if self._target is None:
             self._target = np.clip(measured, self.limits.joint_min, self.limits.joint_max)
         if self._reset is not None:
-            self._target = self.limits.limit(self._reset.target, self._target)
+            self._target = self.limits.limit(self._reset.target, self._target, self.settings.reset_max_step_rad)
             self._reset_tick(measured, now_ns)
             return self._target
         command, received_ns = self._command

@@ -4,11 +4,13 @@ Firmware as in ``docs/serial_protocol.md`` (StochLite profile): a free-running 1
 latest POSITION targets (clamped to the URDF limits) with the servos' torque on while armed, holds
 the measured positions when the host has been silent longer than the watchdog, lets the servos go
 limp when disarmed, steps the simulation 10 ms and sends one STOCHLITE_STATE frame (servos + IMU).
+The robot starts disarmed, lying limp on its belly; a reset stands it up.
 
 Physics: :class:`StochliteSimulation`'s explicit servo law needs 10 kHz steps, 3-4x slower than real
 time on this machine, so the emulator runs :class:`RealtimeStochliteSimulation` instead: the same
 robot and ground at 1 kHz, with the servo as PyBullet's implicit position motor (stable at 1 kHz,
-torque capped at the same 7 N*m). It stands and trots in real time (test_stochlite_emulator.py).
+torque capped at the same 7 N*m): about 2 ms per 10 ms step here. It stands (0.265 m) and trots
+upright (0.29 m/s at the 0.1 m step, against 0.37 m/s at 10 kHz): test_stochlite_driver.py.
 """
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ from .protocol_frames import (PROTOCOL_VERSION, SERVOS, Enable, Error, ErrorCode
 
 REALTIME_PHYSICS_STEP_S = 0.001
 REALTIME_STEPS_PER_CONTROL = round(CONTROL_PERIOD_S / REALTIME_PHYSICS_STEP_S)
-SERVO_POSITION_GAIN = 0.3  # PyBullet position motor gains (dimensionless, per physics step)
+SERVO_POSITION_GAIN = 0.05  # PyBullet position motor gains (dimensionless); 0.1 and up flip the robot in a trot
 SERVO_VELOCITY_GAIN = 1.0
 SPIN_NS = 200_000
+SETTLE_STEPS = 200  # 2 s limp before the port opens
 
 
 class RealtimeStochliteSimulation(StochliteSimulation):
@@ -77,6 +80,8 @@ class EmulatedStochliteMcu:
         self._rng = random.Random(seed)
         self.sim = RealtimeStochliteSimulation()
         self._state = self.sim.reset(standing_joint_targets())
+        for _ in range(SETTLE_STEPS):  # disarmed: the robot starts lying limp on its belly, at rest
+            self._state = self.sim.step(None)
         self._decoder = FrameDecoder()
         self._session = McuSession()
         self._targets: np.ndarray | None = None
