@@ -3,6 +3,8 @@
 emulator actually received."""
 import math
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -160,7 +162,6 @@ def test_disarmed_start_hold_on_arming_then_clamped_rate_limited_targets_and_rej
     t_disarm = time.monotonic_ns()
     assert call(executor, client.enable, SetBool.Request(data=False)).message.startswith("disarmed")
     spin_until(executor, lambda: False, 0.2)
-    measured_at_arm = np.array(client.states[0].position)
     rows = emulator.stop_records()
     assert not positions(rows, before_ns=t_arm)  # disarmed: heartbeats only
     assert len([r for r in rows if r["event"] == "HEARTBEAT" and int(r["t_ns"]) < t_arm]) >= 15
@@ -179,7 +180,6 @@ def test_disarmed_start_hold_on_arming_then_clamped_rate_limited_targets_and_rej
     assert driver.loop.rejected >= 15 and driver.loop.watchdog_trips >= 1
     assert not positions(rows, t_disarm + 30_000_000)  # disarmed again: limp
     assert [r["detail"] for r in rows if r["event"] == "ENABLE"][-1] == "0"
-    assert measured_at_arm.shape == (12,)
 
 
 def test_watchdog_holds_the_measured_pose_and_diagnostics_count_it(rig):
@@ -224,6 +224,25 @@ def test_a_lost_port_is_reopened_the_mcu_keeps_holding_and_commands_resume(rig):
     assert resumed and np.allclose(resumed[-1][1], stand, atol=1e-5)
 
 
+@pytest.mark.parametrize("rig", [("faults:=bad_crc,stall,garbage", "first_s:=2.0", "for_s:=0.2", "every_s:=0.5",
+                                  "noise:=0.02")], indirect=True)
+def test_corrupt_stalled_and_garbled_links_are_counted_and_commands_resume(rig):
+    emulator, driver, client, executor = rig
+    call(executor, client.enable, SetBool.Request(data=True))
+    stand = standing_joint_targets()
+    stream(executor, client, stand, 3.2)  # three bursts, 2.0-3.2 s after the emulator's start
+    t_end = time.monotonic_ns()
+    counters = driver.loop.counters()
+    rows = emulator.stop_records()
+    ends = [int(r["t_ns"]) for r in rows if r["event"] == "fault_end"]
+    assert len(ends) >= 3
+    assert counters["crc_errors"] >= 10 and counters["resyncs"] >= 1 and counters["link_faults"] >= 2
+    assert "WATCHDOG" in counters["mcu_errors"]  # the stall starved the MCU: it held
+    resumed = positions(rows, ends[-1] + 30_000_000, t_end)
+    assert resumed and np.abs(np.diff([p for _, p in resumed], axis=0)).max() <= MAX_STEP + 1e-6
+    assert np.allclose(resumed[-1][1], stand, atol=1e-5)
+
+
 def test_robot_side_publishes_task_steps_and_follows_joint_commands(rig):
     emulator, driver, client, executor = rig
     assert spin_until(executor, lambda: len(client.tasks) > 10)
@@ -258,3 +277,18 @@ def test_a_driver_for_the_wrong_robot_never_connects_and_says_why(start_emulator
     emulator.stop()
     assert not link.connected and link.handshakes == 0
     assert "drives a leg, this driver the stochlite: refusing to connect or arm" in link.last_error
+
+
+def test_the_robot_parameter_picks_the_stochlite_profile_and_a_missing_port_is_named():
+    from stochlite_bringup.node_parameters import config_defaults
+    from stochlite_bringup.package_files import package_file
+
+    from leg_driver.stochlite_hw_node import PARAMETERS
+    assert set(config_defaults("stochlite_hw_interface.yaml", "stochlite_hw_interface")) == set(PARAMETERS)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    proc = subprocess.run([sys.executable, "-m", "leg_driver.hw_interface_node", "--ros-args", "-r",
+                           "__node:=stochlite_hw_interface", "--params-file",
+                           str(package_file("config", "stochlite_hw_interface.yaml"))],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "parameter 'port' is empty" in proc.stderr and "mdemorl emulate robot:=stochlite" in proc.stderr

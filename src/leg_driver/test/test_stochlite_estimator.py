@@ -84,8 +84,6 @@ def test_attitude_rates_height_slope_and_phase_match_the_env(sim):
         assert not estimate.terminated
     heights = np.array([(r[1].observation[9], stochlite_observation(r[2], sim)[9]) for r in rows])
     assert np.abs(heights[:, 0] - heights[:, 1]).max() < 0.015  # stance-foot kinematics vs the base's true height
-    first = rows[0][1].observation  # the first step of the estimator: phase 0 (as the agent's first TaskStep)
-    assert first.shape == (14,)
 
 
 def test_phase_starts_at_the_first_update_and_reward_uses_the_estimated_velocity():
