@@ -26,6 +26,8 @@ ARGUMENTS = {  # name: (default, description)
     "rate_hz": ("", "MCU tick and state rate [Hz]; default 500 (leg; physics step 1/rate), 100 (stochlite)"),
     "seed": ("0", "seed of the random faults"),
     "record": ("", "CSV file for every received command frame and fault burst (written at exit)"),
+    "operator_s": ("1.0", "stochlite: an emulated operator sets the robot upright after it lay fallen this long [s] "
+                   "(0: never; a reset then fails until the emulator restarts)"),
     "realtime_priority": ("0", "SCHED_FIFO priority of the tick loop (0: normal scheduling)"),
 }
 USAGE = "usage: mdemorl emulate robot:=leg|stochlite [name:=value ...]   (mdemorl emulate --help lists them)"
@@ -73,7 +75,8 @@ def build(args: dict[str, str]) -> EmulatedLegMcu | EmulatedStochliteMcu:
         if "delay" in kinds:
             raise ValueError(f"faults:=delay is not emulated for stochlite; choose from {','.join(STOCHLITE_FAULTS)}")
         return EmulatedStochliteMcu(link, plan, number(args, "rate_hz", int), number(args, "watchdog_ms"),
-                                    seed=number(args, "seed", int), record=record)
+                                    seed=number(args, "seed", int), record=record,
+                                    operator_s=number(args, "operator_s"))
     return EmulatedLegMcu(link, plan, number(args, "rate_hz", int), number(args, "watchdog_ms"),
                           seed=number(args, "seed", int), record=record)
 
@@ -102,5 +105,6 @@ def main(words: list[str]) -> int:
     finally:
         mcu.close()
     print(f"mdemorl emulate: stopped after {mcu.ticks} ticks ({mcu.overruns} missed, {scheduling}, "
-          f"{mcu.port.dropped_writes} writes lost to a full pty)", flush=True)
+          f"{mcu.port.dropped_writes} writes lost to a full pty"
+          f"{f', {mcu.rightings} fallen robot(s) set upright' if robot == 'stochlite' else ''})", flush=True)
     return 0

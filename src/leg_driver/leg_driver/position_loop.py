@@ -54,6 +54,13 @@ class PositionSettings:
     reset_tolerance_rad: float = 0.05
     reset_timeout_s: float = 5.0
     reset_max_step_rad: float = 0.01  # a reset stands the robot up from lying: slowly, or it flips
+    reset_max_tilt_rad: float = 0.6  # a reset fails if the IMU says the base is tilted more (stochlite_env.is_fallen)
+
+
+def base_tilt_rad(quaternion) -> float:
+    """Angle [rad] between the base's z axis and the world's vertical, from the IMU quaternion (x, y, z, w)."""
+    x, y = quaternion[0], quaternion[1]
+    return math.acos(max(-1.0, min(1.0, 1.0 - 2.0 * (x * x + y * y))))
 
 
 def position_command_problem(values) -> str:
@@ -237,7 +244,7 @@ class PositionLoop:
             self._target = np.clip(measured, self.limits.joint_min, self.limits.joint_max)
         if self._reset is not None:
             self._target = self.limits.limit(self._reset.target, self._target, self.settings.reset_max_step_rad)
-            self._reset_tick(measured, now_ns)
+            self._reset_tick(measured, base_tilt_rad(state.quaternion), now_ns)
             return self._target
         command, received_ns = self._command
         live = (command is not None and received_ns > self._fresh_after_ns
@@ -256,14 +263,21 @@ class PositionLoop:
         self._target = self.limits.limit(goal, self._target)
         return self._target
 
-    def _reset_tick(self, measured: np.ndarray, now_ns: int) -> None:
+    def _reset_tick(self, measured: np.ndarray, tilt_rad: float, now_ns: int) -> None:
         request = self._reset
         if now_ns > request.deadline_ns:
             self._finish_reset(False, f"timed out with servos at {np.round(measured, 3).tolist()} rad")
         elif np.abs(measured - request.target).max() < self.settings.reset_tolerance_rad:
             request.settled += 1
-            if request.settled >= RESET_SETTLE_CYCLES:
-                self._finish_reset(True, f"servos at {np.round(measured, 3).tolist()} rad")
+            if request.settled < RESET_SETTLE_CYCLES:
+                return
+            if tilt_rad > self.settings.reset_max_tilt_rad:
+                self._finish_reset(False, f"servos in the standing pose, but the IMU says the base is tilted "
+                                          f"{math.degrees(tilt_rad):.0f} deg from upright: the robot fell or lies on "
+                                          f"its side or back; disarm, set it on its feet and reset again")
+            else:
+                self._finish_reset(True, f"servos at {np.round(measured, 3).tolist()} rad, base tilted "
+                                         f"{math.degrees(tilt_rad):.1f} deg")
         else:
             request.settled = 0
 

@@ -4,7 +4,10 @@ Firmware as in ``docs/serial_protocol.md`` (StochLite profile): a free-running 1
 latest POSITION targets (clamped to the URDF limits) with the servos' torque on while armed, holds
 the measured positions when the host has been silent longer than the watchdog, lets the servos go
 limp when disarmed, steps the simulation 10 ms and sends one STOCHLITE_STATE frame (servos + IMU).
-The robot starts disarmed, lying limp on its belly; a reset stands it up.
+The robot starts disarmed, lying limp on its belly; a reset stands it up. Like the real robot, it
+falls over under random gaits; the driver's reset then refuses (the IMU shows it tilted). With
+``operator_s > 0`` an emulated operator sets a robot that lay tilted for that long back upright
+(joints as they are), so unattended training can go on; ``rightings`` counts it.
 
 Physics: :class:`StochliteSimulation`'s explicit servo law needs 10 kHz steps, 3-4x slower than real
 time on this machine, so the emulator runs :class:`RealtimeStochliteSimulation` instead: the same
@@ -35,6 +38,7 @@ SERVO_POSITION_GAIN = 0.05  # PyBullet position motor gains (dimensionless); 0.1
 SERVO_VELOCITY_GAIN = 1.0
 SPIN_NS = 200_000
 SETTLE_STEPS = 200  # 2 s limp before the port opens
+FALLEN_TILT_RAD = 0.6  # the emulated operator's notion of fallen (stochlite_env.is_fallen's tilt)
 
 
 class RealtimeStochliteSimulation(StochliteSimulation):
@@ -71,7 +75,7 @@ class EmulatedStochliteMcu:
     """The firmware loop; :meth:`run` until ``should_stop()`` is true."""
 
     def __init__(self, link, plan: FaultPlan, rate_hz: int = 100, watchdog_ms: float = 50.0, seed: int = 0,
-                 record=None) -> None:
+                 record=None, operator_s: float = 1.0) -> None:
         self.plan = plan
         self.rate_hz = rate_hz
         self.watchdog_ns = int(watchdog_ms * 1e6)
@@ -87,6 +91,9 @@ class EmulatedStochliteMcu:
         self._targets: np.ndarray | None = None
         self._hold: np.ndarray | None = None
         self._seq = 0
+        self._operator_ticks = round(operator_s * rate_hz)
+        self._fallen_ticks = 0
+        self.rightings = 0
         self._burst = None
         self._t0_ns = 0
         self.ticks = 0
@@ -117,10 +124,21 @@ class EmulatedStochliteMcu:
             self._receive(self.port.read(), now_ns)
         applied = self._applied_targets(now_ns)
         self._state = self.sim.step(applied)
+        self._emulated_operator()
         self.ticks += 1
         if kind in ("stall", "disconnect") or not self._session.open:
             return
         self._send_state(self._state_frame(now_ns, applied), kind)
+
+    def _emulated_operator(self) -> None:
+        """Set the robot back upright (joints as they are) once it lay tilted for ``operator_s``."""
+        x, y = self._state.quaternion[:2]
+        fallen = 1.0 - 2.0 * (x * x + y * y) < np.cos(FALLEN_TILT_RAD)
+        self._fallen_ticks = self._fallen_ticks + 1 if fallen else 0
+        if self._operator_ticks and self._fallen_ticks >= self._operator_ticks:
+            self._state = self.sim.reset(np.clip(self._state.q, JOINT_LOWER_RAD, JOINT_UPPER_RAD))
+            self._fallen_ticks = 0
+            self.rightings += 1
 
     def _switch_burst(self, burst, now_ns: int) -> None:
         if burst == self._burst:

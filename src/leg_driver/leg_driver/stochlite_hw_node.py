@@ -64,6 +64,8 @@ PARAMETERS = {
     "reset_tolerance_rad": Param(float, "Reset succeeds once every servo is this close to the standing pose [rad] "
                                  "for 10 cycles.", POSITIVE),
     "reset_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
+    "reset_max_tilt_rad": Param(float, "A reset fails when the IMU says the base is tilted more than this from "
+                                "upright [rad] (fallen, on its back): the robot needs the operator.", POSITIVE),
     "reset_max_step_rad": Param(float, "Largest change of a servo target per cycle during a reset [rad]: it may stand "
                                 "the robot up from lying, which a fast move flips over.", POSITIVE),
     "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
@@ -94,7 +96,7 @@ class StochliteHwInterfaceNode(Node):
         limits = PositionLimits(tuple(JOINT_LOWER_RAD + margin), tuple(JOINT_UPPER_RAD - margin), p["max_step_rad"])
         settings = PositionSettings(p["loop_rate_hz"], p["spin_us"], p["command_timeout_s"], p["state_timeout_cycles"],
                                     p["max_ack_lag_cycles"], p["reset_tolerance_rad"], p["reset_timeout_s"],
-                                    p["reset_max_step_rad"])
+                                    p["reset_max_step_rad"], p["reset_max_tilt_rad"])
         link = SerialLink(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
                           int(p["reconnect_period_s"] * NS_PER_S), Robot.STOCHLITE)
         self._state_pub = self.create_publisher(JointState, f"{NAMESPACE}/{JOINT_STATES_TOPIC}", ROBOT_QOS)

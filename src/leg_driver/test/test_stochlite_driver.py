@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pybullet
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,9 +24,11 @@ from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, joint_targets, standing_joint_targets
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES, JOINT_UPPER_RAD
 
+from leg_driver.emulator import FaultPlan
+from leg_driver.position_loop import base_tilt_rad
 from leg_driver.protocol_frames import Robot
 from leg_driver.serial_link import SerialLink
-from leg_driver.stochlite_emulator import RealtimeStochliteSimulation
+from leg_driver.stochlite_emulator import EmulatedStochliteMcu, RealtimeStochliteSimulation
 from leg_driver.stochlite_estimator_node import StochliteEstimatorNode
 from leg_driver.stochlite_hw_node import StochliteHwInterfaceNode
 
@@ -147,7 +150,9 @@ def test_disarmed_start_hold_on_arming_then_clamped_rate_limited_targets_and_rej
     stream(executor, client, stand + 0.3, 0.2)  # disarmed: ignored
     assert not driver.loop.armed
     assert all(list(s.name) == list(JOINT_NAMES) for s in client.states)
-    assert client.imu[-1].header.frame_id == "base" and client.imu[-1].header.stamp == client.states[-1].header.stamp
+    imu_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in client.imu}
+    assert client.imu[-1].header.frame_id == "base"
+    assert (client.states[-5].header.stamp.sec, client.states[-5].header.stamp.nanosec) in imu_stamps  # one IMU per state
     t_arm = time.monotonic_ns()
     assert call(executor, client.enable, SetBool.Request(data=True)).message.startswith("armed")
     spin_until(executor, lambda: False, 0.2)  # armed, no fresh command: hold
@@ -292,3 +297,27 @@ def test_the_robot_parameter_picks_the_stochlite_profile_and_a_missing_port_is_n
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "parameter 'port' is empty" in proc.stderr and "mdemorl emulate robot:=stochlite" in proc.stderr
+
+
+def test_base_tilt_from_the_imu_quaternion():
+    assert base_tilt_rad((0.0, 0.0, 0.0, 1.0)) == pytest.approx(0.0)
+    assert base_tilt_rad((0.0, math.sin(0.25), 0.0, math.cos(0.25))) == pytest.approx(0.5)  # pitched 0.5 rad
+    assert base_tilt_rad((1.0, 0.0, 0.0, 0.0)) == pytest.approx(math.pi)  # on its back
+
+
+def test_the_emulated_operator_sets_a_fallen_robot_upright_after_a_second(tmp_path):
+    mcu = EmulatedStochliteMcu(tmp_path / "sl.pty", FaultPlan(), operator_s=1.0)
+    try:
+        sim = mcu.sim
+        pybullet.resetBasePositionAndOrientation(sim._body, (0.0, 0.0, 0.1), (1.0, 0.0, 0.0, 0.0),
+                                                 physicsClientId=sim._client)  # on its back
+        now = time.monotonic_ns()
+        for k in range(99):
+            mcu.tick(now + k * 10_000_000)
+        assert mcu.rightings == 0
+        for k in range(99, 110):
+            mcu.tick(now + k * 10_000_000)
+        assert mcu.rightings == 1
+        assert base_tilt_rad(sim.state().quaternion) < 0.1
+    finally:
+        mcu.close()
