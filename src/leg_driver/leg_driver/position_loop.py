@@ -264,18 +264,17 @@ class PositionLoop:
         return self._target
 
     def _reset_tick(self, measured: np.ndarray, tilt_rad: float, now_ns: int) -> None:
+        """Settled = every servo within tolerance for 10 cycles and the base upright; a tilted base waits for the
+        operator until the timeout."""
         request = self._reset
+        upright = tilt_rad <= self.settings.reset_max_tilt_rad
         if now_ns > request.deadline_ns:
-            self._finish_reset(False, f"timed out with servos at {np.round(measured, 3).tolist()} rad")
-        elif np.abs(measured - request.target).max() < self.settings.reset_tolerance_rad:
+            self._finish_reset(False, f"timed out with servos at {np.round(measured, 3).tolist()} rad" + (
+                "" if upright else f" and the base tilted {math.degrees(tilt_rad):.0f} deg from upright (IMU): the "
+                                   f"robot fell or lies on its side or back; set it on its feet and reset again"))
+        elif np.abs(measured - request.target).max() < self.settings.reset_tolerance_rad and upright:
             request.settled += 1
-            if request.settled < RESET_SETTLE_CYCLES:
-                return
-            if tilt_rad > self.settings.reset_max_tilt_rad:
-                self._finish_reset(False, f"servos in the standing pose, but the IMU says the base is tilted "
-                                          f"{math.degrees(tilt_rad):.0f} deg from upright: the robot fell or lies on "
-                                          f"its side or back; disarm, set it on its feet and reset again")
-            else:
+            if request.settled >= RESET_SETTLE_CYCLES:
                 self._finish_reset(True, f"servos at {np.round(measured, 3).tolist()} rad, base tilted "
                                          f"{math.degrees(tilt_rad):.1f} deg")
         else:

@@ -64,8 +64,9 @@ PARAMETERS = {
     "reset_tolerance_rad": Param(float, "Reset succeeds once every servo is this close to the standing pose [rad] "
                                  "for 10 cycles.", POSITIVE),
     "reset_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
-    "reset_max_tilt_rad": Param(float, "A reset fails when the IMU says the base is tilted more than this from "
-                                "upright [rad] (fallen, on its back): the robot needs the operator.", POSITIVE),
+    "reset_max_tilt_rad": Param(float, "A reset waits (until reset_timeout_s) while the IMU says the base is "
+                                "tilted more than this from upright [rad] (fallen, on its back): the robot needs "
+                                "the operator.", POSITIVE),
     "reset_max_step_rad": Param(float, "Largest change of a servo target per cycle during a reset [rad]: it may stand "
                                 "the robot up from lying, which a fast move flips over.", POSITIVE),
     "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
@@ -174,7 +175,10 @@ class StochliteHwInterfaceNode(Node):
         response.success = reset.ok
         response.message = f"standing pose reached: {reset.message}" if reset.ok else f"reset failed: {reset.message}"
         self._episode_pending = reset.ok
-        (self.get_logger().info if reset.ok else self.get_logger().error)(response.message)
+        if reset.ok:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().error(response.message)
         return response
 
     def _publish_diagnostics(self) -> None:
