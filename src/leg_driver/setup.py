@@ -19,5 +19,6 @@ setup(
     maintainer_email="mdemorl@example.com",
     description="Serial protocol, 500 Hz hardware interface and MCU emulator for the 2R leg and StochLite.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["hw_interface_node = leg_driver.hw_interface_node:main"]},
+    entry_points={"console_scripts": ["hw_interface_node = leg_driver.hw_interface_node:main",
+                                      "stochlite_estimator_node = leg_driver.stochlite_estimator_node:main"]},
 )

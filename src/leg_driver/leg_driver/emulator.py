@@ -24,7 +24,7 @@ import numpy as np
 
 from .loop_timing import NS_PER_S, DeadlineClock, request_realtime
 from .protocol_frames import (JOINTS, PROTOCOL_VERSION, Enable, Error, ErrorCode, FrameDecoder, Heartbeat, Hello,
-                              HelloAck, State, Status, Torque, encode)
+                              HelloAck, Robot, State, Status, Torque, encode)
 
 FAULT_KINDS = ("garbage", "bad_crc", "drop", "stall", "delay", "disconnect")
 FAULT_EFFECTS = {
@@ -123,18 +123,22 @@ class PtyPort:
 
 @dataclass
 class Recorder:
-    """CSV of received command frames and fault bursts: ``t_ns,event,seq,tau_hip,tau_knee,detail``."""
+    """CSV of received command frames and fault bursts: ``t_ns,event,seq,<columns>,detail``.
+
+    ``columns``: the command's values (the leg: tau_hip,tau_knee; StochLite: the 12 servo targets)."""
 
     path: Path | None
+    columns: str = "tau_hip,tau_knee"
     lines: list[str] = field(default_factory=list)
 
-    def add(self, t_ns: int, event: str, seq: int = -1, torque=(0.0, 0.0), detail: str = "") -> None:
+    def add(self, t_ns: int, event: str, seq: int = -1, values=None, detail: str = "") -> None:
         if self.path is not None:
-            self.lines.append(f"{t_ns},{event},{seq},{torque[0]!r},{torque[1]!r},{detail}")
+            values = values if values is not None else (0.0,) * len(self.columns.split(","))
+            self.lines.append(f"{t_ns},{event},{seq},{','.join(repr(float(v)) for v in values)},{detail}")
 
     def save(self) -> None:
         if self.path is not None:
-            self.path.write_text("t_ns,event,seq,tau_hip,tau_knee,detail\n" + "".join(f"{x}\n" for x in self.lines))
+            self.path.write_text(f"t_ns,event,seq,{self.columns},detail\n" + "".join(f"{x}\n" for x in self.lines))
 
 
 class EmulatedLegMcu:
@@ -222,8 +226,11 @@ class EmulatedLegMcu:
                 if message.version != PROTOCOL_VERSION:
                     self._send(Error(ErrorCode.VERSION_MISMATCH, PROTOCOL_VERSION))
                     continue
+                if message.robot != Robot.LEG:
+                    self._send(Error(ErrorCode.ROBOT_MISMATCH, Robot.LEG))
+                    continue
                 self._session = McuSession(open=True, last_command_ns=now_ns, ack_seq=frame.seq)
-                self._send(HelloAck(PROTOCOL_VERSION, JOINTS, self.rate_hz))
+                self._send(HelloAck(PROTOCOL_VERSION, JOINTS, self.rate_hz, Robot.LEG))
                 self.recorder.add(now_ns, "HELLO", frame.seq)
             elif not s.open:
                 self._send(Error(ErrorCode.NO_SESSION, 0))

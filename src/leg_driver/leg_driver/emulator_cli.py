@@ -1,4 +1,4 @@
-"""``mdemorl emulate robot:=leg [name:=value ...]``: the emulated leg MCU on a pty until Ctrl-C."""
+"""``mdemorl emulate robot:=leg|stochlite [name:=value ...]``: the emulated robot MCU on a pty until Ctrl-C."""
 from __future__ import annotations
 
 import os
@@ -7,31 +7,37 @@ import sys
 from pathlib import Path
 
 from .emulator import FAULT_EFFECTS, FAULT_KINDS, EmulatedLegMcu, FaultPlan
+from .stochlite_emulator import EmulatedStochliteMcu
 
-ROBOTS = ("leg",)
+ROBOTS = ("leg", "stochlite")
+ROBOT_DEFAULTS = {"leg": {"rate_hz": "500", "watchdog_ms": "20.0"}, "stochlite": {"rate_hz": "100", "watchdog_ms": "50.0"}}
+STOCHLITE_FAULTS = tuple(k for k in FAULT_KINDS if k != "delay")
 ARGUMENTS = {  # name: (default, description)
-    "robot": ("leg", "robot whose MCU is emulated: leg"),
-    "link": ("", "path of the symlink to the pty (what port:= takes); default /tmp/mdemorl-leg-<pid>"),
+    "robot": ("leg", "robot whose MCU is emulated: leg (2 torque joints) or stochlite (12 position servos + IMU)"),
+    "link": ("", "path of the symlink to the pty (what port:= takes); default /tmp/mdemorl-<robot>-<pid>"),
     "faults": ("", f"comma-separated fault bursts, taken in turn: {','.join(FAULT_KINDS)}"),
     "every_s": ("2.0", "seconds between the starts of two fault bursts"),
     "for_s": ("0.2", "length of a fault burst [s]"),
     "first_s": ("2.0", "start of the first burst, seconds after start-up"),
     "noise": ("0.0", "probability per state frame of a single random fault (garbage before it, bad CRC, drop)"),
     "delay_ms": ("20.0", "extra latency of state frames in a delay burst [ms]"),
-    "watchdog_ms": ("20.0", "the MCU zeroes the torque when the host is silent this long [ms]"),
-    "rate_hz": ("500", "MCU tick and state rate [Hz] (physics step 1/rate)"),
+    "watchdog_ms": ("", "the leg's MCU zeroes the torque, StochLite's holds the servos' measured positions, when "
+                    "the host is silent this long [ms]; default 20 (leg), 50 (stochlite)"),
+    "rate_hz": ("", "MCU tick and state rate [Hz]; default 500 (leg; physics step 1/rate), 100 (stochlite)"),
     "seed": ("0", "seed of the random faults"),
     "record": ("", "CSV file for every received command frame and fault burst (written at exit)"),
+    "operator_s": ("1.0", "stochlite: an emulated operator sets the robot upright after it lay fallen this long [s] "
+                   "(0: never; a reset then fails until the emulator restarts)"),
     "realtime_priority": ("0", "SCHED_FIFO priority of the tick loop (0: normal scheduling)"),
 }
-USAGE = "usage: mdemorl emulate robot:=leg [name:=value ...]   (mdemorl emulate --help lists them)"
+USAGE = "usage: mdemorl emulate robot:=leg|stochlite [name:=value ...]   (mdemorl emulate --help lists them)"
 
 
 def print_help() -> None:
     print(USAGE + "\n\narguments:")
     for name, (default, text) in ARGUMENTS.items():
         print(f"  {name}:={default or '<empty>'}\n      {text}")
-    print("\nfault bursts:")
+    print("\nfault bursts (stochlite: all but delay):")
     for kind, effect in FAULT_EFFECTS.items():
         print(f"  {kind}: {effect}")
 
@@ -46,7 +52,9 @@ def parse(words: list[str]) -> dict[str, str]:
         given[name] = value
     args = {name: given.get(name, default) for name, (default, _) in ARGUMENTS.items()}
     if args["robot"] not in ROBOTS:
-        raise ValueError(f"robot:={args['robot']} has no emulated MCU; use robot:=leg")
+        raise ValueError(f"robot:={args['robot']} has no emulated MCU; use robot:=leg or robot:=stochlite")
+    for name, default in ROBOT_DEFAULTS[args["robot"]].items():
+        args[name] = args[name] or default
     return args
 
 
@@ -57,12 +65,18 @@ def number(args: dict[str, str], name: str, kind=float):
         raise ValueError(f"{name}:={args[name]} must be a{'n integer' if kind is int else ' number'}") from None
 
 
-def build(args: dict[str, str]) -> EmulatedLegMcu:
+def build(args: dict[str, str]) -> EmulatedLegMcu | EmulatedStochliteMcu:
     kinds = tuple(k for k in args["faults"].split(",") if k)
     plan = FaultPlan(kinds, number(args, "every_s"), number(args, "for_s"), number(args, "first_s"),
                      number(args, "noise"), number(args, "delay_ms"))
-    link = Path(args["link"] or f"/tmp/mdemorl-leg-{os.getpid()}")
+    link = Path(args["link"] or f"/tmp/mdemorl-{args['robot']}-{os.getpid()}")
     record = Path(args["record"]) if args["record"] else None
+    if args["robot"] == "stochlite":
+        if "delay" in kinds:
+            raise ValueError(f"faults:=delay is not emulated for stochlite; choose from {','.join(STOCHLITE_FAULTS)}")
+        return EmulatedStochliteMcu(link, plan, number(args, "rate_hz", int), number(args, "watchdog_ms"),
+                                    seed=number(args, "seed", int), record=record,
+                                    operator_s=number(args, "operator_s"))
     return EmulatedLegMcu(link, plan, number(args, "rate_hz", int), number(args, "watchdog_ms"),
                           seed=number(args, "seed", int), record=record)
 
@@ -82,13 +96,15 @@ def main(words: list[str]) -> int:
         signal.signal(sig, lambda signum, _frame: stop.append(signum))
     link = mcu.port.link
     faults = ", ".join(mcu.plan.kinds) or "none"
-    print(f"mdemorl emulate: leg MCU on {link} (pty {mcu.port.slave_name}), protocol v1, {mcu.rate_hz} Hz; "
+    robot = args["robot"]
+    print(f"mdemorl emulate: {robot} MCU on {link} (pty {mcu.port.slave_name}), protocol v2, {mcu.rate_hz} Hz; "
           f"fault bursts: {faults}", flush=True)
-    print(f"mdemorl emulate: train with: mdemorl train robot:=leg sim:=none port:={link}", flush=True)
+    print(f"mdemorl emulate: train with: mdemorl train robot:={robot} sim:=none port:={link}", flush=True)
     try:
         scheduling = mcu.run(lambda: bool(stop), number(args, "realtime_priority", int))
     finally:
         mcu.close()
     print(f"mdemorl emulate: stopped after {mcu.ticks} ticks ({mcu.overruns} missed, {scheduling}, "
-          f"{mcu.port.dropped_writes} writes lost to a full pty)", flush=True)
+          f"{mcu.port.dropped_writes} writes lost to a full pty"
+          f"{f', {mcu.rightings} fallen robot(s) set upright' if robot == 'stochlite' else ''})", flush=True)
     return 0

@@ -46,7 +46,7 @@ from .loop_timing import NS_PER_S, request_realtime
 from .loop_process import LinkConfig, LoopProcess
 
 NODE_NAME = "hw_interface"
-ROBOTS = ("leg",)
+ROBOTS = ("leg",)  # robot:=stochlite: stochlite_hw_node.StochliteHwInterfaceNode, chosen in main()
 STATE_BACKLOG = 8  # states queued for publishing while the executor is busy (a reset); older ones are dropped
 
 PARAMETERS = {
@@ -233,9 +233,19 @@ class HwInterfaceNode(Node):
                                                                                        "control loop process"))))
 
 
+def profile_node() -> Node:
+    """The driver of the profile the ``robot`` parameter names: the leg's torque loop, or StochLite's position loop."""
+    from .stochlite_hw_node import StochliteHwInterfaceNode
+
+    probe = Node(f"{NODE_NAME}_profile")  # a ``-r __node:=`` remap names it as the driver: same parameters
+    robot = probe.declare_parameter("robot", "leg").value
+    probe.destroy_node()
+    return StochliteHwInterfaceNode() if robot == "stochlite" else HwInterfaceNode()
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run leg_driver hw_interface_node``."""
-    return run_node(HwInterfaceNode, NODE_NAME, args)
+    return run_node(profile_node, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The leg's binary serial protocol: frame codec and message payloads, free of ROS and of pyserial.
+"""The robots' binary serial protocol (leg and StochLite profiles): frame codec and payloads, free of ROS and pyserial.
 
 Frame (little-endian)::
 
@@ -14,12 +14,12 @@ import enum
 import struct
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # v2: HELLO and HELLO_ACK name the robot; StochLite's STATE and POSITION frames
 START = b"\xa5\x5a"
 HEADER = struct.Struct("<2sBBH")  # start, len, type, seq
 CRC = struct.Struct("<H")
-MAX_PAYLOAD = 64
 JOINTS = 2
+SERVOS = 12  # StochLite: stochlite_simulation.JOINT_NAMES order
 SEQ_MODULO = 1 << 16
 
 
@@ -28,11 +28,20 @@ def crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF)
 
 
+class Robot(enum.IntEnum):
+    """The profile id in HELLO / HELLO_ACK: a driver refuses an MCU of another robot."""
+
+    LEG = 1
+    STOCHLITE = 2
+
+
 class MsgType(enum.IntEnum):
-    HELLO = 0x01  # host -> MCU: protocol version; starts a session (MCU disarms)
-    HELLO_ACK = 0x02  # MCU -> host: protocol version, joints, state rate
+    HELLO = 0x01  # host -> MCU: protocol version, robot; starts a session (MCU disarms)
+    HELLO_ACK = 0x02  # MCU -> host: protocol version, joints, state rate, robot
     STATE = 0x10  # MCU -> host: one per MCU control tick
+    STOCHLITE_STATE = 0x11  # MCU -> host (StochLite): servos and IMU, one per MCU tick
     TORQUE = 0x20  # host -> MCU: joint torques; feeds the MCU watchdog
+    POSITION = 0x22  # host -> MCU (StochLite): 12 servo position targets; feeds the MCU watchdog
     ENABLE = 0x21  # host -> MCU: arm (1) or disarm (0) the motors
     HEARTBEAT = 0x30  # host -> MCU: keeps the session alive while disarmed; feeds the watchdog
     ERROR = 0x40  # MCU -> host: a fault the MCU saw
@@ -54,15 +63,26 @@ class ErrorCode(enum.IntEnum):
     VERSION_MISMATCH = 4  # detail: the MCU's version
     WATCHDOG = 5  # host silent too long: torque zeroed (detail: ms since the last command)
     NO_SESSION = 6  # a command before HELLO (detail: the type byte)
+    ROBOT_MISMATCH = 7  # HELLO names another robot (detail: the MCU's robot id)
+
+
+class ServoFlags(enum.IntFlag):
+    """Per-servo status byte of a STOCHLITE_STATE frame."""
+
+    TORQUE_ON = 0x01  # the servo holds its target (off: limp)
+    POSITION_LIMITED = 0x02  # the MCU clamped the target to the joint's limits
+    OVERLOAD = 0x04
+    OVER_TEMPERATURE = 0x08
 
 
 @dataclass(frozen=True)
 class Hello:
     version: int = PROTOCOL_VERSION
-    FORMAT = struct.Struct("<B")
+    robot: int = Robot.LEG
+    FORMAT = struct.Struct("<BB")
 
     def pack(self) -> bytes:
-        return self.FORMAT.pack(self.version)
+        return self.FORMAT.pack(self.version, self.robot)
 
 
 @dataclass(frozen=True)
@@ -70,10 +90,11 @@ class HelloAck:
     version: int
     joints: int
     state_rate_hz: int
-    FORMAT = struct.Struct("<BBH")
+    robot: int = Robot.LEG
+    FORMAT = struct.Struct("<BBHB")
 
     def pack(self) -> bytes:
-        return self.FORMAT.pack(self.version, self.joints, self.state_rate_hz)
+        return self.FORMAT.pack(self.version, self.joints, self.state_rate_hz, self.robot)
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,48 @@ class State:
     def unpack(cls, payload: bytes) -> State:
         t, ack, status, *v = cls.FORMAT.unpack(payload)
         return cls(t, ack, Status(status), (v[0], v[1]), (v[2], v[3]), (v[4], v[5]))
+
+
+@dataclass(frozen=True)
+class StochliteState:
+    """StochLite's servos and IMU: MCU time [us, wraps], ``ack_seq`` (last POSITION/HEARTBEAT applied),
+    status, 12 positions [rad], velocities [rad/s], torques [N*m], per-servo :class:`ServoFlags`, and
+    the IMU: quaternion (x, y, z, w), gyro [rad/s, base frame], accelerometer [m/s^2, specific force]."""
+
+    mcu_time_us: int
+    ack_seq: int
+    status: Status
+    position: tuple[float, ...]
+    velocity: tuple[float, ...]
+    torque: tuple[float, ...]
+    servo_flags: tuple[int, ...]
+    quaternion: tuple[float, float, float, float]
+    gyro: tuple[float, float, float]
+    accel: tuple[float, float, float]
+    FORMAT = struct.Struct(f"<IHH{3 * SERVOS}f{SERVOS}B10f")
+
+    def pack(self) -> bytes:
+        return self.FORMAT.pack(self.mcu_time_us, self.ack_seq, self.status, *self.position, *self.velocity,
+                                *self.torque, *self.servo_flags, *self.quaternion, *self.gyro, *self.accel)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> StochliteState:
+        t, ack, status, *v = cls.FORMAT.unpack(payload)
+        n = SERVOS
+        imu = [float(x) for x in v[4 * n:]]
+        return cls(t, ack, Status(status), tuple(v[:n]), tuple(v[n:2 * n]), tuple(v[2 * n:3 * n]),
+                   tuple(v[3 * n:4 * n]), tuple(imu[:4]), tuple(imu[4:7]), tuple(imu[7:10]))
+
+
+@dataclass(frozen=True)
+class Position:
+    """StochLite: 12 servo position targets [rad], JOINT_NAMES order."""
+
+    target: tuple[float, ...]
+    FORMAT = struct.Struct(f"<{SERVOS}f")
+
+    def pack(self) -> bytes:
+        return self.FORMAT.pack(*self.target)
 
 
 @dataclass(frozen=True)
@@ -135,10 +198,12 @@ class Error:
         return self.FORMAT.pack(self.code, self.detail)
 
 
-PAYLOADS = {MsgType.HELLO: Hello, MsgType.HELLO_ACK: HelloAck, MsgType.STATE: State, MsgType.TORQUE: Torque,
+PAYLOADS = {MsgType.HELLO: Hello, MsgType.HELLO_ACK: HelloAck, MsgType.STATE: State,
+            MsgType.STOCHLITE_STATE: StochliteState, MsgType.TORQUE: Torque, MsgType.POSITION: Position,
             MsgType.ENABLE: Enable, MsgType.HEARTBEAT: Heartbeat, MsgType.ERROR: Error}
 TYPES = {cls: msg_type for msg_type, cls in PAYLOADS.items()}
-Message = Hello | HelloAck | State | Torque | Enable | Heartbeat | Error
+MAX_PAYLOAD = max(cls.FORMAT.size for cls in PAYLOADS.values())  # 204, STOCHLITE_STATE; longer: not a frame start
+Message = Hello | HelloAck | State | StochliteState | Torque | Position | Enable | Heartbeat | Error
 
 
 def unpack_payload(msg_type: MsgType, payload: bytes) -> Message:
@@ -146,11 +211,13 @@ def unpack_payload(msg_type: MsgType, payload: bytes) -> Message:
     cls = PAYLOADS[msg_type]
     if len(payload) != cls.FORMAT.size:
         raise ValueError(f"{msg_type.name} payload is {len(payload)} bytes, expected {cls.FORMAT.size}")
-    if cls is State:
-        return State.unpack(payload)
+    if cls in (State, StochliteState):
+        return cls.unpack(payload)
     fields = cls.FORMAT.unpack(payload)
     if cls is Torque:
         return Torque((fields[0], fields[1]))
+    if cls is Position:
+        return Position(tuple(fields))
     if cls is Error:
         return Error(ErrorCode(fields[0]) if fields[0] in ErrorCode._value2member_map_ else fields[0], fields[1])
     if cls is Enable:

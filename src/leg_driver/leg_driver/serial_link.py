@@ -11,7 +11,7 @@ import enum
 import serial
 
 from .protocol_frames import (PROTOCOL_VERSION, Error, ErrorCode, Frame, FrameDecoder, Hello, HelloAck, Message,
-                              encode)
+                              Robot, encode)
 
 READ_LIMIT = 4096
 
@@ -25,8 +25,10 @@ class LinkState(enum.Enum):
 class SerialLink:
     """One serial port to the MCU; call :meth:`poll` once per control cycle, then :meth:`send`."""
 
-    def __init__(self, port: str, baud: int, handshake_timeout_ns: int, reconnect_period_ns: int) -> None:
+    def __init__(self, port: str, baud: int, handshake_timeout_ns: int, reconnect_period_ns: int,
+                 robot: Robot = Robot.LEG) -> None:
         self.port = port
+        self.robot = robot
         self.baud = baud
         self.handshake_timeout_ns = handshake_timeout_ns
         self.reconnect_period_ns = reconnect_period_ns
@@ -72,6 +74,8 @@ class SerialLink:
             message = frame.message
             if isinstance(message, HelloAck):
                 self._on_hello_ack(message)
+            elif isinstance(message, Error) and message.code == ErrorCode.ROBOT_MISMATCH:
+                self.last_error = self._wrong_robot(message.detail)
             elif isinstance(message, Error) and message.code == ErrorCode.NO_SESSION:
                 self.restart_session(now_ns)
             elif self.connected or isinstance(message, Error):
@@ -126,12 +130,20 @@ class SerialLink:
 
     def _greet(self, now_ns: int) -> None:
         self._hello_ns = now_ns
-        self.send(Hello(PROTOCOL_VERSION), now_ns)
+        self.send(Hello(PROTOCOL_VERSION, self.robot), now_ns)
+
+    def _wrong_robot(self, mcu_robot: int) -> str:
+        name = Robot(mcu_robot).name.lower() if mcu_robot in Robot._value2member_map_ else f"robot id {mcu_robot}"
+        return (f"the MCU on {self.port} drives a {name}, this driver the {self.robot.name.lower()}: refusing to "
+                f"connect or arm; set robot:= to match the hardware or use the right port")
 
     def _on_hello_ack(self, ack: HelloAck) -> None:
         if ack.version != PROTOCOL_VERSION:
             self.last_error = (f"the MCU on {self.port} speaks protocol v{ack.version}, this driver v"
                                f"{PROTOCOL_VERSION}: flash matching firmware or use a matching leg_driver")
+            return
+        if ack.robot != self.robot:
+            self.last_error = self._wrong_robot(ack.robot)
             return
         if self.state is LinkState.HANDSHAKING:
             self.handshakes += 1

@@ -31,15 +31,19 @@ class Emulator:
     record: Path
     banner: str
 
-    def stop(self) -> list[Row]:
-        """SIGINT, wait, and return every recorded row (received command frames and fault bursts)."""
+    def stop_records(self) -> list[dict[str, str]]:
+        """SIGINT, wait, and return every recorded row as the CSV's columns (any robot)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         out, err = self.proc.communicate(timeout=10)
         assert self.proc.returncode == 0, f"emulator exit {self.proc.returncode}:\n{out}\n{err}"
         with self.record.open() as stream:
-            return [Row(int(r["t_ns"]), r["event"], int(r["seq"]), (float(r["tau_hip"]), float(r["tau_knee"])),
-                        r["detail"]) for r in csv.DictReader(stream)]
+            return list(csv.DictReader(stream))
+
+    def stop(self) -> list[Row]:
+        """SIGINT, wait, and return every recorded row of the leg's MCU (received command frames and fault bursts)."""
+        return [Row(int(r["t_ns"]), r["event"], int(r["seq"]), (float(r["tau_hip"]), float(r["tau_knee"])),
+                    r["detail"]) for r in self.stop_records()]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Hardware-in-the-loop as a user runs it: `mdemorl emulate robot:=leg`, then `mdemorl train sim:=none port:=...`."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -22,3 +23,28 @@ def test_train_through_the_serial_driver_and_the_emulated_mcu(start_emulator, ro
     torques = [r.torque for r in rows if r.event == "TORQUE"]
     assert sum(t != (0.0, 0.0) for t in torques) > 1000  # 200 training + 1000 evaluation steps, plus resets
     assert [r.detail for r in rows if r.event == "ENABLE"][-1] == "0"  # disarmed at the end
+
+
+def test_train_stochlite_through_its_profile_the_estimator_and_the_emulated_mcu(start_emulator, tmp_path):
+    emulator = start_emulator("robot:=stochlite")
+    assert "train robot:=stochlite sim:=none" in emulator.proc.stdout.readline()
+    env = {**ros_env_for_stochlite(), "PYTHONUNBUFFERED": "1"}
+    run_dir = tmp_path / "hil_stochlite"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stochlite_bringup.launcher", "train", "robot:=stochlite", "sim:=none",
+         f"port:={emulator.link}", "epochs:=1", "steps_per_epoch:=200", f"run_dir:={run_dir}"],
+        capture_output=True, text=True, env=env, timeout=300)
+    rows = emulator.stop_records()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "mdemorl: learner finished: the run is complete" in proc.stdout
+    assert "[stochlite_hw_interface]" in proc.stdout and "[stochlite_estimator]" in proc.stdout
+    with open(run_dir / "progress.csv") as stream:
+        progress = list(csv.DictReader(stream))
+    assert len(progress) == 1 and int(progress[0]["env_steps"]) == 200
+    assert sum(r["event"] == "POSITION" for r in rows) > 200  # the agent's servo targets reached the MCU
+    assert [r["detail"] for r in rows if r["event"] == "ENABLE"][-1] == "0"  # disarmed at the end
+
+
+def ros_env_for_stochlite() -> dict[str, str]:
+    """This test's ROS domain: the stochlite range 50-59, localhost only."""
+    return dict(os.environ, ROS_DOMAIN_ID=str(50 + os.getpid() % 10), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")

@@ -1,16 +1,24 @@
-"""The frame codec on every frame type, truncated frames, garbage between frames and bad CRCs."""
+"""The frame codec on every frame type (leg and StochLite profiles), truncated frames, garbage and bad CRCs."""
 import random
 
 import pytest
 
-from leg_driver.protocol_frames import (MAX_PAYLOAD, PROTOCOL_VERSION, START, Enable, Error, ErrorCode, Frame,
-                                        FrameDecoder, Heartbeat, Hello, HelloAck, MsgType, State, Status, Torque,
-                                        crc16, encode)
+from leg_driver.protocol_frames import (MAX_PAYLOAD, PROTOCOL_VERSION, SERVOS, START, Enable, Error, ErrorCode,
+                                        Frame, FrameDecoder, Heartbeat, Hello, HelloAck, MsgType, Position, Robot,
+                                        ServoFlags, State, Status, StochliteState, Torque, crc16, encode)
 
 STATE = State(mcu_time_us=4_000_000_123, ack_seq=65535, status=Status.ARMED | Status.TORQUE_LIMITED,
               position=(0.5, -1.25), velocity=(-3.0, 2.5), torque=(10.0, -0.125))
-MESSAGES = [Hello(), HelloAck(PROTOCOL_VERSION, 2, 500), STATE, Torque((1.5, -2.25)), Enable(True), Enable(False),
-            Heartbeat(), Error(ErrorCode.BAD_CRC, 7)]
+STOCHLITE_STATE = StochliteState(
+    mcu_time_us=123_456, ack_seq=42, status=Status.ARMED | Status.WATCHDOG,
+    position=tuple(0.25 * k - 1.5 for k in range(SERVOS)), velocity=tuple(-0.5 * k for k in range(SERVOS)),
+    torque=tuple(0.125 * k for k in range(SERVOS)),
+    servo_flags=tuple(int(ServoFlags.TORQUE_ON | (ServoFlags.POSITION_LIMITED if k == 3 else 0)) for k in range(SERVOS)),
+    quaternion=(0.0, 0.5, 0.0, 0.75), gyro=(0.125, -0.25, 1.5), accel=(0.5, -0.25, 9.75))
+MESSAGES = [Hello(), Hello(PROTOCOL_VERSION, Robot.STOCHLITE), HelloAck(PROTOCOL_VERSION, 2, 500),
+            HelloAck(PROTOCOL_VERSION, SERVOS, 100, Robot.STOCHLITE), STATE, STOCHLITE_STATE, Torque((1.5, -2.25)),
+            Position(tuple(0.5 - 0.125 * k for k in range(SERVOS))), Enable(True), Enable(False), Heartbeat(),
+            Error(ErrorCode.BAD_CRC, 7), Error(ErrorCode.ROBOT_MISMATCH, Robot.STOCHLITE)]
 
 
 def test_crc_is_ccitt_false():
@@ -84,3 +92,24 @@ def test_a_valid_frame_of_unknown_type_or_wrong_length_is_counted_not_returned()
     decoder = FrameDecoder()
     assert decoder.feed(stream + encode(Heartbeat(), 3)) == [Frame(3, Heartbeat())]
     assert decoder.bad_frames == 2 and decoder.crc_errors == 0
+
+
+def test_the_stochlite_frames_have_their_documented_sizes():
+    assert len(encode(STOCHLITE_STATE, 1)) == 8 + 204 and MAX_PAYLOAD == 204  # docs/serial_protocol.md
+    assert len(encode(Position((0.0,) * SERVOS), 1)) == 8 + 48
+    assert encode(Hello(PROTOCOL_VERSION, Robot.STOCHLITE), 1)[6:8] == bytes([PROTOCOL_VERSION, 2])
+
+
+def test_a_stochlite_state_cut_off_or_corrupted_is_dropped_and_the_next_survives():
+    frame = encode(STOCHLITE_STATE, 9)
+    decoder = FrameDecoder()
+    assert decoder.feed(frame[:100]) == []
+    assert decoder.feed(frame[100:]) == [Frame(9, STOCHLITE_STATE)]
+    bad = bytearray(frame)
+    bad[50] ^= 0x01  # one flipped bit inside the servo positions
+    assert decoder.feed(bytes(bad) + encode(Position((0.125,) * SERVOS), 10)) == [Frame(10, Position((0.125,) * SERVOS))]
+    assert decoder.crc_errors == 1
+    wrong_length = encode(Position((0.125,) * SERVOS), 11)
+    body = bytes([wrong_length[2] - 4]) + wrong_length[3:6] + wrong_length[6:-6]  # 11 targets
+    from leg_driver.protocol_frames import CRC
+    assert decoder.feed(START + body + CRC.pack(crc16(body))) == [] and decoder.bad_frames == 1

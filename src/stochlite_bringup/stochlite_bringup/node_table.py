@@ -76,9 +76,6 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"{name}:={args[name]} must be a {'non-negative' if name == 'seed' else 'positive'} integer")
     robot, sim = args["robot"], args["sim"]
     in_pybullet = robot in (LEG_TASK_NAME, STOCHLITE_TASK_NAME)
-    if robot == STOCHLITE_TASK_NAME and sim == "none":
-        raise ValueError("robot:=stochlite sim:=none needs StochLite's hardware profile in leg_driver, which is not "
-                         "built yet: train it in simulation with sim:=pybullet")
     if sim == "none" and not args["port"]:
         raise ValueError("sim:=none drives the real robot and needs port:=<serial device>, e.g. port:=/dev/ttyACM0")
     if sim == "pybullet" and not in_pybullet:
@@ -88,7 +85,7 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
     if args["rviz"] == "true" and robot not in ROBOT_DESCRIPTIONS:
         raise ValueError(f"rviz:=true shows the model of the leg or StochLite; robot:={robot} has no URDF: watch "
                          "/mdemorl/status in rqt_plot instead")
-    if sim == "none" and robot != LEG_TASK_NAME:
+    if sim == "none" and not in_pybullet:
         raise ValueError(f"robot:={robot} is a simulated benchmark with no hardware; use sim:=mujoco")
     return args
 
@@ -102,7 +99,14 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     agent = {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "run_dir": args["run_dir"],
              "resume": resume}
     d_env_log = {"resume_log": str(Path(args["run_dir"]) / "d_env")} if resume else {}  # the learner's log
-    if args["sim"] == "none":
+    estimator = []
+    if args["sim"] == "none" and robot == STOCHLITE_TASK_NAME:  # StochLite's profile; the estimator makes task_step
+        robot_side = NodeSpec("leg_driver", "hw_interface_node", "stochlite_hw_interface", "stochlite_hw_interface.yaml",
+                              {"robot": robot, "port": args["port"]}, side="robot")
+        estimator = [NodeSpec("leg_driver", "stochlite_estimator_node", "stochlite_estimator",
+                              "stochlite_estimator.yaml", side="robot")]
+        agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
+    elif args["sim"] == "none":
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
                               {"robot": robot, "port": args["port"]}, side="robot")
         agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
@@ -111,6 +115,7 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                               {"robot": robot, "seed": seed}, side="robot")
     nodes = [
         robot_side,
+        *estimator,
         NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent, ends_run=args["part"] == "robot",
                  side="robot"),
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",

@@ -41,6 +41,18 @@ def test_sim_none_swaps_in_the_serial_driver_on_the_port():
     assert "sim_bridge" not in [n.name for n in nodes]
 
 
+def test_stochlite_sim_none_runs_its_driver_profile_and_the_estimator_on_the_robot_side():
+    args = {"robot": "stochlite", "sim": "none", "port": "/dev/ttyUSB0"}
+    nodes = training_nodes(resolve_arguments(args))
+    assert [n.name for n in nodes[:3]] == ["stochlite_hw_interface", "stochlite_estimator", "agent"]
+    assert nodes[0].executable == "hw_interface_node" and nodes[0].parameters == {"robot": "stochlite",
+                                                                                   "port": "/dev/ttyUSB0"}
+    assert nodes[1].executable == "stochlite_estimator_node"
+    assert nodes[2].parameters["max_policy_lag"] == 0
+    robot_side = training_nodes(resolve_arguments({**args, "part": "robot"}))
+    assert [n.name for n in robot_side] == ["stochlite_hw_interface", "stochlite_estimator", "agent"]
+
+
 def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
     nodes = training_nodes(resolve_arguments({"robot": "HalfCheetah-v5", "sim": "mujoco", "seed": "4"}))
     assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner", "recorder"]
@@ -93,7 +105,6 @@ def test_rviz_shows_the_robots_urdf_with_the_joints_its_joint_states_name(robot,
     ({"sim": "none"}, "needs port:="),
     ({"robot": "Hopper-v5"}, "use sim:=mujoco"),
     ({"robot": "stochlite", "sim": "mujoco"}, "robot:=stochlite is simulated in PyBullet: use sim:=pybullet"),
-    ({"robot": "stochlite", "sim": "none", "port": "/dev/ttyACM0"}, "needs StochLite's hardware profile"),
     ({"robot": "leg", "sim": "mujoco"}, "use sim:=pybullet"),
     ({"robot": "Ant-v5", "sim": "none", "port": "/dev/ttyACM0"}, "no hardware; use sim:=mujoco"),
     ({"robot": "Ant-v5", "sim": "mujoco", "rviz": "true"}, "robot:=Ant-v5 has no URDF: watch /mdemorl/status"),
