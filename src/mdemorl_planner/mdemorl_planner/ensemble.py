@@ -15,6 +15,7 @@ from torch.nn import functional as F
 LOGVAR_BOUND_PENALTY = 0.01  # weight of the penalty that keeps the learned log-variance bounds tight
 MIN_RELATIVE_IMPROVEMENT = 0.01  # a member "improves" when its validation MSE drops by more than 1 %
 EVAL_CHUNK_ROWS = 20_000  # rows per forward pass when evaluating the held-out split
+RANGE_MARGIN = 0.1  # predicted states and rewards may leave the fitted data's range by 10 % of its span
 
 
 class ProbabilisticEnsemble(nn.Module):
@@ -43,6 +44,8 @@ class ProbabilisticEnsemble(nn.Module):
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
         self.register_buffer("elite_indices", torch.arange(num_elites))
+        self.register_buffer("output_low", torch.full((self.out_dim,), -math.inf))  # bounds of (x', r): see step
+        self.register_buffer("output_high", torch.full((self.out_dim,), math.inf))
         self._elite_cache: tuple[torch.dtype, list[torch.Tensor], list[torch.Tensor]] | None = None
         self.optimizer = torch.optim.Adam([
             {"params": list(self.weights), "weight_decay": weight_decay},
@@ -129,6 +132,11 @@ class ProbabilisticEnsemble(nn.Module):
                         if num_holdout > 0 else (train_x, train_y))
 
         self.input_mean.copy_(train_x.mean(dim=0))
+        outputs = torch.as_tensor(np.concatenate([np.concatenate([obs, next_obs]), np.reshape(
+            np.concatenate([reward, reward]), (-1, 1))], axis=-1), dtype=torch.float32)
+        low, high = outputs.min(dim=0).values, outputs.max(dim=0).values
+        self.output_low.copy_(low - RANGE_MARGIN * (high - low))
+        self.output_high.copy_(high + RANGE_MARGIN * (high - low))
         self.input_std.copy_(train_x.std(dim=0, correction=0).clamp_min(1e-6))
         num_train = train_x.shape[0]
         bootstrap = torch.as_tensor(self._split_rng.integers(num_train, size=(self.num_members, num_train)))
@@ -179,7 +187,9 @@ class ProbabilisticEnsemble(nn.Module):
         (callers lay out exchangeable rows so that blocks mix them: ``dmd_mpc.rollout`` puts samples
         first). A sample is drawn from that member's Gaussian. deterministic=True returns the mean of
         the elites' predicted means (no randomness). Under CPU autocast the matmuls run in its dtype
-        (the state update stays in float32).
+        (the state update stays in float32). Next states and rewards are clamped to the range of the
+        last ``fit``'s data widened by ``RANGE_MARGIN`` of its span, so that a rollout that leaves the
+        data cannot compound into huge states and rewards (StochLite's reached 1e5 in 15 steps).
         """
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
         weights, biases = self._elite_layers(dtype)
@@ -199,4 +209,5 @@ class ProbabilisticEnsemble(nn.Module):
                 noise = torch.randn(mean.shape, generator=generator)
                 prediction = (mean + torch.exp(0.5 * logvar) * noise).reshape(-1, self.out_dim)[:num_rows]
         prediction = prediction.reshape(*batch_shape, self.out_dim)
-        return obs + prediction[..., :-1], prediction[..., -1]
+        next_obs = torch.clamp(obs + prediction[..., :-1], self.output_low[:-1], self.output_high[:-1])
+        return next_obs, torch.clamp(prediction[..., -1], self.output_low[-1], self.output_high[-1])

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mdemorl_planner.ensemble import ProbabilisticEnsemble
+from mdemorl_planner.ensemble import RANGE_MARGIN, ProbabilisticEnsemble
 
 torch.set_num_threads(1)
 
@@ -129,3 +129,26 @@ def test_state_dict_round_trip(fitted):
         expected = model.step(obs, act, deterministic, torch.Generator().manual_seed(4))
         actual = clone.step(obs, act, deterministic, torch.Generator().manual_seed(4))
         torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_predictions_stay_within_the_fitted_range_plus_margin(fitted):
+    model, _ = fitted
+    obs, _, reward, next_obs = linear_data(2000, seed=1)  # the fixture's data
+    states = np.concatenate([obs, next_obs])
+    span = states.max(0) - states.min(0)
+    np.testing.assert_allclose(model.output_low[:OBS_DIM].numpy(), states.min(0) - RANGE_MARGIN * span, atol=1e-5)
+    np.testing.assert_allclose(model.output_high[OBS_DIM].item(), reward.max() + RANGE_MARGIN * np.ptp(reward),
+                               atol=1e-5)
+    far = torch.full((7, OBS_DIM), 50.0)  # far outside the data: the linear system would map it to ~65
+    next_far, reward_far = model.step(far, torch.ones(7, ACT_DIM), deterministic=True)
+    torch.testing.assert_close(next_far, model.output_high[:OBS_DIM].expand(7, -1))
+    assert (reward_far >= model.output_low[OBS_DIM]).all() and (reward_far <= model.output_high[OBS_DIM]).all()
+    inside, _ = model.step(torch.as_tensor(obs[:100]), torch.zeros(100, ACT_DIM), deterministic=True)
+    assert (inside > model.output_low[:OBS_DIM]).all() and (inside < model.output_high[:OBS_DIM]).all()
+
+
+def test_an_unfitted_model_does_not_clamp():
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=2, num_elites=1, hidden_size=8, num_layers=1)
+    assert torch.isinf(model.output_low).all() and torch.isinf(model.output_high).all()
+    next_obs, _ = model.step(torch.full((3, OBS_DIM), 1e6), torch.zeros(3, ACT_DIM), deterministic=True)
+    assert (next_obs > 1e5).all()

@@ -26,7 +26,6 @@ GRAVITY_M_PER_S2 = 9.81
 KP_NM_PER_RAD = 400.0
 KD_NM_S_PER_RAD = 10.0
 TORQUE_LIMIT_NM = 7.0
-MAX_JOINT_VELOCITY_RAD_PER_S = 10.0
 FOOT_FRICTION = 1.0
 DROP_HEIGHT_M = 0.28  # base origin above the plane when dropped (feet at 0.25 + 0.015 m)
 MAX_SLOPE_DEG = 30.0
@@ -99,8 +98,10 @@ class StochliteSimulation:
         for joint in self.joint_indices:
             pybullet.setJointMotorControl2(self._body, joint, pybullet.VELOCITY_CONTROL, force=0.0,
                                            physicsClientId=self._client)
+            # No maxJointVelocity clamp: PyBullet's clamp at the servos' 10 rad/s threw the robot
+            # (base at 10 m/s, fallen in 8 steps under random actions); see docs/stochlite.md.
             pybullet.changeDynamics(self._body, joint, linearDamping=0.0, angularDamping=0.0,
-                                    maxJointVelocity=MAX_JOINT_VELOCITY_RAD_PER_S, physicsClientId=self._client)
+                                    physicsClientId=self._client)
         self.time_s = 0.0
         self._previous_velocity = np.zeros(3)
         self._last_torque = np.zeros(len(JOINT_NAMES))
