@@ -6,7 +6,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .emulator import FAULT_EFFECTS, FAULT_KINDS, EmulatedLegMcu, FaultPlan
+from .emulated_mcu import FAULT_EFFECTS, FAULT_KINDS, FaultPlan
+from .emulator import EmulatedLegMcu
 from .stochlite_emulator import EmulatedStochliteMcu
 
 ROBOTS = ("leg", "stochlite")

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .control_loop import ZERO, ControlLoop, HomeRequest, LoopSettings, SafetyLimits, StateSample, command_problem
+from .control_loop import ControlLoop, HomeRequest, LoopSettings, SafetyLimits, StateSample, effort_commands
 from .loop_timing import request_realtime
 from .serial_link import SerialLink
 
@@ -110,19 +110,25 @@ class LoopProcess:
         self._reader = threading.Thread(target=self._read, name="leg_loop_reader", daemon=True)
         self.timing_log: list[tuple[int, int]] | None = None
         self.armed = False
-        self.rejected = 0
+        self._commands = effort_commands()  # checked here, where rejections are counted and logged
 
     def start(self) -> None:
         self._process.start()
         self._reader.start()
 
+    @property
+    def rejected(self) -> int:
+        return self._commands.rejected
+
+    @property
+    def fault(self) -> str:
+        """Why the link is unusable ('' when healthy), as of the last :meth:`counters`."""
+        return str(self._counters.get("fault", "starting"))
+
     def offer(self, values, now_ns: int) -> str:
         """Pass an effort command on (zero torque if malformed); return the problem ('' if none)."""
-        values = list(values)
-        problem = command_problem(values)
-        if problem:
-            self.rejected += 1
-        self._send(("cmd", ZERO if problem else (float(values[0]), float(values[1])), now_ns))
+        problem = self._commands.offer(values, now_ns)
+        self._send(("cmd", *self._commands.latest))
         return problem
 
     def set_armed(self, armed: bool) -> None:

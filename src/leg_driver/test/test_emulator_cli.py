@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from leg_driver.emulator import FaultPlan
+from leg_driver.emulated_mcu import FaultPlan
 
 
 @pytest.mark.parametrize("words, message", [

@@ -21,7 +21,7 @@ from std_srvs.srv import SetBool
 from stochlite_bringup.package_files import package_file
 from stochlite_bringup.sim_bridge_node import start_joint_angles
 
-from leg_driver.emulator import FAULT_KINDS
+from leg_driver.emulated_mcu import FAULT_KINDS
 
 EVERY_S, FOR_S, FIRST_S = 1.0, 0.15, 3.0
 RECOVERY_S = {"disconnect": 0.8}  # reconnect period 0.2 s + handshake; others: the next states

@@ -24,7 +24,7 @@ from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, joint_targets, standing_joint_targets
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES, JOINT_UPPER_RAD
 
-from leg_driver.emulator import FaultPlan
+from leg_driver.emulated_mcu import FaultPlan
 from leg_driver.position_loop import base_tilt_rad
 from leg_driver.protocol_frames import Robot
 from leg_driver.serial_link import SerialLink

@@ -1,0 +1,250 @@
+"""What the leg's torque loop and StochLite's position loop share: one cycle over the serial link on a thread.
+
+Each cycle: read the MCU's frames, check the link, let the profile decide its command, send it
+(after an ENABLE while the MCU's arming differs from ours), then hand the newest state on. The link
+is faulty when it is down, when no state came within ``state_timeout_cycles``, or when the MCU
+acknowledges commands more than ``max_ack_lag_cycles`` late. A command counts only if it is newer
+than ``command_timeout_s`` and arrived after the last arming, link fault or reset; a lapse is a
+watchdog trip. What the robot does then (its safe state) is the profile's business.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .loop_timing import NS_PER_S, DeadlineClock, PeriodStats
+from .protocol_frames import Enable, Error, ErrorCode, Message, Status
+from .serial_link import SerialLink
+
+ENABLE_RESEND_CYCLES = 10
+
+
+def values_problem(values: list, count: int, expected: str) -> str:
+    """What is wrong with a command of ``count`` values (``expected`` says which), or '' if it can be applied."""
+    if len(values) != count:
+        return f"has {len(values)} values, expected {count} {expected}"
+    if not all(math.isfinite(v) for v in values):
+        return "contains NaN or inf (check the policy output before publishing)"
+    return ""
+
+
+class CommandSlot:
+    """Latest command and its arrival time, swapped as one tuple (no lock); malformed commands are counted.
+
+    ``fallback`` replaces a malformed command (None: it is ignored and the previous one stays)."""
+
+    def __init__(self, problem: Callable[[list], str], fallback: tuple[float, ...] | None) -> None:
+        self.latest: tuple[tuple[float, ...] | None, int] = (fallback, 0)
+        self.rejected = 0
+        self._problem = problem
+        self._fallback = fallback
+
+    def offer(self, values, now_ns: int) -> str:
+        """Take ``values`` (or count them as rejected); return the problem ('' if none)."""
+        values = list(values)
+        problem = self._problem(values)
+        if not problem:
+            self.latest = (tuple(float(v) for v in values), now_ns)
+        else:
+            self.rejected += 1
+            if self._fallback is not None:
+                self.latest = (self._fallback, now_ns)
+        return problem
+
+
+def deadline_after(timeout_s: float) -> int:
+    """The monotonic time [ns] ``timeout_s`` from now."""
+    return time.monotonic_ns() + int(timeout_s * NS_PER_S)
+
+
+@dataclass
+class ResetRequest:
+    """A move of the joints to ``target`` for the reset service; ``done`` is set once it succeeded or failed."""
+
+    target: tuple[float, ...] | np.ndarray
+    deadline_ns: int
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+    message: str = ""
+    settled: int = 0
+
+
+class McuLoop:
+    """The cycle shared by both profiles; ``on_state`` and ``on_reset_done`` run on the loop thread.
+
+    A profile sets ``STATE`` (its state frame type), ``SAMPLE`` (built from the state, its arrival
+    time and the profile's answer), ``STOP_FRAMES`` (sent before the port closes) and
+    ``THREAD_NAME``, and implements :meth:`_answer`. ``limits`` are the profile's; ``settings`` has at
+    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles`` and ``max_ack_lag_cycles``.
+    """
+
+    STATE: type
+    SAMPLE: type
+    STOP_FRAMES: tuple[Message, ...]
+    THREAD_NAME: str
+
+    def __init__(self, link: SerialLink, limits, settings, commands: CommandSlot, on_state: Callable[[object], None],
+                 on_reset_done: Callable[[], None] = lambda: None, record_timing: bool = False) -> None:
+        self.link = link
+        self.limits = limits
+        self.settings = settings
+        self.commands = commands
+        self.stats = PeriodStats()
+        self.watchdog_trips = 0
+        self.link_faults = 0
+        self.mcu_errors: dict[str, int] = {}
+        self.fault = "starting"  # why the link is unusable ('' when healthy)
+        self.mcu_armed = False
+        self.latest_state = None
+        self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
+        self._on_state = on_state
+        self._on_reset_done = on_reset_done
+        self._armed = False
+        self._fresh_after_ns = 0  # commands older than this are ignored (arming, fault, reset)
+        self._command_live = False
+        self._state_cycle = -1
+        self._ack_lag = 0
+        self._enable_cycle = -ENABLE_RESEND_CYCLES
+        self._reset: ResetRequest | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
+        self.clock = DeadlineClock(NS_PER_S // settings.rate_hz, settings.spin_us * 1000)
+
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
+    @property
+    def rejected(self) -> int:
+        return self.commands.rejected
+
+    def offer(self, values, now_ns: int) -> str:
+        """Take a command; return what is wrong with it ('' if nothing)."""
+        return self.commands.offer(values, now_ns)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the loop; the MCU gets the ``STOP_FRAMES`` (ending in a disarm) first if the link is up."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        now = time.monotonic_ns()
+        if self.link.connected:
+            for message in self.STOP_FRAMES:
+                self.link.send(message, now)
+        self.link.close()
+
+    def set_armed(self, armed: bool) -> None:
+        """Arm or disarm; either way only commands sent after this call count."""
+        self._expect_fresh_command(time.monotonic_ns())
+        self._armed = armed
+
+    def _link_counters(self) -> dict[str, object]:
+        """Timing of the cycles since the last call, and the link's and watchdog's counters since start."""
+        link = self.link
+        return {**self.stats.take_window(), "missed_cycles": self.clock.missed, "total_cycles": self.clock.cycle,
+                "crc_errors": link.crc_errors, "resyncs": link.resyncs, "reconnects": link.reconnects,
+                "link_losses": link.link_losses, "link_faults": self.link_faults,
+                "watchdog_trips": self.watchdog_trips, "rejected_commands": self.commands.rejected}
+
+    def _mcu_counters(self) -> dict[str, object]:
+        """The MCU's errors and arming, and the link's state."""
+        return {"mcu_errors": dict(self.mcu_errors), "link": self.link.state.value, "mcu_armed": self.mcu_armed}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            lateness = self.clock.wait()
+            self.stats.add(lateness)
+            if self.timing_log is not None:
+                self.timing_log.append((self.clock.deadline_ns, lateness))
+            self.cycle(time.monotonic_ns())
+
+    def cycle(self, now_ns: int) -> None:
+        """One cycle: frames in, link check, the profile's answer out, the new state handed on."""
+        new_state = None
+        for frame in self.link.poll(now_ns):
+            if isinstance(frame.message, self.STATE):
+                new_state = frame.message
+            elif isinstance(frame.message, Error):
+                code = frame.message.code
+                name = code.name if isinstance(code, ErrorCode) else str(code)
+                self.mcu_errors[name] = self.mcu_errors.get(name, 0) + 1
+        cycle = self.clock.cycle
+        if new_state is not None:
+            self.latest_state = new_state
+            self.mcu_armed = bool(new_state.status & Status.ARMED)
+            self._state_cycle = cycle
+            self._ack_lag = (self.link.sent_seq - new_state.ack_seq) % 65536
+            self._check_state(new_state)
+        self._check_link(cycle, now_ns)
+        message, answer = self._answer(now_ns)
+        if self.link.connected:
+            if self._armed != self.mcu_armed and cycle - self._enable_cycle >= ENABLE_RESEND_CYCLES:
+                self._enable_cycle = cycle
+                self.link.send(Enable(self._armed), now_ns)
+            self.link.send(message, now_ns)
+        if new_state is not None:
+            self._on_state(self.SAMPLE(new_state, now_ns, answer))
+
+    def _check_state(self, state) -> None:
+        """A profile's reaction to a new state (nothing by default)."""
+
+    def _answer(self, now_ns: int) -> tuple[Message, object]:
+        """The frame to send this cycle, and what to hand on with the state as the answer to it."""
+        raise NotImplementedError
+
+    def _check_link(self, cycle: int, now_ns: int) -> None:
+        if not self.link.connected:
+            fault = f"link {self.link.state.value}" + (f": {self.link.last_error}" if self.link.last_error else "")
+        elif self._state_cycle < 0 or cycle - self._state_cycle > self.settings.state_timeout_cycles:
+            fault = f"no state from the MCU for more than {self.settings.state_timeout_cycles} cycles"
+        elif self._ack_lag > self.settings.max_ack_lag_cycles:
+            fault = f"the MCU acknowledges commands {self._ack_lag} frames late"
+        else:
+            fault = ""
+        if fault and not self.fault:
+            self.link_faults += 1
+        if self.fault and not fault:
+            self._expect_fresh_command(now_ns)  # after a fault, only a command sent since counts
+        self.fault = fault
+
+    def _expect_fresh_command(self, now_ns: int) -> None:
+        """From now on only commands that arrive after ``now_ns`` count."""
+        self._fresh_after_ns = now_ns
+
+    def _live_command(self, now_ns: int) -> tuple[float, ...] | None:
+        """The latest command if it counts (fresh, within the watchdog), else None; a lapse is a watchdog trip."""
+        command, received_ns = self.commands.latest
+        fresh = received_ns > self._fresh_after_ns
+        live = command is not None and fresh and now_ns - received_ns <= self.settings.command_timeout_s * NS_PER_S
+        if self._command_live and not live and fresh:
+            self.watchdog_trips += 1
+        self._command_live = live
+        return command if live else None
+
+    def _start_reset(self, request: ResetRequest, refusal: str) -> ResetRequest:
+        """Run ``request`` (a running one is superseded), or refuse it with ``refusal`` while disarmed."""
+        if not self._armed:
+            request.message = refusal
+            request.done.set()
+        else:
+            previous, self._reset = self._reset, request
+            if previous is not None:
+                previous.message = "superseded by a newer reset"
+                previous.done.set()
+        return request
+
+    def _finish_reset(self, ok: bool, message: str) -> None:
+        """End the running reset; no motion after it until a fresh command."""
+        request, self._reset = self._reset, None
+        self._expect_fresh_command(time.monotonic_ns())
+        request.ok, request.message = ok, message
+        request.done.set()
+        self._on_reset_done()
