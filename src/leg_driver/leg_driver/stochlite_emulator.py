@@ -9,11 +9,12 @@ falls over under random gaits; the driver's reset then refuses (the IMU shows it
 ``operator_s > 0`` an emulated operator sets a robot that lay tilted for that long back upright
 (joints as they are), so unattended training can go on; ``rightings`` counts it.
 
-Physics: :class:`StochliteSimulation`'s explicit servo law needs 10 kHz steps, 3-4x slower than real
-time on this machine, so the emulator runs :class:`RealtimeStochliteSimulation` instead: the same
+Physics: :class:`StochliteSimulation`'s explicit servo law needs 10 kHz steps, too slow for real
+time on a loaded machine (7 ms per 10 ms step when quiet, 30-40 ms under load), so the emulator runs :class:`RealtimeStochliteSimulation` instead: the same
 robot and ground at 1 kHz, with the servo as PyBullet's implicit position motor (stable at 1 kHz,
 torque capped at the same 7 N*m): about 2 ms per 10 ms step here. It stands (0.265 m) and trots
-upright (0.29 m/s at the 0.1 m step, against 0.37 m/s at 10 kHz): test_stochlite_driver.py.
+upright (0.27 m/s on flat ground at the 0.1 m step, against 0.30 m/s at 10 kHz, measured over 2 s):
+test_stochlite_driver.py.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, joint_targets, standing_joint_targets
+from stochlite_bringup.tasks.stochlite_env import MIN_HEIGHT_M
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES, JOINT_UPPER_RAD
 
 from leg_driver.emulated_mcu import FaultPlan
@@ -138,8 +139,8 @@ def test_the_emulators_realtime_physics_stands_and_trots_upright():
         assert state.position[0] - x0 > 0.3  # 2 s of the 0.1 m trot
         assert np.abs(state.rpy[:2]).max() < 0.3 and sim.height_above_ground(state.position) > 0.2
         for _ in range(100):
-            state = sim.step(None)  # limp: it sinks to its belly
-        assert sim.height_above_ground(state.position) < 0.1
+            state = sim.step(None)  # limp: it collapses onto its joint stops or its belly
+        assert sim.height_above_ground(state.position) < MIN_HEIGHT_M
     finally:
         sim.close()
 

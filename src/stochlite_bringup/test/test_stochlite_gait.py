@@ -39,16 +39,16 @@ def test_trot_phases_and_action_mapping():
     np.testing.assert_allclose(leg_phases(0.0), (0.0, np.pi, np.pi, 0.0))
     np.testing.assert_allclose(leg_phases(0.25 / FREQUENCY_HZ), (np.pi / 2, 1.5 * np.pi, 1.5 * np.pi, np.pi / 2))
     action = np.zeros(13)
-    action[0:3] = (1.0, -1.0, 0.5)  # fl: x +0.05, y -0.05, z +0.025
+    action[0:3] = (1.0, -1.0, 0.5)  # fl: x +0.02, y -0.02, z +0.01
     action[12] = 1.0
     command = gait_command(action)
-    np.testing.assert_allclose(command.shifts[0], (0.05, -0.05, 0.025))
+    np.testing.assert_allclose(command.shifts[0], (0.02, -0.02, 0.01))
     np.testing.assert_allclose(command.shifts[1:], 0.0)
     assert command.step_length_m == pytest.approx(0.1)
     assert gait_command(np.zeros(13)).step_length_m == pytest.approx(0.05)
     assert gait_command(np.full(13, 5.0)).step_length_m == pytest.approx(0.1)  # clipped
     feet = foot_targets(0.0, command)
-    np.testing.assert_allclose(feet[0], (0.05 - 0.05, 0.096 - 0.05, -0.25 + 0.025), atol=1e-12)
+    np.testing.assert_allclose(feet[0], (0.02 - 0.05, 0.096 - 0.02, -0.25 + 0.01), atol=1e-12)
     with pytest.raises(ValueError, match="13 finite"):
         gait_command(np.full(13, np.nan))
 

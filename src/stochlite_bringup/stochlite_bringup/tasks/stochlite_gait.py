@@ -27,9 +27,9 @@ PHASE_OFFSETS = (0.0, np.pi, np.pi, 0.0)  # trot: fl with br, fr with bl
 FREQUENCY_HZ = 2.5
 CENTRE_Z_M = -0.25
 CLEARANCE_M = 0.07  # middle of the 0.06-0.08 m range
-X_SHIFT_M = 0.05  # action scale of the x shift (half the source's 0.1 m: see docs)
-Y_SHIFT_M = 0.05
-Z_SHIFT_M = 0.05
+X_SHIFT_M = 0.02  # action scale of the shifts: 0.02 m (the source: 0.1 m; see docs/stochlite.md)
+Y_SHIFT_M = 0.02
+Z_SHIFT_M = 0.02
 MAX_STEP_LENGTH_M = 0.1
 ACTION_DIM = 3 * len(LEG_NAMES) + 1  # x, y, z shift of each leg, then the step length
 
@@ -45,7 +45,7 @@ class GaitCommand:
 def gait_command(action: ArrayLike) -> GaitCommand:
     """Map a policy action in [-1, 1]^13 (clipped) to shifts and step length.
 
-    ``action[3 i + 0, 1, 2]``: x, y, z shift of leg ``LEG_NAMES[i]``, times 0.05 m each;
+    ``action[3 i + 0, 1, 2]``: x, y, z shift of leg ``LEG_NAMES[i]``, times 0.02 m each;
     ``action[12]``: step length ``(a + 1) / 2 * 0.1`` m (0 m at -1, 0.05 m at 0, 0.1 m at +1).
     """
     action = np.asarray(action, dtype=np.float64)
