@@ -13,7 +13,8 @@ Writes bench/results/stochlite_walking.csv (every epoch of every run), .png (mea
 over seeds of the evaluation speed), _summary.json (episodes until walking per run) and
 _gait.gif: frames of the first seed's last policy of the first algorithm that walked (else the
 last algorithm), rendered with PyBullet's software renderer. Runs are single-process trainer
-CLIs (trainer_runs.run_all), one torch thread each.
+CLIs (trainer_runs.run_all), one torch thread each. SAC's temperature starts at the task's 0.05
+(``stochlite_bringup.tasks.task_init_alpha``), not 1.0: see docs/stochlite.md.
 """
 from __future__ import annotations
 

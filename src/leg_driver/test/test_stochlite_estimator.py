@@ -2,7 +2,7 @@
 IMU fed to StochliteEstimator.
 
 Leg odometry assumes the stance feet do not slip. In the simulation the open-loop trot's feet slip a lot
-(measured here: the robot makes 0.12 m/s of the 0.25 m/s the 0.05 m step commands, 0.37 of 0.5 m/s at
+(measured here: the robot makes 0.11 m/s of the 0.25 m/s the 0.05 m step commands, 0.32 of 0.5 m/s at
 0.1 m), so the estimate reads high by the slip. Two checks, each averaged over a gait cycle (0.4 s):
 the estimate equals the truth minus the slip of the feet it judged in stance (measured from PyBullet's
 foot links) within 0.03 m/s, i.e. the odometry itself is right; and it is within 0.2 m/s of the truth

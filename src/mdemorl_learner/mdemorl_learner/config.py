@@ -38,6 +38,8 @@ class TrainConfig:
     gamma: float = _setting(0.99, "discount factor (SAC and the planner's eq. 3)")
     tau: float = _setting(0.005, "Polyak averaging rate of the target critics")
     lr: float = _setting(3e-4, "learning rate of actor, critics and temperature")
+    init_alpha: float = _setting(0.0, "starting entropy temperature alpha of SAC's automatic tuning; "
+                                 "0 keeps the task's (1.0; stochlite 0.05)")
     sac_dtype: str = _setting("bfloat16", "dtype of the SAC updates' hidden-layer matmuls: bfloat16 (CPU autocast, "
                               "about 2x faster with AVX512-BF16; Q values and losses stay float32) or float32")
     replay_size: int = _setting(1_000_000, "capacity of D_ENV")
@@ -90,7 +92,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("seed", "episode_steps", "start_steps", "torch_threads"):
+        for name in ("seed", "episode_steps", "start_steps", "torch_threads", "init_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         unit = ("real_ratio", "elite_fraction", "mirror_alpha", "model_holdout")

@@ -40,6 +40,7 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import TASK_NAMES
 from stochlite_bringup.tasks.dimensions import task_dimensions
+from stochlite_bringup.tasks import task_init_alpha
 
 from .learner_core import LearnerCore
 from .plotting import plot_foot_path, plot_learning_curve
@@ -68,6 +69,8 @@ PARAMETERS = {
     "gamma": Param(float, "discount factor", UNIT_OPEN_LOW),
     "tau": Param(float, "Polyak rate of the target critics", UNIT_OPEN_LOW),
     "lr": Param(float, "learning rate of actor, critics and temperature", POSITIVE),
+    "init_alpha": Param(float, "starting entropy temperature alpha of SAC's automatic tuning; 0 keeps the "
+                        "robot's (1.0; stochlite 0.05)", NON_NEGATIVE),
     "replay_size": Param(int, "capacity of D_ENV (at most epochs * steps_per_epoch is used)", AT_LEAST_1),
     "mpc_capacity": Param(int, "capacity of D_MPC; the oldest planner transitions go beyond it", AT_LEAST_1),
     "real_ratio": Param(float, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC", UNIT_CLOSED),
@@ -94,7 +97,8 @@ class LearnerNode(WorkerNode):
         obs_dim, act_dim = dims.obs_dim, dims.act_dim
         sac_config = SACConfig(hidden_size=p["hidden_size"], num_layers=p["num_layers"], gamma=p["gamma"],
                                tau=p["tau"], actor_lr=p["lr"], critic_lr=p["lr"], alpha_lr=p["lr"],
-                               batch_size=p["batch_size"], compute_dtype=p["compute_dtype"])
+                               batch_size=p["batch_size"], init_alpha=p["init_alpha"] or task_init_alpha(p["robot"]),
+                               compute_dtype=p["compute_dtype"])
         self.core = LearnerCore(obs_dim, act_dim, sac_config, p["seed"],
                                 min(p["replay_size"], p["epochs"] * p["steps_per_epoch"]), p["mpc_capacity"],
                                 p["start_steps"], p["updates_per_step"], p["real_ratio"])

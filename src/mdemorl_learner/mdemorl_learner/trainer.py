@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from stochlite_bringup.tasks import make_task
+from stochlite_bringup.tasks import make_task, task_init_alpha
 
 from .config import TrainConfig
 from .imagination import Imagination
@@ -60,6 +60,7 @@ class Trainer:
         self.agent = SAC(self.spec.obs_dim, self.spec.act_dim,
                          SACConfig(hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, gamma=cfg.gamma,
                                    tau=cfg.tau, actor_lr=cfg.lr, critic_lr=cfg.lr, alpha_lr=cfg.lr,
+                                   init_alpha=cfg.init_alpha or task_init_alpha(cfg.task),
                                    batch_size=cfg.batch_size, compute_dtype=cfg.sac_dtype), seed=cfg.seed)
         self.d_env = ReplayBuffer(self.spec.obs_dim, self.spec.act_dim, min(cfg.replay_size, cfg.epochs * cfg.steps_per_epoch))
         self.imagination = (Imagination(cfg, self.spec.obs_dim, self.spec.act_dim, self.agent, self.spec.termination_fn)

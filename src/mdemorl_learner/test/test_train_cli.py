@@ -33,7 +33,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, algo):
     out = tmp_path / "run"
     proc = train(tmp_path, "--task", "leg", "--algo", algo, "--epochs", "2", "--steps-per-epoch", "200",
-                 "--episode-steps", "100", "--seed", "3", "--out", str(out), *TINY)
+                 "--episode-steps", "100", "--seed", "3", "--init-alpha", "0.2", "--out", str(out), *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_rows(out / "progress.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -47,9 +47,11 @@ def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, al
         assert float(rows[-1]["model_val_loss"]) > 0.0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["algo"] == algo and config["seed"] == 3 and config["steps_per_epoch"] == 200
+    assert config["init_alpha"] == 0.2
     assert "elite_fraction" in config and "horizon_end" in config
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
     assert state["epoch"] == 2 and state["env_steps"] == 400
+    assert state["sac"]["config"]["init_alpha"] == 0.2 and 0.0 < float(rows[-1]["alpha"]) < 0.2  # tuned down from 0.2
     assert (state["model"] is None) == (algo == "sac")
     for png in ("learning_curve.png", "foot_path.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -73,6 +75,8 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     if plot is not None:
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert float(rows[0]["eval_forward_speed"]) > -1.0  # logged: a speed in m/s, not nan
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["sac"]["config"]["init_alpha"] == {"Hopper-v5": 1.0, "stochlite": 0.05}[task]  # --init-alpha 0: the task's
 
 
 @pytest.mark.parametrize("args, names", [
@@ -82,6 +86,7 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     (["--elite-fraction", "1.5"], "--elite-fraction"),
     (["--epochs", "many"], "--epochs"),
     (["--num-elites", "9"], "--num-elites 9"),
+    (["--init-alpha", "-1"], "--init-alpha"),
 ])
 def test_bad_value_is_one_clear_line_and_nonzero_exit(tmp_path, args, names):
     proc = train(tmp_path, "--out", str(tmp_path / "never"), *args)
