@@ -65,11 +65,13 @@ def test_speed_smoke(tmp_path):
 def test_stochlite_walking_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(HERE / "stochlite_walking.py"), "--epochs", "1", "--steps-per-epoch", "100",
-         "--seeds", "0", "--jobs", "2", "--gif-steps", "20", "--name", "smoke", "--results-dir", str(tmp_path),
-         "--runs-dir", str(tmp_path / "runs"), "--", *TINY],
+         "--seeds", "0", "--jobs", "2", "--gif-steps", "20", "--final-episodes", "2", "--name", "smoke",
+         "--results-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--", *TINY],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads((tmp_path / "smoke_summary.json").read_text())
+    assert all(len(summary["final_policy_speeds"][algo]["0"]) == 2 for algo in ("sac", "mdemorl"))
+    assert 0.0 <= summary["final_policy_walking_fraction"]["sac"] <= 1.0
     assert set(summary["episodes_until_walking"]) == {"sac", "mdemorl"}
     assert summary["walk_speed_m_per_s"] == 0.2 and summary["episode_steps"] == 50
     assert summary["gif"]["frames"] == 4  # 20 steps, every 5th (unless the robot fell first)
@@ -78,6 +80,15 @@ def test_stochlite_walking_smoke(tmp_path):
     assert all(row.split(",")[-1] not in ("", "nan") for row in rows[1:])  # eval_forward_speed logged
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "smoke_gait.gif").read_bytes()[:6] == b"GIF89a"
+    (tmp_path / "smoke_summary.json").unlink()
+    again = subprocess.run(  # --summarize-only: the same runs summarised again, nothing trained
+        [sys.executable, str(HERE / "stochlite_walking.py"), "--summarize-only", "--epochs", "1", "--seeds", "0",
+         "--gif-steps", "20", "--final-episodes", "2", "--name", "smoke", "--results-dir", str(tmp_path),
+         "--runs-dir", str(tmp_path / "runs"), "--", *TINY], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert json.loads((tmp_path / "smoke_summary.json").read_text())["final_policy_speeds"] == \
+        summary["final_policy_speeds"]  # deterministic policies, seeded episodes
+    assert "runs of" not in again.stdout
 
 
 def test_graph_latency_smoke(tmp_path):

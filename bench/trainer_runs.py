@@ -66,12 +66,24 @@ def parse_budget(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
+def run_dir(runs_dir: Path, run: Run) -> Path:
+    """The directory of ``run`` under ``runs_dir``: ``TASK/LABEL_seedN``."""
+    return runs_dir / run.task / f"{run.label}_seed{run.seed}".replace("%", "pct").replace("=", "")
+
+
+def read_curve(out: Path) -> Curve:
+    """The :class:`Curve` of the finished run in ``out`` (its progress.csv)."""
+    with open(out / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
+
+
 def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path) -> dict[Run, Curve]:
     """Every run, ``jobs`` at a time; raises naming the run and its log if one fails."""
     print(f"{len(runs)} runs of {epochs} x {steps_per_epoch} steps, {jobs} at a time", flush=True)
 
     def one(run: Run) -> Curve:
-        out = runs_dir / run.task / f"{run.label}_seed{run.seed}".replace("%", "pct").replace("=", "")
+        out = run_dir(runs_dir, run)
         out.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "mdemorl_learner.train", "--task", run.task, "--algo", run.algo,
                "--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch), "--seed", str(run.seed),
@@ -83,9 +95,7 @@ def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_
               flush=True)
         if code != 0:
             raise RuntimeError(f"{run.task} {run.label} seed {run.seed} failed; see {out / 'log.txt'}")
-        with open(out / "progress.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
+        return read_curve(out)
 
     with ThreadPoolExecutor(jobs) as pool:
         return dict(zip(runs, pool.map(one, runs)))
