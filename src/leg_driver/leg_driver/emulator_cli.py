@@ -12,7 +12,6 @@ from .stochlite_emulator import EmulatedStochliteMcu
 
 ROBOTS = ("leg", "stochlite")
 ROBOT_DEFAULTS = {"leg": {"rate_hz": "500", "watchdog_ms": "20.0"}, "stochlite": {"rate_hz": "100", "watchdog_ms": "50.0"}}
-STOCHLITE_FAULTS = tuple(k for k in FAULT_KINDS if k != "delay")
 ARGUMENTS = {  # name: (default, description)
     "robot": ("leg", "robot whose MCU is emulated: leg (2 torque joints) or stochlite (12 position servos + IMU)"),
     "link": ("", "path of the symlink to the pty (what port:= takes); default /tmp/mdemorl-<robot>-<pid>"),
@@ -38,7 +37,7 @@ def print_help() -> None:
     print(USAGE + "\n\narguments:")
     for name, (default, text) in ARGUMENTS.items():
         print(f"  {name}:={default or '<empty>'}\n      {text}")
-    print("\nfault bursts (stochlite: all but delay):")
+    print("\nfault bursts:")
     for kind, effect in FAULT_EFFECTS.items():
         print(f"  {kind}: {effect}")
 
@@ -73,8 +72,6 @@ def build(args: dict[str, str]) -> EmulatedLegMcu | EmulatedStochliteMcu:
     link = Path(args["link"] or f"/tmp/mdemorl-{args['robot']}-{os.getpid()}")
     record = Path(args["record"]) if args["record"] else None
     if args["robot"] == "stochlite":
-        if "delay" in kinds:
-            raise ValueError(f"faults:=delay is not emulated for stochlite; choose from {','.join(STOCHLITE_FAULTS)}")
         return EmulatedStochliteMcu(link, plan, number(args, "rate_hz", int), number(args, "watchdog_ms"),
                                     seed=number(args, "seed", int), record=record,
                                     operator_s=number(args, "operator_s"))

@@ -9,7 +9,6 @@ from leg_driver.emulated_mcu import FaultPlan
 
 @pytest.mark.parametrize("words, message", [
     (["robot:=dog"], "robot:=dog has no emulated MCU; use robot:=leg or robot:=stochlite"),
-    (["robot:=stochlite", "faults:=delay"], "faults:=delay is not emulated for stochlite"),
     (["faults:=fire"], "faults:=fire: unknown ['fire']; choose from garbage,bad_crc,drop,stall,delay,disconnect"),
     (["faults:=drop", "for_s:=3", "every_s:=2"], "for_s:=3.0 must be > 0 and < every_s:=2.0"),
     (["noise:=often"], "noise:=often must be a number"),

@@ -249,6 +249,29 @@ def test_corrupt_stalled_and_garbled_links_are_counted_and_commands_resume(rig):
     assert np.allclose(resumed[-1][1], stand, atol=1e-5)
 
 
+@pytest.mark.parametrize("rig", [("faults:=delay", "delay_ms:=80", "first_s:=2.0", "for_s:=0.3", "every_s:=100")],
+                         indirect=True)
+def test_late_states_are_a_link_fault_the_robot_holds_and_commands_resume(rig):
+    emulator, driver, client, executor = rig
+    call(executor, client.enable, SetBool.Request(data=True))
+    stand = standing_joint_targets()
+    faults: list[str] = []
+    start = time.monotonic()
+    while time.monotonic() - start < 3.2:  # the burst is 2.0-2.3 s after the emulator's start
+        client.send(stand)
+        spin_until(executor, lambda: False, 0.01)
+        if driver.loop.fault and driver.loop.fault not in faults:
+            faults.append(driver.loop.fault)
+    t_end = time.monotonic_ns()
+    rows = emulator.stop_records()
+    assert [r["detail"] for r in rows if r["event"] == "fault_end"] == ["delay"]
+    assert any("acknowledges commands" in fault for fault in faults), faults  # 8 cycles late > max_ack_lag_cycles
+    assert driver.loop.counters()["link_faults"] >= 1 and not driver.loop.fault
+    end = next(int(r["t_ns"]) for r in rows if r["event"] == "fault_end")
+    resumed = positions(rows, end + 30_000_000, t_end)
+    assert resumed and np.allclose(resumed[-1][1], stand, atol=1e-5)
+
+
 def test_robot_side_publishes_task_steps_and_follows_joint_commands(rig):
     emulator, driver, client, executor = rig
     assert spin_until(executor, lambda: len(client.tasks) > 10)
