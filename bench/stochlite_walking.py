@@ -12,7 +12,8 @@ found: docs/stochlite.md).
 One evaluation episode per epoch is a noisy figure (a policy that walked 0.3 m/s may stand the
 next epoch), so the summary also has the fraction of all evaluations that walked, and each run's
 final policy evaluated in ``--final-episodes`` fresh episodes (speeds, their mean, and the
-fraction that walked). ``--summarize-only`` redoes the summary, plot and GIF from finished runs.
+fraction that walked), and the episodes until walking was sustained: the mean of ``--window``
+consecutive evaluations at the walk speed or more. ``--summarize-only`` redoes the summary, plot and GIF from finished runs.
 Writes bench/results/stochlite_walking.csv (every epoch of every run), .png (mean, min..max
 over seeds of the evaluation speed), _summary.json (episodes until walking per run) and
 _gait.gif: frames of the first seed's last policy of the first algorithm that walked (else the
@@ -40,6 +41,16 @@ def episodes_until_walking(env_steps: np.ndarray, speeds: np.ndarray, walk_speed
     """Real episodes (env steps / episode length) before the first evaluation at ``walk_speed`` or more."""
     hit = np.nonzero(speeds >= walk_speed)[0]
     return float(env_steps[hit[0]] / episode_steps) if len(hit) else None
+
+
+def episodes_until_sustained_walking(env_steps: np.ndarray, speeds: np.ndarray, walk_speed: float,
+                                     episode_steps: int, window: int) -> float | None:
+    """Real episodes before the first ``window`` consecutive evaluations whose mean speed is ``walk_speed`` or more."""
+    if len(speeds) < window:
+        return None
+    means = np.convolve(speeds, np.ones(window) / window, mode="valid")  # means[i] covers evaluations i..i+window-1
+    hit = np.nonzero(means >= walk_speed)[0]
+    return float(env_steps[hit[0] + window - 1] / episode_steps) if len(hit) else None
 
 
 def load_policy(checkpoint: Path):
@@ -102,6 +113,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["sac", "mdemorl"])
     parser.add_argument("--walk-speed", type=float, default=0.2, help="m/s over a whole evaluation episode")
+    parser.add_argument("--window", type=int, default=5,
+                        help="evaluations averaged for sustained walking (one evaluation alone is noisy)")
     parser.add_argument("--gif-steps", type=int, default=300, help="control steps rendered (100 per second)")
     parser.add_argument("--final-episodes", type=int, default=5,
                         help="fresh evaluation episodes of each run's final policy (a steadier figure than one)")
@@ -111,6 +124,8 @@ def main() -> int:
     args = parse_budget(parser)
     if args.walk_speed <= 0.0:
         parser.error(f"--walk-speed {args.walk_speed} must be positive (m/s)")
+    if args.window < 1:
+        parser.error(f"--window {args.window} must be at least 1 evaluation")
     episode_steps = int(args.flags[args.flags.index("--episode-steps") + 1]) if "--episode-steps" in args.flags \
         else 1000
     results = Path(args.results_dir)
@@ -119,12 +134,15 @@ def main() -> int:
     progress = ({run: read_curve(run_dir(Path(args.runs_dir), run)) for run in runs} if args.summarize_only
                 else run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir)))
 
-    curves, until = {}, {}
+    curves, until, sustained, last = {}, {}, {}, {}
     for run, curve in progress.items():
         speeds = np.array([float(r["eval_forward_speed"]) for r in curve.rows])
         curves.setdefault(run.algo, []).append(speeds)
         until.setdefault(run.algo, {})[run.seed] = episodes_until_walking(curve.steps, speeds, args.walk_speed,
                                                                           episode_steps)
+        sustained.setdefault(run.algo, {})[run.seed] = episodes_until_sustained_walking(
+            curve.steps, speeds, args.walk_speed, episode_steps, args.window)
+        last.setdefault(run.algo, {})[run.seed] = round(float(np.mean(speeds[-args.window:])), 4)
     steps = next(iter(progress.values())).steps
     write_csv(results / f"{args.name}.csv", progress)
 
@@ -139,6 +157,9 @@ def main() -> int:
         "steps_per_epoch": args.steps_per_epoch, "episode_steps": episode_steps, "seeds": args.seeds,
         "extra_flags": args.flags, "walk_speed_m_per_s": args.walk_speed,
         "episodes_until_walking": until,
+        "sustained_window": args.window,
+        "episodes_until_sustained_walking": sustained,
+        "last_window_speed_mean": last,
         "final_eval_forward_speed_mean": {a: float(np.mean([c[-1] for c in cs])) for a, cs in curves.items()},
         "best_eval_forward_speed": {a: float(np.max(cs)) for a, cs in curves.items()},
         "walking_evaluations_fraction": {a: float(np.mean(np.concatenate(cs) >= args.walk_speed))

@@ -62,6 +62,19 @@ def test_speed_smoke(tmp_path):
     assert csv_rows(tmp_path) == len(printed) + 2 * 4 + 3  # peaks, rows/s, GFLOP/s, fractions; 3 SAC rates
 
 
+def test_sustained_walking_needs_a_window_of_walking_evaluations():
+    sys.path.insert(0, str(HERE))
+    import numpy as np
+    from stochlite_walking import episodes_until_sustained_walking, episodes_until_walking
+
+    speeds = np.array([0.0, 0.3, 0.0, 0.2, 0.25, 0.2, 0.2, 0.2])  # one lucky evaluation, then steady walking
+    steps = np.arange(1, 9) * 1000
+    assert episodes_until_walking(steps, speeds, 0.2, 1000) == 2.0
+    assert episodes_until_sustained_walking(steps, speeds, 0.2, 1000, window=5) == 8.0  # evaluations 4..8
+    assert episodes_until_sustained_walking(steps, speeds, 0.2, 1000, window=1) == 2.0
+    assert episodes_until_sustained_walking(steps[:3], speeds[:3], 0.2, 1000, window=5) is None
+
+
 def test_stochlite_walking_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(HERE / "stochlite_walking.py"), "--epochs", "1", "--steps-per-epoch", "100",
@@ -73,6 +86,8 @@ def test_stochlite_walking_smoke(tmp_path):
     assert all(len(summary["final_policy_speeds"][algo]["0"]) == 2 for algo in ("sac", "mdemorl"))
     assert 0.0 <= summary["final_policy_walking_fraction"]["sac"] <= 1.0
     assert set(summary["episodes_until_walking"]) == {"sac", "mdemorl"}
+    assert summary["episodes_until_sustained_walking"]["sac"] == {"0": None}  # 1 evaluation < window of 5
+    assert set(summary["last_window_speed_mean"]["mdemorl"]) == {"0"}
     assert summary["walk_speed_m_per_s"] == 0.2 and summary["episode_steps"] == 50
     assert summary["gif"]["frames"] == 4  # 20 steps, every 5th (unless the robot fell first)
     rows = (tmp_path / "smoke.csv").read_text().splitlines()
