@@ -217,7 +217,7 @@ def test_a_lost_port_is_reopened_the_mcu_keeps_holding_and_commands_resume(rig):
     stand = standing_joint_targets()
     stream(executor, client, stand, 3.5)  # across the disconnect at 2.5 s after the emulator's start
     t_end = time.monotonic_ns()
-    counters = driver.loop.counters()
+    counters, armed = driver.loop.counters(), driver.loop.mcu_armed  # before stopping the emulator closes the pty
     rows = emulator.stop_records()
     starts = [int(r["t_ns"]) for r in rows if r["event"] == "fault_start"]
     ends = [int(r["t_ns"]) for r in rows if r["event"] == "fault_end"]
@@ -225,7 +225,7 @@ def test_a_lost_port_is_reopened_the_mcu_keeps_holding_and_commands_resume(rig):
     hellos = [int(r["t_ns"]) for r in rows if r["event"] == "HELLO"]
     assert any(t > ends[0] for t in hellos)  # greeted again on the new pty
     assert counters["link_losses"] >= 1 and counters["reconnects"] >= 1 and counters["link_faults"] >= 1
-    assert driver.loop.mcu_armed  # the MCU kept the servos on through the reconnect
+    assert armed  # the MCU kept the servos on through the reconnect
     resumed = positions(rows, ends[0], t_end)
     assert resumed and np.allclose(resumed[-1][1], stand, atol=1e-5)
 
@@ -263,10 +263,11 @@ def test_late_states_are_a_link_fault_the_robot_holds_and_commands_resume(rig):
         if driver.loop.fault and driver.loop.fault not in faults:
             faults.append(driver.loop.fault)
     t_end = time.monotonic_ns()
+    counters, fault_at_end = driver.loop.counters(), driver.loop.fault  # before stopping the emulator closes the pty
     rows = emulator.stop_records()
     assert [r["detail"] for r in rows if r["event"] == "fault_end"] == ["delay"]
     assert any("acknowledges commands" in fault for fault in faults), faults  # 8 cycles late > max_ack_lag_cycles
-    assert driver.loop.counters()["link_faults"] >= 1 and not driver.loop.fault
+    assert counters["link_faults"] >= 1 and not fault_at_end
     end = next(int(r["t_ns"]) for r in rows if r["event"] == "fault_end")
     resumed = positions(rows, end + 30_000_000, t_end)
     assert resumed and np.allclose(resumed[-1][1], stand, atol=1e-5)

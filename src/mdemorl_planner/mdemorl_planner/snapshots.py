@@ -11,6 +11,8 @@ from torch import nn
 from .ensemble import ProbabilisticEnsemble
 from .networks import SquashedGaussianActor, TwinQ
 
+UNBOUNDED_BUFFERS = ("output_low", "output_high")  # +-inf until the ensemble is fitted: no bound yet
+
 
 class PolicyValue:
     """pi_theta's mean action and V(x) = min(Q1, Q2)(x, pi_mean(x)), as SAC.policy_mean and SAC.value."""
@@ -61,7 +63,8 @@ def _load(module: nn.Module, state: object, key: str, kind: str) -> None:
         detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[1:]) or str(exc)
         raise ValueError(f"{kind} snapshot: '{key}' does not match the declared sizes: {detail[:300]}") from None
     for name, tensor in module.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        allowed = torch.isnan(tensor).logical_not() if name in UNBOUNDED_BUFFERS else torch.isfinite(tensor)
+        if tensor.is_floating_point() and not allowed.all():
             raise ValueError(f"{kind} snapshot: '{key}.{name}' holds non-finite values")
 
 

@@ -55,3 +55,17 @@ def test_dynamics_with_more_elites_than_members_is_rejected():
     state["num_elites"] = 3
     with pytest.raises(ValueError, match="num_elites 3 exceeds num_members 2"):
         load_dynamics(state)
+
+
+def test_fitted_output_bounds_travel_with_the_dynamics_and_nan_bounds_are_rejected():
+    model = ProbabilisticEnsemble(3, 2, num_members=2, num_elites=1, hidden_size=8, num_layers=1, seed=0)
+    rng = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(64, 3, generator=rng).numpy(), torch.rand(64, 2, generator=rng).numpy()
+    model.fit(obs, act, obs[:, 0], obs + 0.1, max_epochs=1)
+    state = bytes_to_state_dict(state_dict_to_bytes(dynamics_payload(model, 8, 1, val_loss=0.1)))
+    loaded = load_dynamics(state)
+    far = torch.full((1, 3), 1e3)
+    torch.testing.assert_close(loaded.step(far, torch.zeros(1, 2), deterministic=True)[0], model.output_high[:3][None])
+    state["model"]["output_low"][0] = float("nan")
+    with pytest.raises(ValueError, match=r"'model.output_low' holds non-finite"):
+        load_dynamics(state)
