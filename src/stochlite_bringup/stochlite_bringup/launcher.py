@@ -100,7 +100,8 @@ def train(words: list[str]) -> int:
         stop["signal"] = signal.Signals(signum).name
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT explicitly: it may have been inherited as ignored
+        signal.signal(sig, on_signal)
     print(f"mdemorl: starting {len(specs)} nodes ({', '.join(commands)}); logs in {run_dir / 'logs'}", flush=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     code = 0

@@ -17,9 +17,12 @@ TAIL_LINES = 20
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the launcher dies, even by SIGKILL, so no node is orphaned."""
+def _prepare_child() -> None:
+    """In the child before exec: get SIGTERM if the launcher dies, even by SIGKILL, so no node is orphaned;
+    and take SIGINT (the first stop request) by default even if the launcher was started with it ignored,
+    as background jobs of a non-interactive shell are."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass
@@ -51,7 +54,7 @@ class ProcessGroup:
         log = open(self.log_dir / f"{name}.log", "w")
         popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=env, text=True, bufsize=1, start_new_session=True,
-                                 preexec_fn=_die_with_parent)
+                                 preexec_fn=_prepare_child)
         node = NodeProcess(name, popen, log)
         node.reader = threading.Thread(target=self._pump, args=(node,), daemon=True)
         node.reader.start()
