@@ -38,7 +38,7 @@ def main() -> int:
     for task in args.tasks:  # one task at a time: tasks differ in epochs under --paper-budget
         epochs = PAPER_EPOCHS[task] if args.paper_budget else args.epochs
         runs = [Run(task, algo, seed, algo, tuple(args.flags)) for algo in args.algos for seed in seeds]
-        curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir)))
+        curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse))
     write_csv(results / f"{args.name}.csv", curves)
 
     finals = {task: {label: float(np.mean([c[-1] for c in runs])) for label, runs in by_label(curves, task).items()}

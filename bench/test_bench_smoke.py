@@ -46,6 +46,12 @@ def test_fig3_smoke(tmp_path):
                         "100", "--seeds", "0", "--target=-1e9")
     assert printed["elite_best_p"] in (0.1, 1.0) and printed["epochs_to_target"] == {"p=10%": 1.0, "p=100%": 1.0}
     assert csv_rows(tmp_path) == 2 * 2
+    logs = sorted((tmp_path / "runs").glob("*/*/log.txt"))
+    written = [log.stat().st_mtime_ns for log in logs]
+    again = run_bench("fig3.py", tmp_path, "--fractions", "0.1", "1.0", "--epochs", "2", "--steps-per-epoch",
+                      "100", "--seeds", "0", "--target=1e9", "--reuse")  # summarized again from the finished runs
+    assert len(logs) == 2 and [log.stat().st_mtime_ns for log in logs] == written
+    assert again["epochs_to_target"] == {"p=10%": None, "p=100%": None} and csv_rows(tmp_path) == 2 * 2
 
 
 def test_speed_smoke(tmp_path):

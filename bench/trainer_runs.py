@@ -23,6 +23,7 @@ from seed_curves import machine
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 RUNS = HERE.parent / "runs" / "bench"
+FINISHED = "finished_command.json"  # in a run directory: the trainer arguments of the run that completed there
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ def add_budget_arguments(parser: argparse.ArgumentParser, name: str, epochs: int
     parser.add_argument("--name", default=name, help="file stem of the results")
     parser.add_argument("--results-dir", default=str(RESULTS))
     parser.add_argument("--runs-dir", default=str(RUNS), help="per-run directories (not committed)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read runs already finished with the same arguments instead of rerunning them "
+                             "(e.g. to summarize again with another --target)")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
 
 
@@ -78,23 +82,32 @@ def read_curve(out: Path) -> Curve:
     return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
 
 
-def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path) -> dict[Run, Curve]:
-    """Every run, ``jobs`` at a time; raises naming the run and its log if one fails."""
+def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path,
+            reuse: bool = False) -> dict[Run, Curve]:
+    """Every run, ``jobs`` at a time; raises naming the run and its log if one fails.
+
+    ``reuse``: a run whose directory holds a finished run of the same command is read, not rerun."""
     print(f"{len(runs)} runs of {epochs} x {steps_per_epoch} steps, {jobs} at a time", flush=True)
 
     def one(run: Run) -> Curve:
         out = run_dir(runs_dir, run)
         out.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mdemorl_learner.train", "--task", run.task, "--algo", run.algo,
+        cmd = ["-m", "mdemorl_learner.train", "--task", run.task, "--algo", run.algo,
                "--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch), "--seed", str(run.seed),
                "--out", str(out), "--torch-threads", "1", *run.flags]
+        finished = out / FINISHED
+        if reuse and finished.is_file() and json.loads(finished.read_text()) == cmd:
+            print(f"  {run.task} {run.label} seed {run.seed}: reused {out}", flush=True)
+            return read_curve(out)
+        finished.unlink(missing_ok=True)
         start = time.monotonic()
         with open(out / "log.txt", "w") as log:
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+            code = subprocess.call([sys.executable, *cmd], stdout=log, stderr=subprocess.STDOUT)
         print(f"  {run.task} {run.label} seed {run.seed}: exit {code} after {time.monotonic() - start:.0f} s",
               flush=True)
         if code != 0:
             raise RuntimeError(f"{run.task} {run.label} seed {run.seed} failed; see {out / 'log.txt'}")
+        finished.write_text(json.dumps(cmd))
         return read_curve(out)
 
     with ThreadPoolExecutor(jobs) as pool:

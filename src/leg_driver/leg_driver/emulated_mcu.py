@@ -192,8 +192,7 @@ class EmulatedMcu:
         self._switch_burst(burst, now_ns)
         kind = burst[1] if burst else None
         if kind not in ("stall", "disconnect"):
-            data = self.port.read()  # stamped on arrival: a preempted tick may read well after now_ns
-            self._receive(data, max(now_ns, time.monotonic_ns()) if data else now_ns)
+            self._receive(self.port.read(), now_ns)
         applied = self._step(now_ns)
         self.ticks += 1
         if kind in ("stall", "disconnect") or not self._session.open:

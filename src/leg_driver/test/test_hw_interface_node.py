@@ -103,11 +103,12 @@ def test_starts_disarmed_then_applies_clamped_commands_until_disarmed(rig):
     assert call(executor, client.enable, SetBool.Request(data=False)).message.startswith("disarmed")
     stream(executor, client, [3.0, -3.0], 0.1)
     rows = emulator.stop()
-    assert frames(rows, "HELLO") and not frames(rows, "TORQUE", before_ns=t_arm)
+    # rows are in the MCU's read order; their stamps are the start of the tick that read them
+    enabled_at = [i for i, r in enumerate(rows) if r.event == "ENABLE"]
+    assert frames(rows, "HELLO") and not frames(rows[:enabled_at[0]], "TORQUE")
     assert len(frames(rows, "HEARTBEAT", before_ns=t_arm)) >= 20  # one per cycle while disarmed
-    enables = [r.detail for r in frames(rows, "ENABLE")]
-    assert enables[:1] == ["1"] and enables[-1] == "0"
-    armed = frames(rows, "TORQUE", t_arm, t_disarm)
+    assert rows[enabled_at[0]].detail == "1" and rows[enabled_at[-1]].detail == "0"
+    armed = frames(rows[enabled_at[0]:enabled_at[-1]], "TORQUE")
     assert armed[0].torque == (0.0, 0.0)  # nothing before the first command sent after arming
     assert (MAX_TORQUE, -MAX_TORQUE) in [r.torque for r in armed]  # clamped from 50
     assert all(abs(t) <= MAX_TORQUE for r in armed for t in r.torque)
