@@ -18,7 +18,8 @@
 
 Each measurement alternates the variants ``--repeats`` times and keeps the median, so that load from
 other processes hits all of them alike. Writes bench/results/speed.csv and .png and updates
-bench/results/summary.json (machine and date included). Not a test.
+bench/results/summary.json (machine and date included; with --threads other than 2, the keys get a
+``_<n>_threads`` suffix). Not a test.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 OBS, ACT, MODEL_HIDDEN, MODEL_LAYERS, MEMBERS, ELITES, SAC_HIDDEN = 17, 6, 200, 4, 7, 5, 256
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEFAULT_THREADS = 2  # the cores of the machines here: the headline figures use all of them
 
 
 def median_rate(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
@@ -149,7 +151,9 @@ def epoch_wall_s(threads: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="torch intra-op threads; summary.json keys get a _<n>_threads suffix unless "
+                             f"{DEFAULT_THREADS} (this machine's cores)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=100, help="planner start states per imagine() call")
     parser.add_argument("--horizon", type=int, default=15)
@@ -194,7 +198,8 @@ def main() -> int:
 
     summary_path = results / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary.update(headline)
+    suffix = "" if args.threads == DEFAULT_THREADS else f"_{args.threads}_threads"
+    summary.update({key + suffix: value for key, value in headline.items()})
     summary[f"{args.name}_measured"] = {"machine": machine(), "date": date.today().isoformat(),
                                         "threads": args.threads}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,4 +1,5 @@
 """Smoke runs of the benchmark scripts, so that they do not rot. Tiny budgets: no figure here means anything."""
+import csv
 import json
 import os
 import subprocess
@@ -64,7 +65,8 @@ def test_speed_smoke(tmp_path):
     assert printed["planner_peak_fraction"] > 0 and printed["sac_update_speedup"] > 0
     assert printed["sac_dtype"] in ("float32", "bfloat16")
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(printed) <= set(summary) and summary["smoke_measured"]["threads"] == 1
+    assert {f"{key}_1_threads" for key in printed} <= set(summary) and summary["smoke_measured"]["threads"] == 1
+    assert "planner_peak_fraction" not in summary  # the headline keys are the all-core figures only
     assert csv_rows(tmp_path) == len(printed) + 2 * 4 + 3  # peaks, rows/s, GFLOP/s, fractions; 3 SAC rates
 
 
@@ -110,6 +112,26 @@ def test_stochlite_walking_smoke(tmp_path):
     assert json.loads((tmp_path / "smoke_summary.json").read_text())["final_policy_speeds"] == \
         summary["final_policy_speeds"]  # deterministic policies, seeded episodes
     assert "runs of" not in again.stdout
+
+
+def test_leg_model_error_smoke(tmp_path):
+    run = tmp_path / "run"
+    trained = subprocess.run([sys.executable, "-m", "mdemorl_learner.train", "--task", "leg", "--algo", "mdemorl",
+                              "--epochs", "1", "--steps-per-epoch", "100", "--out", str(run), *TINY],
+                             capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    proc = subprocess.run([sys.executable, str(HERE / "leg_model_error.py"), str(run), "--starts", "6", "--horizon",
+                           "2", "--name", "smoke", "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(tmp_path / "smoke.csv", newline="") as f:
+        rows = {r["kind"].split(",")[0]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"real (replay check)", "policy rollout", "DMD-MPC"}
+    replayed = rows["real (replay check)"]  # D_ENV's own transitions, replayed in PyBullet: exact
+    assert int(replayed["transitions"]) == 6 and float(replayed["head_rms"]) < 1e-5
+    assert float(replayed["qdot_abs_err_rad_s"]) < 1e-4
+    assert int(rows["DMD-MPC"]["transitions"]) == 6 * 2 and float(rows["DMD-MPC"]["task_rms"]) >= 0.0
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_graph_latency_smoke(tmp_path):

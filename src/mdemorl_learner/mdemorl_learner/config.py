@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 ALGORITHMS = ("sac", "mbpo", "mopac", "mdemorl")
+IMAGINED_REWARDS = ("auto", "model", "task")
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
@@ -69,13 +70,17 @@ class TrainConfig:
     sigma: float = _setting(0.3, "std of the control distribution around the policy mean (eq. 11)")
     mppi_temperature: float = _setting(1.0, "MPPI temperature lambda (mopac)")
     mbpo_rollout_length: int = _setting(1, "MBPO branched rollout length k")
+    imagined_reward: str = _setting("auto", "reward of imagined transitions (mbpo, mopac, mdemorl): model (the "
+                                    "ensemble's reward head, as in the paper), task (the task's reward of the "
+                                    "predicted next state; the leg, whose observation determines it) or auto "
+                                    "(task where possible, else model)")
     planner_dtype: str = _setting("bfloat16", "dtype of the planner's matmuls (mopac, mdemorl): bfloat16 (about 2.5x "
                                   "faster on CPUs with AVX512-BF16, states and costs stay float32) or float32")
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting and how to fix it."""
         from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
-        from stochlite_bringup.task_names import TASK_NAMES
+        from stochlite_bringup.task_names import OBSERVED_REWARD_TASKS, TASK_NAMES
 
         if self.algo not in ALGORITHMS:
             raise ValueError(f"--algo {self.algo!r} is not one of {', '.join(ALGORITHMS)}")
@@ -85,6 +90,11 @@ class TrainConfig:
             raise ValueError(f"--planner-dtype {self.planner_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         if self.task not in TASK_NAMES:
             raise ValueError(f"--task {self.task!r} is not one of {', '.join(TASK_NAMES)}")
+        if self.imagined_reward not in IMAGINED_REWARDS:
+            raise ValueError(f"--imagined-reward {self.imagined_reward!r} is not one of {', '.join(IMAGINED_REWARDS)}")
+        if self.imagined_reward == "task" and self.task not in OBSERVED_REWARD_TASKS:
+            raise ValueError(f"--imagined-reward task: the reward of {self.task} cannot be computed from its "
+                             f"observation (only {', '.join(OBSERVED_REWARD_TASKS)}); use --imagined-reward model")
         positive = ("epochs", "steps_per_epoch", "batch_size", "hidden_size", "num_layers", "ensemble_size",
                     "num_elites", "model_hidden", "model_layers", "model_train_freq", "model_max_epochs",
                     "rollout_batch_start", "rollout_batch_max", "horizon_start", "horizon_end", "num_samples",

@@ -15,6 +15,7 @@ import torch
 from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
 from mdemorl_planner.schedules import LinearSchedule
+from mdemorl_planner.task_reward_model import RewardFn, TaskRewardModel
 
 from .config import TrainConfig
 from mdemorl_planner.replay_buffer import ReplayBuffer
@@ -23,7 +24,7 @@ from .sac import SAC
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def policy_rollout(model: ProbabilisticEnsemble, agent: SAC, x0: np.ndarray, length: int,
+def policy_rollout(model: ProbabilisticEnsemble | TaskRewardModel, agent: SAC, x0: np.ndarray, length: int,
                    termination_fn: TerminationFn | None) -> dict[str, np.ndarray]:
     """MBPO's branched rollout: the stochastic policy acts in the model for `length` steps from x0."""
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "reward", "next_obs", "terminated")}
@@ -45,7 +46,9 @@ class Imagination:
     """Owns the ensemble and D_MPC; trains the model on D_ENV and fills D_MPC by the chosen algorithm."""
 
     def __init__(self, cfg: TrainConfig, obs_dim: int, act_dim: int, agent: SAC,
-                 termination_fn: TerminationFn | None):
+                 termination_fn: TerminationFn | None, reward_fn: RewardFn | None = None):
+        """``reward_fn``: the task's reward of a transition; used instead of the learned one when
+        ``cfg.imagined_reward`` is ``task`` (or ``auto`` on a task that has one)."""
         self.cfg = cfg
         self.agent = agent
         self.termination_fn = termination_fn
@@ -53,6 +56,10 @@ class Imagination:
         self.model = ProbabilisticEnsemble(obs_dim, act_dim, num_members=cfg.ensemble_size,
                                            num_elites=cfg.num_elites, hidden_size=cfg.model_hidden,
                                            num_layers=cfg.model_layers, learning_rate=cfg.model_lr, seed=cfg.seed)
+        task_reward = cfg.imagined_reward == "task" or (cfg.imagined_reward == "auto" and reward_fn is not None)
+        if task_reward and reward_fn is None:
+            raise ValueError(f"--imagined-reward task: no reward function of the observation for {cfg.task}")
+        self.rollout_model = TaskRewardModel(self.model, reward_fn) if task_reward else self.model
         self.horizon = LinearSchedule(cfg.schedule_start_epoch, cfg.schedule_end_epoch,
                                       cfg.horizon_start, cfg.horizon_end)
         self.batch = LinearSchedule(cfg.schedule_start_epoch, cfg.schedule_end_epoch,
@@ -81,7 +88,7 @@ class Imagination:
                                elite_fraction=cfg.elite_fraction, alpha=1.0 if mppi else cfg.mirror_alpha,
                                sigma=cfg.sigma, gamma=cfg.gamma, weighting="mppi" if mppi else "cem",
                                mppi_temperature=cfg.mppi_temperature, compute_dtype=cfg.planner_dtype)
-        return DMDMPCPlanner(config, self.model, self.agent.policy_mean, self.agent.value,
+        return DMDMPCPlanner(config, self.rollout_model, self.agent.policy_mean, self.agent.value,
                              termination_fn=self.termination_fn, seed=int(self.rng.integers(2**31)))
 
     def generate(self, d_env: ReplayBuffer, epoch: int) -> int:
@@ -89,7 +96,7 @@ class Imagination:
         count = min(int(self.batch(epoch)), len(d_env))
         x0 = d_env.sample(count, self.rng)["obs"]
         if self.cfg.algo == "mbpo":
-            data = policy_rollout(self.model, self.agent, x0, self.cfg.mbpo_rollout_length, self.termination_fn)
+            data = policy_rollout(self.rollout_model, self.agent, x0, self.cfg.mbpo_rollout_length, self.termination_fn)
         else:
             data = self.planner(epoch).imagine(x0)
         finite = (np.isfinite(data["obs"]).all(-1) & np.isfinite(data["next_obs"]).all(-1)

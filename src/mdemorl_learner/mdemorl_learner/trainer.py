@@ -63,7 +63,8 @@ class Trainer:
                                    init_alpha=cfg.init_alpha or task_init_alpha(cfg.task),
                                    batch_size=cfg.batch_size, compute_dtype=cfg.sac_dtype), seed=cfg.seed)
         self.d_env = ReplayBuffer(self.spec.obs_dim, self.spec.act_dim, min(cfg.replay_size, cfg.epochs * cfg.steps_per_epoch))
-        self.imagination = (Imagination(cfg, self.spec.obs_dim, self.spec.act_dim, self.agent, self.spec.termination_fn)
+        self.imagination = (Imagination(cfg, self.spec.obs_dim, self.spec.act_dim, self.agent, self.spec.termination_fn,
+                                          self.spec.reward_fn)
                             if cfg.algo != "sac" else None)
         self.rng = np.random.default_rng(cfg.seed)
         self.env_steps = 0

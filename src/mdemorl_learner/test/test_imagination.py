@@ -46,3 +46,29 @@ def test_generate_fills_d_mpc_with_finite_model_transitions(algo, per_start):
     assert added == 10 * per_start == len(imagination.d_mpc) == imagination.total_imagined
     data = imagination.d_mpc.all()
     assert np.isfinite(data["obs"]).all() and np.isfinite(data["reward"]).all()
+
+
+@pytest.mark.parametrize("algo, setting, given, from_task", [
+    ("mbpo", "task", True, True), ("mdemorl", "task", True, True), ("mdemorl", "auto", True, True),
+    ("mdemorl", "auto", False, False), ("mdemorl", "model", True, False)])
+def test_imagined_rewards_come_from_the_task_when_asked(algo, setting, given, from_task):
+    torch.manual_seed(0)
+    cfg = TrainConfig(algo=algo, ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2,
+                      model_max_epochs=2, rollout_batch_start=10, rollout_batch_max=10, horizon_start=3,
+                      horizon_end=3, num_samples=8, imagined_reward=setting)
+    agent = SAC(3, 2, SACConfig(hidden_size=16), seed=0)
+    reward_fn = lambda obs, act, nxt: nxt.square().sum(-1) - act[..., 0]  # noqa: E731
+    if setting == "task":
+        with pytest.raises(ValueError, match="no reward function of the observation"):
+            Imagination(cfg, 3, 2, agent, termination_fn=None)
+    imagination = Imagination(cfg, 3, 2, agent, termination_fn=None, reward_fn=reward_fn if given else None)
+    rng = np.random.default_rng(0)
+    d_env = ReplayBuffer(3, 2, 200)
+    obs = rng.normal(size=(200, 3)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(200, 2)).astype(np.float32)
+    d_env.add_batch(obs, act, np.full(200, 50.0, np.float32), obs + 0.1, np.zeros(200, bool))
+    imagination.train_model(d_env)
+    imagination.generate(d_env, epoch=1)
+    data = imagination.d_mpc.all()
+    expected = reward_fn(*(torch.as_tensor(data[k]) for k in ("obs", "act", "next_obs"))).numpy()
+    assert np.allclose(data["reward"], expected, rtol=1e-5, atol=1e-5) == from_task

@@ -87,6 +87,8 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     (["--epochs", "many"], "--epochs"),
     (["--num-elites", "9"], "--num-elites 9"),
     (["--init-alpha", "-1"], "--init-alpha"),
+    (["--imagined-reward", "oracle"], "--imagined-reward 'oracle'"),
+    (["--task", "Hopper-v5", "--imagined-reward", "task"], "use --imagined-reward model"),
 ])
 def test_bad_value_is_one_clear_line_and_nonzero_exit(tmp_path, args, names):
     proc = train(tmp_path, "--out", str(tmp_path / "never"), *args)

@@ -23,7 +23,7 @@ from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
-from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
+from stochlite_bringup.task_names import LEG_TASK_NAME, OBSERVED_REWARD_TASKS, STOCHLITE_TASK_NAME, TASK_NAMES
 
 from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
@@ -31,6 +31,7 @@ from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_pa
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
+from .task_reward_model import TaskRewardModel
 from .transition_log import read_transition_log
 
 NODE_NAME = "planner"
@@ -57,6 +58,9 @@ PARAMETERS = {
     "sigma": Param(float, "std of the control distribution around the policy mean (eq. 11)", POSITIVE),
     "gamma": Param(float, "discount of the H-step cost (eq. 3)", UNIT_OPEN_LOW),
     "mppi_temperature": Param(float, "MPPI temperature lambda (mopac)", POSITIVE),
+    "imagined_reward": Param(str, "reward of imagined transitions: model (the ensemble's reward head, as in the "
+                             "paper), task (the robot's reward of the predicted next state; leg only) or auto "
+                             "(task where possible, else model)", one_of("auto", "model", "task")),
     "compute_dtype": Param(str, "dtype of the planner's matmuls: bfloat16 (about 2.5x faster on CPUs with "
                            "AVX512-BF16; states and costs stay float32) or float32", one_of(*COMPUTE_DTYPES)),
     "publish_chunk": Param(int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
@@ -80,6 +84,14 @@ def termination_fn(robot: str):
     return TERMINATION_FNS[robot]
 
 
+def reward_fn(robot: str):
+    """The task's reward of a transition computed from its observations (leg), or None if it has none."""
+    if robot not in OBSERVED_REWARD_TASKS:
+        return None
+    from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation
+    return leg_reward_from_observation
+
+
 class PlannerNode(WorkerNode):
     """Start states, policy and dynamics in; imagined D_MPC transitions out."""
 
@@ -96,6 +108,11 @@ class PlannerNode(WorkerNode):
         self._batch = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["rollout_batch_start"],
                                      p["rollout_batch_max"])
         self._termination_fn = termination_fn(p["robot"])
+        self._reward_fn = reward_fn(p["robot"]) if p["imagined_reward"] != "model" else None
+        if p["imagined_reward"] == "task" and self._reward_fn is None:
+            raise parameter_error(self.get_name(), "imagined_reward", f"is 'task' but the reward of robot "
+                                  f"{p['robot']} cannot be computed from its observation (only "
+                                  f"{', '.join(OBSERVED_REWARD_TASKS)}); set it to 'model'")
         self._rng = np.random.default_rng(p["seed"])
         self._lock = threading.Lock()  # guards D_ENV, the latest snapshots and the counters below
         self._dims: tuple[int, int] | None = None  # (obs_dim, act_dim), fixed by the first accepted input
@@ -204,7 +221,8 @@ class PlannerNode(WorkerNode):
             seed = int(self._rng.integers(SEED_RANGE))
         horizon = int(self._horizon(epoch))
         start = time.monotonic()
-        planner = DMDMPCPlanner(self._planner_config(horizon), model, policy.policy_mean, policy.value,
+        rollout_model = TaskRewardModel(model, self._reward_fn) if self._reward_fn is not None else model
+        planner = DMDMPCPlanner(self._planner_config(horizon), rollout_model, policy.policy_mean, policy.value,
                                 termination_fn=self._termination_fn, seed=seed)
         data = planner.imagine(x0)
         imagine_seconds = time.monotonic() - start

@@ -24,7 +24,7 @@ from mdemorl_planner.messages import (batch_to_msg, bytes_to_state_dict, msg_to_
                                       snapshot_to_msg, state_dict_to_bytes)
 from mdemorl_planner.model_trainer_node import ModelTrainerNode  # noqa: E402
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ  # noqa: E402
-from mdemorl_planner.planner_node import PlannerNode, termination_fn  # noqa: E402
+from mdemorl_planner.planner_node import PlannerNode, reward_fn, termination_fn  # noqa: E402
 from mdemorl_planner.snapshots import dynamics_payload, load_dynamics, policy_payload  # noqa: E402
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,  # noqa: E402
                                             POLICY_TOPIC, SNAPSHOT_QOS, TRANSITIONS_QOS)
@@ -153,7 +153,8 @@ def test_planner_imagines_per_dynamics_snapshot_with_the_latest_policy(graph):
     executor, probe, add = graph
     planner = add(PlannerNode(parameter_overrides=overrides(
         horizon_start=HORIZON, horizon_end=HORIZON, rollout_batch_start=BATCH, rollout_batch_max=BATCH,
-        num_samples=16, publish_chunk=CHUNK, torch_threads=1, diagnostics_period=0.1)))
+        num_samples=16, publish_chunk=CHUNK, torch_threads=1, diagnostics_period=0.1,
+        imagined_reward="model")))  # a linear system, not the leg: its rewards come from the model
     rng = np.random.default_rng(1)
     spin_until(executor, lambda: probe.env.get_subscription_count() > 0)
     probe.env.publish(batch_to_msg(linear_system(200, rng), "env", 0))
@@ -198,6 +199,14 @@ def test_invalid_planner_parameters_name_the_parameter_and_the_fix(name, value, 
     with pytest.raises(ValueError, match=match) as error:
         PlannerNode(parameter_overrides=overrides(**{name: value}))
     assert "config/planner.yaml" in str(error.value)
+
+
+def test_task_rewards_only_where_the_observation_determines_them():
+    from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation
+    assert reward_fn("leg") is leg_reward_from_observation and reward_fn("Hopper-v5") is None
+    with pytest.raises(ValueError, match=r"parameter 'imagined_reward' is 'task' but the reward of robot Hopper-v5 "
+                                         r"cannot be computed from its observation \(only leg\); set it to 'model'"):
+        PlannerNode(parameter_overrides=overrides(robot="Hopper-v5", imagined_reward="task"))
 
 
 def test_termination_function_by_task():

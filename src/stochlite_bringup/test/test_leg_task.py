@@ -261,3 +261,24 @@ def test_make_task_builds_the_leg_and_rejects_unknown_names():
     assert TASK_NAMES == ("leg", "stochlite", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
     with pytest.raises(ValueError, match="'legs'.*leg, stochlite, HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5"):
         make_task("legs")
+
+
+def test_reward_from_the_observation_is_the_envs_reward_and_batched(env):
+    import torch
+
+    from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation
+
+    env.reset(seed=3, options={"phase0": 0.3})
+    rng = np.random.default_rng(3)
+    observations, rewards = [], []
+    for _ in range(200):  # random torques: the foot leaves the path, so both reward terms vary
+        obs, reward, *_ = env.step(rng.uniform(-1.0, 1.0, size=2).astype(np.float32))
+        observations.append(obs)
+        rewards.append(reward)
+    batch = torch.as_tensor(np.array(observations)).reshape(20, 10, 10)
+    computed = leg_reward_from_observation(None, None, batch).reshape(-1).numpy()
+    assert np.ptp(rewards) > 0.3
+    np.testing.assert_allclose(computed, rewards, atol=1e-5)
+    task_env, spec = make_task("leg")
+    task_env.close()
+    assert spec.reward_fn is leg_reward_from_observation

@@ -1,7 +1,8 @@
 """Training tasks: the 2R-leg tracking task, StochLite walking and the gymnasium MuJoCo benchmarks.
 
 ``make_task(name)`` returns the env and a :class:`TaskSpec` with its dimensions,
-episode length and termination function for model rollouts.
+episode length, and the termination and (where the observation determines it) reward functions for
+model rollouts.
 """
 
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import gymnasium
 
 from ..task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 from .leg_env import LegTrackingEnv
+from .leg_observed_reward import leg_reward_from_observation
 from .leg_reward import leg_tracking_reward
 from .stochlite_env import StochliteEnv, stochlite_termination_fn
 
@@ -34,6 +36,8 @@ class TaskSpec:
 
     ``termination_fn(obs, act, next_obs)`` works on torch tensors ``[..., n]`` and
     returns a bool mask ``[...]``; it is None for tasks that never terminate.
+    ``reward_fn(obs, act, next_obs)`` returns the task's reward ``[...]`` from the same tensors
+    where the observation determines it (the leg); None where only a learned reward can tell.
     """
 
     name: str
@@ -41,6 +45,7 @@ class TaskSpec:
     act_dim: int
     episode_steps: int
     termination_fn: Callable | None
+    reward_fn: Callable | None = None
 
 
 def make_task(
@@ -79,6 +84,7 @@ def make_task(
         episode_steps=episode_steps,
         termination_fn={LEG_TASK_NAME: None, STOCHLITE_TASK_NAME: stochlite_termination_fn}.get(name)
         if name in own_envs else TERMINATION_FNS[name],
+        reward_fn={LEG_TASK_NAME: leg_reward_from_observation}.get(name),
     )
     return env, spec
 

@@ -64,8 +64,13 @@ class LegSimulation:
 
     def reset(self, q: ArrayLike) -> None:
         """Put the joints at angles ``q = (hip, knee)`` [rad], at rest."""
-        for joint, angle in zip(JOINT_INDICES, np.asarray(q, dtype=np.float64)):
-            pybullet.resetJointState(self._body, joint, float(angle), 0.0, physicsClientId=self._client)
+        self.set_state(q, (0.0, 0.0))
+
+    def set_state(self, q: ArrayLike, qdot: ArrayLike) -> None:
+        """Put the joints at angles ``q`` [rad] moving at ``qdot`` [rad/s], e.g. to replay a transition."""
+        q, qdot = np.asarray(q, dtype=np.float64), np.asarray(qdot, dtype=np.float64)
+        for joint, angle, rate in zip(JOINT_INDICES, q, qdot):
+            pybullet.resetJointState(self._body, joint, float(angle), float(rate), physicsClientId=self._client)
 
     def step(self, torque: ArrayLike) -> NDArray[np.float64]:
         """Apply ``torque = (hip, knee)`` [N*m], clamped to the limit, for one step; return what was applied."""

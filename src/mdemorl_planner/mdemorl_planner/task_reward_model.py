@@ -1,0 +1,27 @@
+"""A dynamics model whose imagined rewards come from the task instead of the ensemble's reward head."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .dmd_mpc import DynamicsModel
+
+RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, u, x') -> r [...]
+
+
+class TaskRewardModel:
+    """The model's next states, with the task's reward of each transition in place of the reward head.
+
+    For tasks whose observation determines the reward (``TaskSpec.reward_fn``): the imagined reward is
+    then exact for the predicted state, where a learned head adds its own error (on the leg, its RMS
+    error was as large as the mean reward itself).
+    """
+
+    def __init__(self, model: DynamicsModel, reward_fn: RewardFn) -> None:
+        self.model, self.reward_fn = model, reward_fn
+
+    def step(self, obs: torch.Tensor, act: torch.Tensor, deterministic: bool = False,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        next_obs, _ = self.model.step(obs, act, deterministic=deterministic, generator=generator)
+        return next_obs, self.reward_fn(obs, act, next_obs).to(next_obs.dtype)
