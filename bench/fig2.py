@@ -5,8 +5,8 @@
 The default budget (10 epochs of 1000 steps, 2 seeds) fits this 2-core machine in a few hours;
 ``--paper-budget`` runs MBPO's epochs per task (HalfCheetah 400, Hopper 125, Walker2d 300, Ant 300) with
 3 seeds. Writes bench/results/fig2.csv and .png (one panel per task), and into summary.json
-``halfcheetah_return_mdemorl`` and ``halfcheetah_return_mbpo``: mean final evaluation returns at the
-common budget. Not a test.
+``halfcheetah_return_<algo>`` for every algorithm: the mean over seeds of each run's last
+``--final-window`` evaluations (one deterministic episode each) at the common budget. Not a test.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from seed_curves import machine
-from trainer_runs import Run, add_budget_arguments, by_label, parse_budget, run_all, update_summary, write_csv
+from trainer_runs import (Run, add_budget_arguments, by_label, final_return, parse_budget, run_all, update_summary,
+                          write_csv)
 
 TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
 ALGOS = ("sac", "mbpo", "mopac", "mdemorl")
@@ -29,8 +30,12 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     parser.add_argument("--paper-budget", action="store_true", help="MBPO's epochs per task and 3 seeds")
+    parser.add_argument("--final-window", type=int, default=5,
+                        help="evaluations averaged into a run's final return (the last N epochs)")
     add_budget_arguments(parser, "fig2", epochs=10, seeds=[0, 1])
     args = parse_budget(parser)
+    if args.final_window < 1:
+        parser.error(f"--final-window {args.final_window}: must be at least 1")
     seeds = [0, 1, 2] if args.paper_budget else args.seeds
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
@@ -41,12 +46,14 @@ def main() -> int:
         curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse))
     write_csv(results / f"{args.name}.csv", curves)
 
-    finals = {task: {label: float(np.mean([c[-1] for c in runs])) for label, runs in by_label(curves, task).items()}
+    finals = {task: {label: float(np.mean([final_return(c, args.final_window) for c in runs]))
+                     for label, runs in by_label(curves, task).items()}
               for task in args.tasks}
     values = {f"{task.split('-')[0].lower()}_return_{algo}": round(finals[task][algo], 1)
               for task in args.tasks for algo in args.algos if task == "HalfCheetah-v5"}
     budget = {"epochs": "paper" if args.paper_budget else args.epochs, "steps_per_epoch": args.steps_per_epoch,
-              "seeds": seeds, "flags": args.flags, "final_returns": finals}
+              "seeds": seeds, "flags": args.flags, "final_window": args.final_window,
+              "final_returns": finals}
     update_summary(results, values, args.name, budget)
     plot(results / f"{args.name}.png", curves, args.tasks)
     print(json.dumps(finals))

@@ -133,6 +133,11 @@ def by_label(curves: dict[Run, Curve], task: str) -> dict[str, list[np.ndarray]]
     return grouped
 
 
+def final_return(returns: np.ndarray, window: int) -> float:
+    """The mean of the last ``window`` evaluations: one evaluation episode swings by hundreds on HalfCheetah."""
+    return float(np.mean(returns[-window:]))
+
+
 def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float | None:
     """First env-step count at which ``returns`` reaches ``target`` (None if never)."""
     hit = np.nonzero(returns >= target)[0]
