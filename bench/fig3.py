@@ -2,9 +2,9 @@
 
     scripts/run.sh python bench/fig3.py [--epochs 10] [--seeds 0] [--target 1000] [--jobs 2]
 
-For each p, the epochs the mean evaluation return needs to reach ``--target`` (the paper's "epochs to
-reach a certain level of performance"). Writes bench/results/fig3.csv and .png (curves, and epochs to
-target per p), and ``elite_best_p`` into summary.json: the p that reaches the target first (ties: the
+For each p, the epochs the mean evaluation return (over seeds, then trailing over ``--smooth``
+evaluations) needs to reach ``--target`` (the paper's "epochs to reach a certain level of
+performance"). Writes bench/results/fig3.csv and .png (curves, and epochs to target per p), and ``elite_best_p`` into summary.json: the p that reaches the target first (ties: the
 higher final return; if none reaches it, the highest final return). Not a test.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from seed_curves import machine
-from trainer_runs import (Run, add_budget_arguments, by_label, parse_budget, run_all, steps_to_reach, update_summary,
-                          write_csv)
+from trainer_runs import (Run, add_budget_arguments, by_label, parse_budget, run_all, steps_to_reach, trailing_mean,
+                          update_summary, write_csv)
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
 TASK = "HalfCheetah-v5"
@@ -31,8 +31,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
     parser.add_argument("--target", type=float, default=1000.0, help="evaluation return that counts as reached")
+    parser.add_argument("--smooth", type=int, default=3,
+                        help="evaluations in the trailing mean that must reach --target and that give the final return")
     add_budget_arguments(parser, "fig3", epochs=10, seeds=[0])
     args = parse_budget(parser)
+    if args.smooth < 1:
+        parser.error(f"--smooth {args.smooth}: must be at least 1")
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     runs = [Run(TASK, "mdemorl", seed, label(p), ("--elite-fraction", str(p), *args.flags))
@@ -41,14 +45,15 @@ def main() -> int:
     write_csv(results / f"{args.name}.csv", curves)
 
     grouped = by_label(curves, TASK)
-    mean = {p: np.mean(grouped[label(p)], axis=0) for p in args.fractions}
+    mean = {p: trailing_mean(np.mean(grouped[label(p)], axis=0), args.smooth) for p in args.fractions}
     epochs_axis = np.arange(1, args.epochs + 1, dtype=float)
     to_target = {p: steps_to_reach(epochs_axis, mean[p], args.target) for p in args.fractions}
     reached = [p for p in args.fractions if to_target[p] is not None]
     best = (min(reached, key=lambda p: (to_target[p], -mean[p][-1])) if reached
             else max(args.fractions, key=lambda p: mean[p][-1]))
     budget = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "seeds": args.seeds,
-              "target_return": args.target, "epochs_to_target": {label(p): to_target[p] for p in args.fractions},
+              "target_return": args.target, "smooth": args.smooth,
+              "epochs_to_target": {label(p): to_target[p] for p in args.fractions},
               "final_returns": {label(p): round(float(mean[p][-1]), 1) for p in args.fractions}}
     update_summary(results, {"elite_best_p": best}, args.name, budget)
     plot(results / f"{args.name}.png", epochs_axis, mean, to_target, args)
@@ -65,7 +70,8 @@ def plot(path: Path, epochs: np.ndarray, mean: dict, to_target: dict, args: argp
     for p, curve in mean.items():
         left.plot(epochs, curve, label=label(p))
     left.axhline(args.target, color="grey", ls=":", label=f"target {args.target:g}")
-    left.set(xlabel="epoch (1000 real steps)", ylabel="evaluation return", title=f"{TASK}: elite fraction")
+    left.set(xlabel="epoch (1000 real steps)", ylabel=f"evaluation return (trailing mean of {args.smooth})",
+             title=f"{TASK}: elite fraction")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     names = [label(p) for p in mean]

@@ -60,6 +60,21 @@ def test_fig3_smoke(tmp_path):
     assert again["epochs_to_target"] == {"p=10%": None, "p=100%": None} and csv_rows(tmp_path) == 2 * 2
 
 
+def test_trailing_mean_averages_up_to_window_evaluations():
+    sys.path.insert(0, str(HERE))
+    import numpy as np
+    from trainer_runs import final_return, trailing_mean
+    returns = np.array([0.0, 10.0, 20.0, -30.0])
+    assert trailing_mean(returns, 3).tolist() == [0.0, 5.0, 10.0, 0.0]
+    assert trailing_mean(returns, 1).tolist() == returns.tolist()
+    assert final_return(returns, 2) == -5.0
+
+
+def test_fig3_rejects_an_empty_smoothing_window():
+    bad = subprocess.run([sys.executable, str(HERE / "fig3.py"), "--smooth", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--smooth 0: must be at least 1" in bad.stderr
+
+
 def test_speed_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "speed.py"), "--threads", "1", "--repeats", "1", "--batch", "2",
                            "--horizon", "2", "--samples", "4", "--sac-updates", "3", "--name", "smoke",

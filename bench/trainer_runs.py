@@ -138,6 +138,14 @@ def final_return(returns: np.ndarray, window: int) -> float:
     return float(np.mean(returns[-window:]))
 
 
+def trailing_mean(returns: np.ndarray, window: int) -> np.ndarray:
+    """Element i: the mean of evaluations max(0, i - window + 1) .. i."""
+    sums = np.concatenate([[0.0], np.cumsum(returns)])
+    ends = np.arange(1, len(returns) + 1)
+    starts = np.maximum(0, ends - window)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
 def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> float | None:
     """First env-step count at which ``returns`` reaches ``target`` (None if never)."""
     hit = np.nonzero(returns >= target)[0]
