@@ -54,6 +54,8 @@ class TrainConfig:
     model_train_freq: int = _setting(1000, "env steps between model training + imagination (1000 = once per epoch, Algorithm 1)")
     model_max_epochs: int = _setting(25, "cap on ensemble training epochs per call (early stopping usually ends sooner)")
     model_holdout: float = _setting(0.2, "fraction of D_ENV held out for validation")
+    model_dtype: str = _setting("float32", "dtype of the ensemble's training forward passes: bfloat16 (CPU autocast, "
+                                "about 1.5x faster, same held-out loss; validation stays float32) or float32")
 
     # Imagination: shared by mbpo, mopac and mdemorl
     real_ratio: float = _setting(0.5, "fraction of each SAC batch drawn from D_ENV; the rest from D_MPC / model data")
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"--algo {self.algo!r} is not one of {', '.join(ALGORITHMS)}")
         if self.sac_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"--sac-dtype {self.sac_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+        if self.model_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"--model-dtype {self.model_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         if self.planner_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"--planner-dtype {self.planner_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         if self.task not in TASK_NAMES:

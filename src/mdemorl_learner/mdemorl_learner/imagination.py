@@ -76,7 +76,8 @@ class Imagination:
         """Algorithm 1, lines 5-7: fit the ensemble to (Δx, r) on D_ENV; returns the elites' validation MSE."""
         data = d_env.all()
         stats = self.model.fit(data["obs"], data["act"], data["reward"], data["next_obs"],
-                               holdout_fraction=self.cfg.model_holdout, max_epochs=self.cfg.model_max_epochs)
+                               holdout_fraction=self.cfg.model_holdout, max_epochs=self.cfg.model_max_epochs,
+                               compute_dtype=self.cfg.model_dtype)
         self.last_val_loss = float(stats["val_loss"])
         return self.last_val_loss
 

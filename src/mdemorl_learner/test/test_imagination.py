@@ -48,6 +48,23 @@ def test_generate_fills_d_mpc_with_finite_model_transitions(algo, per_start):
     assert np.isfinite(data["obs"]).all() and np.isfinite(data["reward"]).all()
 
 
+def test_model_dtype_reaches_the_ensemble_fit():
+    rng = np.random.default_rng(0)
+    d_env = ReplayBuffer(3, 2, 200)
+    obs = rng.normal(size=(200, 3)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(200, 2)).astype(np.float32)
+    d_env.add_batch(obs, act, obs[:, 0], obs + 0.1 * np.pad(act, ((0, 0), (0, 1))), np.zeros(200, bool))
+    weights = {}
+    for dtype in ("float32", "bfloat16", "float32"):
+        cfg = TrainConfig(ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2, model_max_epochs=2,
+                          model_dtype=dtype)
+        imagination = Imagination(cfg, 3, 2, SAC(3, 2, SACConfig(hidden_size=16), seed=0), termination_fn=None)
+        imagination.train_model(d_env)
+        weights.setdefault(dtype, []).append(imagination.model.weights[0].detach().clone())
+    assert torch.equal(*weights["float32"])  # the same seed and data fit the same weights...
+    assert not torch.equal(weights["float32"][0], weights["bfloat16"][0])  # ...unless the dtype differs
+
+
 @pytest.mark.parametrize("algo, setting, given, from_task", [
     ("mbpo", "task", True, True), ("mdemorl", "task", True, True), ("mdemorl", "auto", True, True),
     ("mdemorl", "auto", False, False), ("mdemorl", "model", True, False)])

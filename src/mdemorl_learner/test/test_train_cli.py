@@ -88,6 +88,7 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     (["--num-elites", "9"], "--num-elites 9"),
     (["--init-alpha", "-1"], "--init-alpha"),
     (["--imagined-reward", "oracle"], "--imagined-reward 'oracle'"),
+    (["--model-dtype", "float16"], "--model-dtype 'float16' is not one of float32, bfloat16"),
     (["--task", "Hopper-v5", "--imagined-reward", "task"], "use --imagined-reward model"),
 ])
 def test_bad_value_is_one_clear_line_and_nonzero_exit(tmp_path, args, names):

@@ -18,9 +18,10 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_HIGH, Param,
-                                               declare_parameters, parameter_error)
+                                               declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
 
+from .dmd_mpc import COMPUTE_DTYPES
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
 from .replay_buffer import ReplayBuffer
@@ -40,6 +41,8 @@ PARAMETERS = {
     "max_epochs": Param(int, "cap on training epochs per fit (early stopping usually ends sooner)", AT_LEAST_1),
     "holdout_fraction": Param(float, "fraction of D_ENV held out for early stopping and elite selection",
                               UNIT_OPEN_HIGH),
+    "compute_dtype": Param(str, "dtype of the training forward passes: bfloat16 (CPU autocast, about 1.5x faster, "
+                           "same held-out loss; validation stays float32) or float32", one_of(*COMPUTE_DTYPES)),
     "replay_size": Param(int, "capacity of D_ENV; the oldest transitions are dropped beyond it", AT_LEAST_1),
     "seed": Param(int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
     "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
@@ -123,7 +126,8 @@ class ModelTrainerNode(WorkerNode):
             data = self._d_env.all()
         start = time.monotonic()
         stats = self._model.fit(data["obs"], data["act"], data["reward"], data["next_obs"],
-                                holdout_fraction=p["holdout_fraction"], max_epochs=p["max_epochs"])
+                                holdout_fraction=p["holdout_fraction"], max_epochs=p["max_epochs"],
+                                compute_dtype=p["compute_dtype"])
         payload = state_dict_to_bytes(dynamics_payload(self._model, p["hidden_size"], p["num_layers"],
                                                        stats["val_loss"]))
         if self._worker.stopping:

@@ -152,3 +152,20 @@ def test_an_unfitted_model_does_not_clamp():
     assert torch.isinf(model.output_low).all() and torch.isinf(model.output_high).all()
     next_obs, _ = model.step(torch.full((3, OBS_DIM), 1e6), torch.zeros(3, ACT_DIM), deterministic=True)
     assert (next_obs > 1e5).all()
+
+
+def test_bfloat16_training_reaches_the_float32_held_out_loss():
+    data = linear_data(2000, seed=1)
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=5, num_elites=3, hidden_size=64, num_layers=2,
+                                      seed=0)
+        losses[dtype] = model.fit(*data, max_epochs=40, compute_dtype=dtype)["val_loss"]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses["bfloat16"] < 1e-3 and losses["bfloat16"] < 1.5 * losses["float32"], losses
+
+
+def test_fit_rejects_an_unknown_compute_dtype():
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=2, num_elites=1, hidden_size=8, num_layers=1)
+    with pytest.raises(ValueError, match=r"ensemble compute_dtype 'float16' is not one of float32, bfloat16"):
+        model.fit(*linear_data(100, seed=0), compute_dtype="float16")

@@ -105,7 +105,7 @@ def test_model_trainer_fits_the_linear_system_and_publishes_rising_versions(grap
     executor, probe, add = graph
     trainer = add(ModelTrainerNode(parameter_overrides=overrides(
         train_every_steps=600, min_steps=600, num_members=3, num_elites=2, hidden_size=32, num_layers=2,
-        learning_rate=0.01, max_epochs=40, torch_threads=1, diagnostics_period=0.2)))
+        learning_rate=0.01, max_epochs=40, torch_threads=1, diagnostics_period=0.2, compute_dtype="bfloat16")))
     rng = np.random.default_rng(0)
     spin_until(executor, lambda: probe.env.get_subscription_count() > 0)
     bad = batch_to_msg(linear_system(10, rng), "env", 0)
@@ -199,6 +199,13 @@ def test_invalid_planner_parameters_name_the_parameter_and_the_fix(name, value, 
     with pytest.raises(ValueError, match=match) as error:
         PlannerNode(parameter_overrides=overrides(**{name: value}))
     assert "config/planner.yaml" in str(error.value)
+
+
+def test_invalid_model_trainer_parameters_name_the_parameter_and_the_fix():
+    with pytest.raises(ValueError, match=r"parameter 'compute_dtype' is 'float16' but must be one of float32, "
+                                         r"bfloat16") as error:
+        ModelTrainerNode(parameter_overrides=overrides(compute_dtype="float16"))
+    assert "config/model_trainer.yaml" in str(error.value)
 
 
 def test_task_rewards_only_where_the_observation_determines_them():
