@@ -12,6 +12,8 @@
 * ``sac``: updates per second of ``mdemorl_learner.sac.SAC`` in float32 and with bfloat16 autocast
   (``SACConfig.compute_dtype``) against ``plain_sac.PlainSAC`` (batch 256, 2x256): ``sac_update_speedup``
   (the faster dtype, named in ``sac_dtype``) and ``sac_update_speedup_float32``.
+* ``fit``: the ensemble's fit on ``--fit-rows`` synthetic transitions for ``--fit-epochs`` epochs, training
+  forward passes in float32 and in bfloat16: ``model_fit_bf16_speedup``.
 * ``--epoch``: wall-clock of one 1000-step mdemorl epoch on HalfCheetah-v5 at the paper's settings for
   the end of training (H = 15, M = 100, 10,000 start states), from the trainer CLI, after 10,000 random
   steps have filled D_ENV: ``epoch_wall_s``.
@@ -128,6 +130,23 @@ def sac_variants(batch_size: int = 256, updates: int = 200) -> dict[str, Callabl
     return {**variants, "plain": timed(lambda: plain.update(*tensors))}
 
 
+def model_fit_variants(rows: int, epochs: int) -> dict[str, Callable[[], float]]:
+    """The ensemble's fit on ``rows`` synthetic HalfCheetah-sized transitions, per training dtype: rows/s."""
+    rng = np.random.default_rng(0)
+    obs, act = rng.standard_normal((rows, OBS)), rng.uniform(-1, 1, (rows, ACT))
+    next_obs = obs + 0.1 * np.tanh(obs @ rng.standard_normal((OBS, OBS)) + act @ rng.standard_normal((ACT, OBS)))
+    data = [x.astype(np.float32) for x in (obs, act, obs[:, 0], next_obs)]
+
+    def variant(dtype: str) -> Callable[[], float]:
+        def run() -> float:
+            model = ProbabilisticEnsemble(OBS, ACT, MEMBERS, ELITES, MODEL_HIDDEN, MODEL_LAYERS)
+            start = time.perf_counter()
+            model.fit(*data, max_epochs=epochs, max_epochs_since_improvement=epochs, compute_dtype=dtype)
+            return rows * epochs / (time.perf_counter() - start)
+        return run
+    return {dtype: variant(dtype) for dtype in DTYPES}
+
+
 WARMUP_EPOCHS = 10  # random steps until D_ENV holds the 10,000 start states of one paper-sized round
 
 
@@ -159,6 +178,8 @@ def main() -> int:
     parser.add_argument("--horizon", type=int, default=15)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--sac-updates", type=int, default=200, help="SAC updates per timed run")
+    parser.add_argument("--fit-rows", type=int, default=10_000, help="transitions in the timed ensemble fit")
+    parser.add_argument("--fit-epochs", type=int, default=2, help="epochs of the timed ensemble fit")
     parser.add_argument("--epoch", action="store_true", help="also time one paper-settings HalfCheetah epoch")
     parser.add_argument("--name", default="speed")
     parser.add_argument("--results-dir", default=str(RESULTS))
@@ -175,6 +196,7 @@ def main() -> int:
     flops_per_row = imagine_flops(args.batch, args.horizon, args.samples) / (args.batch * args.samples * args.horizon)
     planner_gflops = {d: rows_per_s[d] * flops_per_row / 1e9 for d in DTYPES}
     sac = median_rate(sac_variants(updates=args.sac_updates), args.repeats)
+    fit = median_rate(model_fit_variants(args.fit_rows, args.fit_epochs), args.repeats)
 
     rows = [{"measure": f"peak_gflops_{d}", "value": round(peak[d], 1)} for d in DTYPES]
     rows += [{"measure": f"planner_rows_per_s_{d}", "value": round(rows_per_s[d])} for d in DTYPES]
@@ -182,12 +204,14 @@ def main() -> int:
     rows += [{"measure": f"planner_peak_fraction_{d}", "value": round(planner_gflops[d] / peak[d], 3)}
              for d in DTYPES]
     rows += [{"measure": f"sac_updates_per_s_{k}", "value": round(v, 1)} for k, v in sac.items()]
+    rows += [{"measure": f"model_fit_rows_per_s_{d}", "value": round(fit[d])} for d in DTYPES]
     best = max(DTYPES, key=lambda d: rows_per_s[d])
     headline = {"planner_peak_fraction": round(planner_gflops[best] / peak[best], 3), "planner_dtype": best,
                 "planner_bf16_speedup": round(rows_per_s["bfloat16"] / rows_per_s["float32"], 2),
                 "sac_update_speedup": round(max(sac[f"mdemorl_{d}"] for d in DTYPES) / sac["plain"], 2),
                 "sac_dtype": max(DTYPES, key=lambda d: sac[f"mdemorl_{d}"]),
-                "sac_update_speedup_float32": round(sac["mdemorl_float32"] / sac["plain"], 2)}
+                "sac_update_speedup_float32": round(sac["mdemorl_float32"] / sac["plain"], 2),
+                "model_fit_bf16_speedup": round(fit["bfloat16"] / fit["float32"], 2)}
     if args.epoch:
         headline["epoch_wall_s"] = round(epoch_wall_s(args.threads), 1)
     rows += [{"measure": k, "value": v} for k, v in headline.items()]
@@ -203,17 +227,17 @@ def main() -> int:
     summary[f"{args.name}_measured"] = {"machine": machine(), "date": date.today().isoformat(),
                                         "threads": args.threads}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(results / f"{args.name}.png", peak, planner_gflops, sac, args)
+    plot(results / f"{args.name}.png", peak, planner_gflops, sac, fit, args)
     print(json.dumps(headline))
     return 0
 
 
-def plot(path: Path, peak: dict, planner: dict, sac: dict, args: argparse.Namespace) -> None:
+def plot(path: Path, peak: dict, planner: dict, sac: dict, fit: dict, args: argparse.Namespace) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right, model) = plt.subplots(1, 3, figsize=(14, 4))
     x = np.arange(len(DTYPES))
     left.bar(x - 0.2, [peak[d] for d in DTYPES], 0.4, label="batched matmul peak")
     left.bar(x + 0.2, [planner[d] for d in DTYPES], 0.4, label="DMD-MPC imagine()")
@@ -225,6 +249,8 @@ def plot(path: Path, peak: dict, planner: dict, sac: dict, args: argparse.Namesp
     right.bar(list(sac), list(sac.values()), color=["tab:green", "tab:olive", "tab:grey"])
     best = max(v for k, v in sac.items() if k != "plain")
     right.set(ylabel="SAC updates / s", title=f"SAC, batch 256, 2x256: {best / sac['plain']:.2f}x plain")
+    model.bar(list(fit), list(fit.values()), color=["tab:blue", "tab:orange"])
+    model.set(ylabel="training rows / s", title=f"ensemble fit ({args.fit_rows} rows, {MEMBERS} members)")
     fig.suptitle(f"{date.today().isoformat()}, {machine()}, {args.threads} threads")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -77,7 +77,8 @@ def test_fig3_rejects_an_empty_smoothing_window():
 
 def test_speed_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "speed.py"), "--threads", "1", "--repeats", "1", "--batch", "2",
-                           "--horizon", "2", "--samples", "4", "--sac-updates", "3", "--name", "smoke",
+                           "--horizon", "2", "--samples", "4", "--sac-updates", "3", "--fit-rows", "300", "--fit-epochs", "1",
+                           "--name", "smoke",
                            "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
@@ -87,7 +88,8 @@ def test_speed_smoke(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {f"{key}_1_threads" for key in printed} <= set(summary) and summary["smoke_measured"]["threads"] == 1
     assert "planner_peak_fraction" not in summary  # the headline keys are the all-core figures only
-    assert csv_rows(tmp_path) == len(printed) + 2 * 4 + 3  # peaks, rows/s, GFLOP/s, fractions; 3 SAC rates
+    assert printed["model_fit_bf16_speedup"] > 0
+    assert csv_rows(tmp_path) == len(printed) + 2 * 5 + 3  # peaks, rows/s, GFLOP/s, fractions, fit rows/s; 3 SAC
 
 
 def test_sustained_walking_needs_a_window_of_walking_evaluations():
