@@ -76,7 +76,9 @@ def plot(path: Path, epochs: np.ndarray, mean: dict, to_target: dict, args: argp
     left.grid(alpha=0.3)
     names = [label(p) for p in mean]
     reached = [to_target[p] if to_target[p] is not None else np.nan for p in mean]
-    right.bar(names, reached)
+    positions = np.arange(len(names))  # numeric positions: a category whose bar is NaN would lose its tick
+    right.bar(positions, np.nan_to_num(reached))
+    right.set_xticks(positions, names)
     for i, value in enumerate(reached):
         right.text(i, 0 if np.isnan(value) else value, "not reached" if np.isnan(value) else f"{value:g}",
                    ha="center", va="bottom", fontsize=8)
