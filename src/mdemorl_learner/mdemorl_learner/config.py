@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 
 ALGORITHMS = ("sac", "mbpo", "mopac", "mdemorl")
-IMAGINED_REWARDS = ("auto", "model", "task")
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
@@ -82,6 +81,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting and how to fix it."""
         from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
+        from mdemorl_planner.task_reward_model import IMAGINED_REWARDS
         from stochlite_bringup.task_names import OBSERVED_REWARD_TASKS, TASK_NAMES
 
         if self.algo not in ALGORITHMS:

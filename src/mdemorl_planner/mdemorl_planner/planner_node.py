@@ -31,7 +31,7 @@ from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_pa
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
-from .task_reward_model import TaskRewardModel
+from .task_reward_model import IMAGINED_REWARDS, TaskRewardModel
 from .transition_log import read_transition_log
 
 NODE_NAME = "planner"
@@ -60,7 +60,7 @@ PARAMETERS = {
     "mppi_temperature": Param(float, "MPPI temperature lambda (mopac)", POSITIVE),
     "imagined_reward": Param(str, "reward of imagined transitions: model (the ensemble's reward head, as in the "
                              "paper), task (the robot's reward of the predicted next state; leg only) or auto "
-                             "(task where possible, else model)", one_of("auto", "model", "task")),
+                             "(task where possible, else model)", one_of(*IMAGINED_REWARDS)),
     "compute_dtype": Param(str, "dtype of the planner's matmuls: bfloat16 (about 2.5x faster on CPUs with "
                            "AVX512-BF16; states and costs stay float32) or float32", one_of(*COMPUTE_DTYPES)),
     "publish_chunk": Param(int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),

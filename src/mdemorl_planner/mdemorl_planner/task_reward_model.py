@@ -7,6 +7,7 @@ import torch
 
 from .dmd_mpc import DynamicsModel
 
+IMAGINED_REWARDS = ("auto", "model", "task")  # where imagined rewards come from: see TrainConfig.imagined_reward
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, u, x') -> r [...]
 
 
