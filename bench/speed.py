@@ -4,6 +4,8 @@
 
 * ``peak``: batched matmul (baddbmm [5, N, 200] x [5, 200, 200], the ensemble's hidden layers), best
   GFLOP/s over N, in float32 and bfloat16.
+* ``model_layer_peak_fraction``: one hidden layer of the ensemble as ``imagine`` runs it (baddbmm on
+  B*M/E rows per elite, then SiLU) against that peak: the SiLU's time bounds what the planner can reach.
 * ``planner``: ``DMDMPCPlanner.imagine`` on HalfCheetah's sizes (17 obs, 6 act), a 7x4x200 ensemble
   (5 elites), 2x256 actor and critics, M = 100, H = 15, in float32 and with bfloat16 autocast:
   imagined rows per second, converted to FLOP/s by counting every matmul (the shift model through all
@@ -61,15 +63,21 @@ def median_rate(variants: dict[str, Callable[[], float]], repeats: int) -> dict[
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
-def matmul_rate(dtype: torch.dtype, rows: int, seconds: float = 0.5) -> float:
-    """GFLOP/s of baddbmm [E, rows, 200] x [E, 200, 200] + bias in ``dtype``."""
+def matmul_rate(dtype: torch.dtype, rows: int, seconds: float = 0.5, silu: bool = False) -> float:
+    """GFLOP/s of baddbmm [E, rows, 200] x [E, 200, 200] + bias in ``dtype``; ``silu``: followed by the
+    ensemble's in-place SiLU, as every hidden layer of the model is (its FLOPs are not counted)."""
     x = torch.randn(ELITES, rows, MODEL_HIDDEN).to(dtype)
     w = torch.randn(ELITES, MODEL_HIDDEN, MODEL_HIDDEN).to(dtype)
     b = torch.randn(ELITES, 1, MODEL_HIDDEN).to(dtype)
-    torch.baddbmm(b, x, w)
+
+    def layer() -> None:
+        h = torch.baddbmm(b, x, w)
+        if silu:
+            torch.nn.functional.silu(h, inplace=True)
+    layer()
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        torch.baddbmm(b, x, w)
+        layer()
         calls += 1
     return 2 * ELITES * rows * MODEL_HIDDEN ** 2 * calls / (time.perf_counter() - start) / 1e9
 
@@ -192,6 +200,10 @@ def main() -> int:
     peak_variants = {f"{d}/{n}": (lambda d=d, n=n: matmul_rate(DTYPES[d], n)) for d in DTYPES for n in peak_rows}
     peaks = median_rate(peak_variants, args.repeats)
     peak = {d: max(peaks[f"{d}/{n}"] for n in peak_rows) for d in DTYPES}
+    # the bound on the planner's fraction set by its hidden layers alone (rows per elite as in imagine())
+    layer_rows = max(1, args.batch * args.samples // ELITES)
+    layer = median_rate({d: (lambda d=d: matmul_rate(DTYPES[d], layer_rows, silu=True)) for d in DTYPES},
+                        args.repeats)
     rows_per_s = median_rate(planner_variants(args.batch, args.horizon, args.samples), args.repeats)
     flops_per_row = imagine_flops(args.batch, args.horizon, args.samples) / (args.batch * args.samples * args.horizon)
     planner_gflops = {d: rows_per_s[d] * flops_per_row / 1e9 for d in DTYPES}
@@ -203,11 +215,13 @@ def main() -> int:
     rows += [{"measure": f"planner_gflops_{d}", "value": round(planner_gflops[d], 1)} for d in DTYPES]
     rows += [{"measure": f"planner_peak_fraction_{d}", "value": round(planner_gflops[d] / peak[d], 3)}
              for d in DTYPES]
+    rows += [{"measure": f"model_layer_peak_fraction_{d}", "value": round(layer[d] / peak[d], 3)} for d in DTYPES]
     rows += [{"measure": f"sac_updates_per_s_{k}", "value": round(v, 1)} for k, v in sac.items()]
     rows += [{"measure": f"model_fit_rows_per_s_{d}", "value": round(fit[d])} for d in DTYPES]
     best = max(DTYPES, key=lambda d: rows_per_s[d])
     headline = {"planner_peak_fraction": round(planner_gflops[best] / peak[best], 3), "planner_dtype": best,
                 "planner_bf16_speedup": round(rows_per_s["bfloat16"] / rows_per_s["float32"], 2),
+                "model_layer_peak_fraction": round(layer[best] / peak[best], 3),
                 "sac_update_speedup": round(max(sac[f"mdemorl_{d}"] for d in DTYPES) / sac["plain"], 2),
                 "sac_dtype": max(DTYPES, key=lambda d: sac[f"mdemorl_{d}"]),
                 "sac_update_speedup_float32": round(sac["mdemorl_float32"] / sac["plain"], 2),
@@ -227,22 +241,24 @@ def main() -> int:
     summary[f"{args.name}_measured"] = {"machine": machine(), "date": date.today().isoformat(),
                                         "threads": args.threads}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(results / f"{args.name}.png", peak, planner_gflops, sac, fit, args)
+    plot(results / f"{args.name}.png", peak, layer, planner_gflops, sac, fit, args)
     print(json.dumps(headline))
     return 0
 
 
-def plot(path: Path, peak: dict, planner: dict, sac: dict, fit: dict, args: argparse.Namespace) -> None:
+def plot(path: Path, peak: dict, layer: dict, planner: dict, sac: dict, fit: dict, args: argparse.Namespace) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right, model) = plt.subplots(1, 3, figsize=(14, 4))
     x = np.arange(len(DTYPES))
-    left.bar(x - 0.2, [peak[d] for d in DTYPES], 0.4, label="batched matmul peak")
-    left.bar(x + 0.2, [planner[d] for d in DTYPES], 0.4, label="DMD-MPC imagine()")
+    left.bar(x - 0.27, [peak[d] for d in DTYPES], 0.27, label="batched matmul peak")
+    left.bar(x, [layer[d] for d in DTYPES], 0.27, label="model hidden layer + SiLU")
+    left.bar(x + 0.27, [planner[d] for d in DTYPES], 0.27, label="DMD-MPC imagine()")
     for i, d in enumerate(DTYPES):
-        left.text(i + 0.2, planner[d], f"{planner[d] / peak[d]:.0%}", ha="center", va="bottom")
+        left.text(i, layer[d], f"{layer[d] / peak[d]:.0%}", ha="center", va="bottom")
+        left.text(i + 0.27, planner[d], f"{planner[d] / peak[d]:.0%}", ha="center", va="bottom")
     left.set(xticks=x, xticklabels=list(DTYPES), ylabel="GFLOP/s",
              title=f"planner (B={args.batch}, M={args.samples}, H={args.horizon})")
     left.legend()

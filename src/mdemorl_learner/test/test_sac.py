@@ -57,6 +57,34 @@ def test_critic_loss_matches_soft_bellman_reference():
     assert stats["alpha"] == pytest.approx(alpha.item(), rel=1e-6)
 
 
+def test_actor_and_temperature_gradients_use_the_critic_before_its_step():
+    """pi_loss = mean(alpha log pi(a|s) - min_i Q_i(s, a)), a ~ pi(s), with Q the critic as it was before
+    this update's critic step (one backward serves all three losses)."""
+    rng = np.random.default_rng(1)
+    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, init_alpha=0.4), seed=0)
+    for _ in range(3):
+        agent.update(random_batch(rng))
+    ref = SAC(OBS, ACT, agent.config, seed=1)
+    ref.load_state_dict(agent.state_dict())
+    batch = random_batch(rng, n=64)
+    b = {k: torch.from_numpy(v) for k, v in batch.items()}
+    with torch.no_grad():
+        ref.actor(b["next_obs"], generator=ref.generator)  # the target's draw comes first
+    pi_act, logp = ref.actor(b["obs"], generator=ref.generator)
+    q1, q2 = ref.critic(b["obs"], pi_act)
+    alpha = ref.log_alpha.exp().detach()
+    pi_loss = (alpha * logp - torch.minimum(q1, q2)).mean()
+    alpha_loss = -ref.log_alpha * (logp.detach().mean() + ref.target_entropy)
+    (pi_loss + alpha_loss).backward()
+    critic_before = params(agent.critic)
+    stats = agent.update(batch)
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, params(agent.critic)))
+    assert stats["pi_loss"] == pytest.approx(pi_loss.item(), rel=1e-5)
+    for p_ref, p in zip(ref.actor.parameters(), agent.actor.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(agent.log_alpha.grad, ref.log_alpha.grad)
+
+
 @pytest.mark.parametrize("tau", [0.005, 0.3])
 def test_polyak_target_update(tau):
     agent = SAC(OBS, ACT, SACConfig(hidden_size=32, tau=tau), seed=0)
@@ -193,6 +221,30 @@ def tensors(tree) -> list[torch.Tensor]:
     if isinstance(tree, dict):
         return [t for v in tree.values() for t in tensors(v)]
     return []
+
+
+def test_resumes_a_checkpoint_with_the_former_two_optimizers():
+    """Checkpoints written before 2026-12-04 hold a critic Adam (critic params) and an actor Adam (actor
+    params, then log_alpha); resuming one continues exactly as the single-Adam state does."""
+    rng = np.random.default_rng(0)
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    for _ in range(4):
+        agent.update(random_batch(rng))
+    state = agent.state_dict()
+    adam = state.pop("optimizer")
+    n_critic = len(list(agent.critic.parameters()))
+    critic_groups, actor_group, alpha_group = adam["param_groups"][0], *adam["param_groups"][1:]
+    state["critic_opt"] = {"state": {i: adam["state"][i] for i in critic_groups["params"]},
+                           "param_groups": [critic_groups]}
+    state["actor_opt"] = {"state": {i - n_critic: adam["state"][i] for i in actor_group["params"] + alpha_group["params"]},
+                          "param_groups": [{**g, "params": [i - n_critic for i in g["params"]]}
+                                           for g in (actor_group, alpha_group)]}
+    old = SAC(OBS, ACT, SMALL, seed=5)
+    old.load_state_dict(state)
+    batch = random_batch(rng)
+    assert old.update(batch) == agent.update(batch)
+    for a, b in zip(agent.actor.parameters(), old.actor.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_state_dict_is_a_snapshot():
