@@ -81,7 +81,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting and how to fix it."""
         from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
-        from mdemorl_planner.task_reward_model import IMAGINED_REWARDS
+        from mdemorl_planner.task_reward_model import uses_task_reward
         from stochlite_bringup.task_names import OBSERVED_REWARD_TASKS, TASK_NAMES
 
         if self.algo not in ALGORITHMS:
@@ -94,11 +94,10 @@ class TrainConfig:
             raise ValueError(f"--planner-dtype {self.planner_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         if self.task not in TASK_NAMES:
             raise ValueError(f"--task {self.task!r} is not one of {', '.join(TASK_NAMES)}")
-        if self.imagined_reward not in IMAGINED_REWARDS:
-            raise ValueError(f"--imagined-reward {self.imagined_reward!r} is not one of {', '.join(IMAGINED_REWARDS)}")
-        if self.imagined_reward == "task" and self.task not in OBSERVED_REWARD_TASKS:
-            raise ValueError(f"--imagined-reward task: the reward of {self.task} cannot be computed from its "
-                             f"observation (only {', '.join(OBSERVED_REWARD_TASKS)}); use --imagined-reward model")
+        try:
+            uses_task_reward(self.imagined_reward, self.task in OBSERVED_REWARD_TASKS, self.task)
+        except ValueError as err:
+            raise ValueError(f"--imagined-reward {err}") from err
         positive = ("epochs", "steps_per_epoch", "batch_size", "hidden_size", "num_layers", "ensemble_size",
                     "num_elites", "model_hidden", "model_layers", "model_train_freq", "model_max_epochs",
                     "rollout_batch_start", "rollout_batch_max", "horizon_start", "horizon_end", "num_samples",

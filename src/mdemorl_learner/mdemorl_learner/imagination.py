@@ -15,7 +15,7 @@ import torch
 from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
 from mdemorl_planner.schedules import LinearSchedule
-from mdemorl_planner.task_reward_model import RewardFn, TaskRewardModel
+from mdemorl_planner.task_reward_model import RewardFn, TaskRewardModel, uses_task_reward
 
 from .config import TrainConfig
 from mdemorl_planner.replay_buffer import ReplayBuffer
@@ -56,9 +56,10 @@ class Imagination:
         self.model = ProbabilisticEnsemble(obs_dim, act_dim, num_members=cfg.ensemble_size,
                                            num_elites=cfg.num_elites, hidden_size=cfg.model_hidden,
                                            num_layers=cfg.model_layers, learning_rate=cfg.model_lr, seed=cfg.seed)
-        task_reward = cfg.imagined_reward == "task" or (cfg.imagined_reward == "auto" and reward_fn is not None)
-        if task_reward and reward_fn is None:
-            raise ValueError(f"--imagined-reward task: no reward function of the observation for {cfg.task}")
+        try:
+            task_reward = uses_task_reward(cfg.imagined_reward, reward_fn is not None, cfg.task)
+        except ValueError as err:
+            raise ValueError(f"--imagined-reward {err}") from err
         self.rollout_model = TaskRewardModel(self.model, reward_fn) if task_reward else self.model
         self.horizon = LinearSchedule(cfg.schedule_start_epoch, cfg.schedule_end_epoch,
                                       cfg.horizon_start, cfg.horizon_end)

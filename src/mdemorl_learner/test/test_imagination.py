@@ -76,7 +76,8 @@ def test_imagined_rewards_come_from_the_task_when_asked(algo, setting, given, fr
     agent = SAC(3, 2, SACConfig(hidden_size=16), seed=0)
     reward_fn = lambda obs, act, nxt: nxt.square().sum(-1) - act[..., 0]  # noqa: E731
     if setting == "task":
-        with pytest.raises(ValueError, match="no reward function of the observation"):
+        with pytest.raises(ValueError, match="--imagined-reward is 'task' but the reward of leg cannot be computed from its observation; "
+                                             "use 'model'"):
             Imagination(cfg, 3, 2, agent, termination_fn=None)
     imagination = Imagination(cfg, 3, 2, agent, termination_fn=None, reward_fn=reward_fn if given else None)
     rng = np.random.default_rng(0)

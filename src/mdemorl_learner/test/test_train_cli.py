@@ -87,9 +87,9 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     (["--epochs", "many"], "--epochs"),
     (["--num-elites", "9"], "--num-elites 9"),
     (["--init-alpha", "-1"], "--init-alpha"),
-    (["--imagined-reward", "oracle"], "--imagined-reward 'oracle'"),
+    (["--imagined-reward", "oracle"], "--imagined-reward is 'oracle', not one of auto, model, task"),
     (["--model-dtype", "float16"], "--model-dtype 'float16' is not one of float32, bfloat16"),
-    (["--task", "Hopper-v5", "--imagined-reward", "task"], "use --imagined-reward model"),
+    (["--task", "Hopper-v5", "--imagined-reward", "task"], "reward of Hopper-v5 cannot be computed from its observation; use 'model'"),
 ])
 def test_bad_value_is_one_clear_line_and_nonzero_exit(tmp_path, args, names):
     proc = train(tmp_path, "--out", str(tmp_path / "never"), *args)

@@ -23,7 +23,7 @@ from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
                                                declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
-from stochlite_bringup.task_names import LEG_TASK_NAME, OBSERVED_REWARD_TASKS, STOCHLITE_TASK_NAME, TASK_NAMES
+from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
 from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
@@ -31,7 +31,7 @@ from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_pa
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
-from .task_reward_model import IMAGINED_REWARDS, TaskRewardModel
+from .task_reward_model import IMAGINED_REWARDS, TaskRewardModel, uses_task_reward
 from .transition_log import read_transition_log
 
 NODE_NAME = "planner"
@@ -86,10 +86,8 @@ def termination_fn(robot: str):
 
 def reward_fn(robot: str):
     """The task's reward of a transition computed from its observations (leg), or None if it has none."""
-    if robot not in OBSERVED_REWARD_TASKS:
-        return None
-    from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation
-    return leg_reward_from_observation
+    from stochlite_bringup.tasks.leg_observed_reward import observed_reward_fn
+    return observed_reward_fn(robot)
 
 
 class PlannerNode(WorkerNode):
@@ -108,11 +106,12 @@ class PlannerNode(WorkerNode):
         self._batch = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["rollout_batch_start"],
                                      p["rollout_batch_max"])
         self._termination_fn = termination_fn(p["robot"])
-        self._reward_fn = reward_fn(p["robot"]) if p["imagined_reward"] != "model" else None
-        if p["imagined_reward"] == "task" and self._reward_fn is None:
-            raise parameter_error(self.get_name(), "imagined_reward", f"is 'task' but the reward of robot "
-                                  f"{p['robot']} cannot be computed from its observation (only "
-                                  f"{', '.join(OBSERVED_REWARD_TASKS)}); set it to 'model'")
+        task_reward = reward_fn(p["robot"])
+        try:
+            use_task_reward = uses_task_reward(p["imagined_reward"], task_reward is not None, f"robot {p['robot']}")
+        except ValueError as err:
+            raise parameter_error(self.get_name(), "imagined_reward", str(err)) from err
+        self._reward_fn = task_reward if use_task_reward else None
         self._rng = np.random.default_rng(p["seed"])
         self._lock = threading.Lock()  # guards D_ENV, the latest snapshots and the counters below
         self._dims: tuple[int, int] | None = None  # (obs_dim, act_dim), fixed by the first accepted input

@@ -11,6 +11,20 @@ IMAGINED_REWARDS = ("auto", "model", "task")  # where imagined rewards come from
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, u, x') -> r [...]
 
 
+def uses_task_reward(setting: str, task_has_reward: bool, task: str) -> bool:
+    """Whether imagined transitions take the task's reward instead of the ensemble's reward head, for
+    ``setting`` (one of IMAGINED_REWARDS): "model" no, "task" yes, "auto" where the task has one.
+
+    Raises ValueError for an unknown setting, and for "task" on a task without a reward of the observation.
+    """
+    if setting not in IMAGINED_REWARDS:
+        raise ValueError(f"is {setting!r}, not one of {', '.join(IMAGINED_REWARDS)}")
+    if setting == "task" and not task_has_reward:
+        raise ValueError(f"is 'task' but the reward of {task} cannot be computed from its observation; "
+                         "use 'model' (the ensemble's reward head) or 'auto'")
+    return setting != "model" and task_has_reward
+
+
 class TaskRewardModel:
     """The model's next states, with the task's reward of each transition in place of the reward head.
 

@@ -212,7 +212,7 @@ def test_task_rewards_only_where_the_observation_determines_them():
     from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation
     assert reward_fn("leg") is leg_reward_from_observation and reward_fn("Hopper-v5") is None
     with pytest.raises(ValueError, match=r"parameter 'imagined_reward' is 'task' but the reward of robot Hopper-v5 "
-                                         r"cannot be computed from its observation \(only leg\); set it to 'model'"):
+                                         r"cannot be computed from its observation; use 'model'"):
         PlannerNode(parameter_overrides=overrides(robot="Hopper-v5", imagined_reward="task"))
 
 

@@ -4,7 +4,7 @@ LEG_TASK_NAME = "leg"
 STOCHLITE_TASK_NAME = "stochlite"
 GYM_TASK_NAMES = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
 TASK_NAMES = (LEG_TASK_NAME, STOCHLITE_TASK_NAME, *GYM_TASK_NAMES)
-OBSERVED_REWARD_TASKS = (LEG_TASK_NAME,)  # their observation determines the reward: TaskSpec.reward_fn
+OBSERVED_REWARD_TASKS = (LEG_TASK_NAME,)  # their observation determines the reward: tasks.observed_reward_fn
 
 
 def robot_namespace(robot: str) -> str:

@@ -266,7 +266,8 @@ def test_make_task_builds_the_leg_and_rejects_unknown_names():
 def test_reward_from_the_observation_is_the_envs_reward_and_batched(env):
     import torch
 
-    from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation
+    from stochlite_bringup.task_names import OBSERVED_REWARD_TASKS, TASK_NAMES
+    from stochlite_bringup.tasks.leg_observed_reward import leg_reward_from_observation, observed_reward_fn
 
     env.reset(seed=3, options={"phase0": 0.3})
     rng = np.random.default_rng(3)
@@ -282,3 +283,4 @@ def test_reward_from_the_observation_is_the_envs_reward_and_batched(env):
     task_env, spec = make_task("leg")
     task_env.close()
     assert spec.reward_fn is leg_reward_from_observation
+    assert [t for t in TASK_NAMES if observed_reward_fn(t) is not None] == list(OBSERVED_REWARD_TASKS)

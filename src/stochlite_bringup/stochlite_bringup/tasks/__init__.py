@@ -13,7 +13,7 @@ import gymnasium
 
 from ..task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 from .leg_env import LegTrackingEnv
-from .leg_observed_reward import leg_reward_from_observation
+from .leg_observed_reward import observed_reward_fn
 from .leg_reward import leg_tracking_reward
 from .stochlite_env import StochliteEnv, stochlite_termination_fn
 
@@ -84,7 +84,7 @@ def make_task(
         episode_steps=episode_steps,
         termination_fn={LEG_TASK_NAME: None, STOCHLITE_TASK_NAME: stochlite_termination_fn}.get(name)
         if name in own_envs else TERMINATION_FNS[name],
-        reward_fn={LEG_TASK_NAME: leg_reward_from_observation}.get(name),
+        reward_fn=observed_reward_fn(name),
     )
     return env, spec
 

@@ -3,8 +3,14 @@
 Frame: hip at the origin, x forward, z up; positions are ``(x, z)`` in metres.
 Both joints turn about -y, so ``q = (0, 0)`` hangs straight down and positive
 angles swing the foot forward. Link lengths are proxies (see docs/leg_task.md).
-All functions broadcast over leading dimensions (``q[..., 2]`` / ``p[..., 2]``).
+All functions broadcast over leading dimensions (``q[..., 2]`` / ``p[..., 2]``). Forward kinematics
+and foot velocity take numpy-convertible input (computed in float64) or torch tensors (computed in
+their dtype, so that the planner can score imagined states with the same code).
 """
+
+import sys
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -13,29 +19,38 @@ THIGH_LENGTH_M = 0.297  # proxy (Stoch 3 leg)
 SHANK_LENGTH_M = 0.275  # proxy, hip-to-foot shank + foot
 
 
+def as_array(x: Any) -> tuple[Any, ModuleType]:
+    """``x`` as a torch tensor (unchanged) or a float64 numpy array, with its module (torch or numpy)."""
+    torch = sys.modules.get("torch")  # a tensor implies torch is imported; numpy callers never import it
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x, torch
+    return np.asarray(x, dtype=np.float64), np
+
+
 def forward_kinematics(q: ArrayLike) -> NDArray[np.float64]:
     """Foot position ``(x, z)`` for joint angles ``q = (q1, q2)`` in rad."""
-    q = np.asarray(q, dtype=np.float64)
+    q, xp = as_array(q)
     q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
-    x = THIGH_LENGTH_M * np.sin(q1) + SHANK_LENGTH_M * np.sin(q12)
-    z = -THIGH_LENGTH_M * np.cos(q1) - SHANK_LENGTH_M * np.cos(q12)
-    return np.stack((x, z), axis=-1)
+    x = THIGH_LENGTH_M * xp.sin(q1) + SHANK_LENGTH_M * xp.sin(q12)
+    z = -THIGH_LENGTH_M * xp.cos(q1) - SHANK_LENGTH_M * xp.cos(q12)
+    return xp.stack((x, z), -1)
 
 
 def foot_jacobian(q: ArrayLike) -> NDArray[np.float64]:
     """Jacobian ``d(x, z)/d(q1, q2)``, shape ``[..., 2, 2]``; foot velocity is ``J @ qdot``."""
-    q = np.asarray(q, dtype=np.float64)
+    q, xp = as_array(q)
     q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
-    c1, s1 = THIGH_LENGTH_M * np.cos(q1), THIGH_LENGTH_M * np.sin(q1)
-    c12, s12 = SHANK_LENGTH_M * np.cos(q12), SHANK_LENGTH_M * np.sin(q12)
-    row_x = np.stack((c1 + c12, c12), axis=-1)
-    row_z = np.stack((s1 + s12, s12), axis=-1)
-    return np.stack((row_x, row_z), axis=-2)
+    c1, s1 = THIGH_LENGTH_M * xp.cos(q1), THIGH_LENGTH_M * xp.sin(q1)
+    c12, s12 = SHANK_LENGTH_M * xp.cos(q12), SHANK_LENGTH_M * xp.sin(q12)
+    row_x = xp.stack((c1 + c12, c12), -1)
+    row_z = xp.stack((s1 + s12, s12), -1)
+    return xp.stack((row_x, row_z), -2)
 
 
 def foot_velocity(q: ArrayLike, qdot: ArrayLike) -> NDArray[np.float64]:
     """Foot velocity ``(xdot, zdot)`` in m/s from joint angles and rates."""
-    return np.einsum("...ij,...j->...i", foot_jacobian(q), np.asarray(qdot, dtype=np.float64))
+    qdot, _ = as_array(qdot)
+    return (foot_jacobian(q) @ qdot[..., None])[..., 0]
 
 
 def inverse_kinematics(p: ArrayLike) -> NDArray[np.float64]:

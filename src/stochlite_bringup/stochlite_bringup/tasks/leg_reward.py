@@ -3,6 +3,8 @@
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .leg_kinematics import as_array
+
 POSITION_UNIT_M = 0.1  # positions in dm: 10 cm error -> exp(-1)
 VELOCITY_UNIT_M_PER_S = 1.0  # velocities in m/s: 1 m/s error -> exp(-1)
 
@@ -17,11 +19,12 @@ def leg_tracking_reward(
     so both terms vary over the whole workspace and an untrained policy still gets a
     signal. In cm an error of a few cm would already give ~0 and SAC measured no
     progress in 12,000 steps; in metres the reward would be flat. Returns 1 exactly on
-    the trajectory; 3 cm error keeps 0.73 of the position term.
+    the trajectory; 3 cm error keeps 0.73 of the position term. Torch tensors in give a tensor out
+    (the planner's imagined rewards); anything else is computed in float64.
     """
-    position_error = (np.asarray(p, dtype=np.float64) - p_d) / POSITION_UNIT_M
-    velocity_error = (np.asarray(v, dtype=np.float64) - v_d) / VELOCITY_UNIT_M_PER_S
-    reward = 0.8 * np.exp(-np.sum(position_error**2, axis=-1)) + 0.2 * np.exp(
-        -np.sum(velocity_error**2, axis=-1)
-    )  # eq. 15
-    return float(reward) if reward.ndim == 0 else reward
+    p, xp = as_array(p)
+    position_error = (p - p_d) / POSITION_UNIT_M
+    velocity_error = (as_array(v)[0] - v_d) / VELOCITY_UNIT_M_PER_S
+    reward = (0.8 * xp.exp(-(position_error**2).sum(-1))
+              + 0.2 * xp.exp(-(velocity_error**2).sum(-1)))  # eq. 15
+    return float(reward) if xp is np and reward.ndim == 0 else reward
