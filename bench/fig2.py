@@ -5,7 +5,8 @@
 The default budget (30 epochs of 1000 steps, 2 seeds: HalfCheetah learns only after about 18,000 steps)
 takes about an hour per task on this 2-core machine with ``--jobs 2``;
 ``--paper-budget`` runs MBPO's epochs per task (HalfCheetah 400, Hopper 125, Walker2d 300, Ant 300) with
-3 seeds. Writes bench/results/fig2.csv and .png (one panel per task), and into summary.json
+3 seeds. ``--task-seeds Hopper-v5=0,1`` gives one task its own seeds (with ``--reuse``, tasks run in
+different sessions combine into one figure). Writes bench/results/fig2.csv and .png (one panel per task), and into summary.json
 ``halfcheetah_return_<algo>`` for every algorithm: the mean over seeds of each run's last
 ``--final-window`` evaluations (one deterministic episode each) at the common budget. Not a test.
 """
@@ -31,6 +32,8 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     parser.add_argument("--paper-budget", action="store_true", help="MBPO's epochs per task and 3 seeds")
+    parser.add_argument("--task-seeds", nargs="+", default=[], metavar="TASK=S[,S...]",
+                        help="seeds of one task instead of --seeds, e.g. Hopper-v5=0,1 (budgets differ by task)")
     parser.add_argument("--final-window", type=int, default=5,
                         help="evaluations averaged into a run's final return (the last N epochs)")
     add_budget_arguments(parser, "fig2", epochs=30, seeds=[0, 1])
@@ -38,12 +41,13 @@ def main() -> int:
     if args.final_window < 1:
         parser.error(f"--final-window {args.final_window}: must be at least 1")
     seeds = [0, 1, 2] if args.paper_budget else args.seeds
+    task_seeds = {task: seeds for task in args.tasks} | parse_task_seeds(parser, args.task_seeds, args.tasks)
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     curves = {}
     for task in args.tasks:  # one task at a time: tasks differ in epochs under --paper-budget
         epochs = PAPER_EPOCHS[task] if args.paper_budget else args.epochs
-        runs = [Run(task, algo, seed, algo, tuple(args.flags)) for algo in args.algos for seed in seeds]
+        runs = [Run(task, algo, seed, algo, tuple(args.flags)) for algo in args.algos for seed in task_seeds[task]]
         curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse))
     write_csv(results / f"{args.name}.csv", curves)
 
@@ -53,12 +57,26 @@ def main() -> int:
     values = {f"{task.split('-')[0].lower()}_return_{algo}": round(finals[task][algo], 1)
               for task in args.tasks for algo in args.algos if task == "HalfCheetah-v5"}
     budget = {"epochs": "paper" if args.paper_budget else args.epochs, "steps_per_epoch": args.steps_per_epoch,
-              "seeds": seeds, "flags": args.flags, "final_window": args.final_window,
+              "seeds": task_seeds, "flags": args.flags, "final_window": args.final_window,
               "final_returns": finals}
     update_summary(results, values, args.name, budget)
     plot(results / f"{args.name}.png", curves, args.tasks)
     print(json.dumps(finals))
     return 0
+
+
+def parse_task_seeds(parser: argparse.ArgumentParser, items: list[str], tasks: list[str]) -> dict[str, list[int]]:
+    """``TASK=S[,S...]`` items -> {task: seeds}; a parser error names a malformed item or a task not run."""
+    parsed = {}
+    for item in items:
+        task, _, seeds = item.partition("=")
+        try:
+            parsed[task] = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            parser.error(f"--task-seeds {item!r}: write TASK=S[,S...], e.g. Hopper-v5=0,1")
+        if task not in tasks:
+            parser.error(f"--task-seeds {item!r}: {task!r} is not among --tasks ({', '.join(tasks)})")
+    return parsed
 
 
 def plot(path: Path, curves: dict, tasks: list[str]) -> None:

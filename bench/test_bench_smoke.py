@@ -38,13 +38,19 @@ def test_fig4_smoke(tmp_path):
 
 def test_fig2_smoke(tmp_path):
     printed = run_bench("fig2.py", tmp_path, "--tasks", "Hopper-v5", "--epochs", "2", "--steps-per-epoch", "100",
-                        "--seeds", "0", "--final-window", "2")
+                        "--seeds", "3", "--task-seeds", "Hopper-v5=0", "--final-window", "2")
     assert set(printed["Hopper-v5"]) == {"sac", "mbpo", "mopac", "mdemorl"} and csv_rows(tmp_path) == 4 * 2
     with open(tmp_path / "smoke.csv", newline="") as f:
-        sac = [float(row["eval_return"]) for row in csv.DictReader(f) if row["algo"] == "sac"]
+        rows = list(csv.DictReader(f))
+    assert {row["seed"] for row in rows} == {"0"}  # --task-seeds wins over --seeds
+    sac = [float(row["eval_return"]) for row in rows if row["algo"] == "sac"]
     assert printed["Hopper-v5"]["sac"] == pytest.approx(sum(sac) / 2)  # the final return averages the window
     bad = subprocess.run([sys.executable, str(HERE / "fig2.py"), "--final-window", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--final-window 0: must be at least 1" in bad.stderr
+    for item, problem in (("Hopper-v5=a", "write TASK=S[,S...]"), ("Ant-v5=0", "'Ant-v5' is not among --tasks")):
+        bad = subprocess.run([sys.executable, str(HERE / "fig2.py"), "--tasks", "Hopper-v5", "--task-seeds", item],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and problem in bad.stderr, bad.stderr
 
 
 def test_fig3_smoke(tmp_path):
