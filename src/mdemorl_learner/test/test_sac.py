@@ -27,17 +27,23 @@ def params(module: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 
 
-def test_critic_loss_matches_soft_bellman_reference():
-    """q_loss = sum over heads of 0.5 mean (Q_i(s, a) - y)^2 with
-    y = r + gamma (1 - terminated) (min_i Qtarg_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
-    rng = np.random.default_rng(0)
-    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, gamma=0.9, init_alpha=0.7), seed=0)
+def trained_agent_and_copy(config: SACConfig, rng: np.random.Generator) -> tuple[SAC, SAC, dict, dict]:
+    """An agent after 3 updates, an exact copy (RNG included) to compute references with, and a 64-row
+    batch as arrays and as tensors."""
+    agent = SAC(OBS, ACT, config, seed=0)
     for _ in range(3):
         agent.update(random_batch(rng))
     ref = SAC(OBS, ACT, agent.config, seed=1)
     ref.load_state_dict(agent.state_dict())
     batch = random_batch(rng, n=64)
-    b = {k: torch.from_numpy(v) for k, v in batch.items()}
+    return agent, ref, batch, {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+def test_critic_loss_matches_soft_bellman_reference():
+    """q_loss = sum over heads of 0.5 mean (Q_i(s, a) - y)^2 with
+    y = r + gamma (1 - terminated) (min_i Qtarg_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
+    agent, ref, batch, b = trained_agent_and_copy(SACConfig(hidden_size=32, gamma=0.9, init_alpha=0.7),
+                                                  np.random.default_rng(0))
     assert 0 < b["terminated"].sum() < 64
     with torch.no_grad():
         next_act, next_logp = ref.actor(b["next_obs"], generator=ref.generator)
@@ -60,14 +66,7 @@ def test_critic_loss_matches_soft_bellman_reference():
 def test_actor_and_temperature_gradients_use_the_critic_before_its_step():
     """pi_loss = mean(alpha log pi(a|s) - min_i Q_i(s, a)), a ~ pi(s), with Q the critic as it was before
     this update's critic step (one backward serves all three losses)."""
-    rng = np.random.default_rng(1)
-    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, init_alpha=0.4), seed=0)
-    for _ in range(3):
-        agent.update(random_batch(rng))
-    ref = SAC(OBS, ACT, agent.config, seed=1)
-    ref.load_state_dict(agent.state_dict())
-    batch = random_batch(rng, n=64)
-    b = {k: torch.from_numpy(v) for k, v in batch.items()}
+    agent, ref, batch, b = trained_agent_and_copy(SACConfig(hidden_size=32, init_alpha=0.4), np.random.default_rng(1))
     with torch.no_grad():
         ref.actor(b["next_obs"], generator=ref.generator)  # the target's draw comes first
     pi_act, logp = ref.actor(b["obs"], generator=ref.generator)
