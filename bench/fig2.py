@@ -89,7 +89,7 @@ def plot(path: Path, curves: dict, tasks: list[str]) -> None:
         steps = next(c.steps for r, c in curves.items() if r.task == task)
         for label, runs in by_label(curves, task).items():
             runs = np.array(runs)
-            ax.plot(steps, runs.mean(0), label=f"{label} ({len(runs)} seeds)")
+            ax.plot(steps, runs.mean(0), label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
             ax.fill_between(steps, runs.min(0), runs.max(0), alpha=0.15)
         ax.set(title=task, xlabel="real environment steps", ylabel="evaluation return")
         ax.grid(alpha=0.3)

@@ -22,7 +22,7 @@ def plot_seed_curves(path: Path, steps: np.ndarray, curves: dict[str, list[np.nd
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, runs in curves.items():
         runs = np.array(runs)
-        ax.plot(steps, runs.mean(0), "o-", label=f"{label} (mean of {len(runs)} seeds)")
+        ax.plot(steps, runs.mean(0), "o-", label=f"{label} (mean of {len(runs)} seeds)" if len(runs) > 1 else f"{label} (1 seed)")
         ax.fill_between(steps, runs.min(0), runs.max(0), alpha=0.2)
     if target is not None:
         ax.axhline(target[0], color="grey", ls=":", label=target[1])
