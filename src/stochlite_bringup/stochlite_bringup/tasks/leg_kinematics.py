@@ -10,16 +10,21 @@ their dtype, so that the planner can score imagined states with the same code).
 
 import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import torch
+
+Array = Union[NDArray[np.float64], "torch.Tensor"]  # what as_array gives: float64 numpy, or torch in its dtype
 
 THIGH_LENGTH_M = 0.297  # proxy (Stoch 3 leg)
 SHANK_LENGTH_M = 0.275  # proxy, hip-to-foot shank + foot
 
 
-def as_array(x: Any) -> tuple[Any, ModuleType]:
+def as_array(x: Any) -> tuple[Array, ModuleType]:
     """``x`` as a torch tensor (unchanged) or a float64 numpy array, with its module (torch or numpy)."""
     torch = sys.modules.get("torch")  # a tensor implies torch is imported; numpy callers never import it
     if torch is not None and isinstance(x, torch.Tensor):
@@ -27,7 +32,7 @@ def as_array(x: Any) -> tuple[Any, ModuleType]:
     return np.asarray(x, dtype=np.float64), np
 
 
-def forward_kinematics(q: ArrayLike) -> NDArray[np.float64]:
+def forward_kinematics(q: ArrayLike) -> Array:
     """Foot position ``(x, z)`` for joint angles ``q = (q1, q2)`` in rad."""
     q, xp = as_array(q)
     q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
@@ -36,7 +41,7 @@ def forward_kinematics(q: ArrayLike) -> NDArray[np.float64]:
     return xp.stack((x, z), -1)
 
 
-def foot_jacobian(q: ArrayLike) -> NDArray[np.float64]:
+def foot_jacobian(q: ArrayLike) -> Array:
     """Jacobian ``d(x, z)/d(q1, q2)``, shape ``[..., 2, 2]``; foot velocity is ``J @ qdot``."""
     q, xp = as_array(q)
     q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
@@ -47,7 +52,7 @@ def foot_jacobian(q: ArrayLike) -> NDArray[np.float64]:
     return xp.stack((row_x, row_z), -2)
 
 
-def foot_velocity(q: ArrayLike, qdot: ArrayLike) -> NDArray[np.float64]:
+def foot_velocity(q: ArrayLike, qdot: ArrayLike) -> Array:
     """Foot velocity ``(xdot, zdot)`` in m/s from joint angles and rates."""
     qdot, _ = as_array(qdot)
     return (foot_jacobian(q) @ qdot[..., None])[..., 0]

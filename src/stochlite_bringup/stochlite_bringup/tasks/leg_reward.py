@@ -1,9 +1,9 @@
 """Tracking reward of the leg task (paper eq. 15)."""
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
-from .leg_kinematics import as_array
+from .leg_kinematics import Array, as_array
 
 POSITION_UNIT_M = 0.1  # positions in dm: 10 cm error -> exp(-1)
 VELOCITY_UNIT_M_PER_S = 1.0  # velocities in m/s: 1 m/s error -> exp(-1)
@@ -11,7 +11,7 @@ VELOCITY_UNIT_M_PER_S = 1.0  # velocities in m/s: 1 m/s error -> exp(-1)
 
 def leg_tracking_reward(
     p: ArrayLike, p_d: ArrayLike, v: ArrayLike, v_d: ArrayLike
-) -> float | NDArray[np.float64]:
+) -> float | Array:
     """Eq. 15: ``0.8 exp(-|p - p_d|^2) + 0.2 exp(-|pdot - pdot_d|^2)``.
 
     Inputs are in SI (m, m/s), shape ``[..., 2]``; the last axis is reduced. Errors are
