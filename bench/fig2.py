@@ -48,7 +48,8 @@ def main() -> int:
     for task in args.tasks:  # one task at a time: tasks differ in epochs under --paper-budget
         epochs = PAPER_EPOCHS[task] if args.paper_budget else args.epochs
         runs = [Run(task, algo, seed, algo, tuple(args.flags)) for algo in args.algos for seed in task_seeds[task]]
-        curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse))
+        curves.update(run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse,
+                              args.earlier))
     write_csv(results / f"{args.name}.csv", curves)
 
     finals = {task: {label: float(np.mean([final_return(c, args.final_window) for c in runs]))

@@ -41,7 +41,8 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
     runs = [Run(TASK, "mdemorl", seed, label(p), ("--elite-fraction", str(p), *args.flags))
             for p in args.fractions for seed in args.seeds]
-    curves = run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse)
+    curves = run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse,
+                     args.earlier)
     write_csv(results / f"{args.name}.csv", curves)
 
     grouped = by_label(curves, TASK)

@@ -31,7 +31,7 @@ def main() -> int:
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     runs = [Run("leg", algo, seed, algo, tuple(args.flags)) for algo in ("sac", "mdemorl") for seed in args.seeds]
-    curves = run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse)
+    curves = run_all(runs, epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse, args.earlier)
     write_csv(results / f"{args.name}.csv", curves)
 
     steps = next(iter(curves.values())).steps

@@ -132,7 +132,8 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
     runs = [Run(TASK, algo, seed, algo, tuple(args.flags)) for seed in args.seeds for algo in args.algos]  # seed-major: every round compares
     progress = ({run: read_curve(run_dir(Path(args.runs_dir), run)) for run in runs} if args.summarize_only
-                else run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse))
+                else run_all(runs, args.epochs, args.steps_per_epoch, args.jobs, Path(args.runs_dir), args.reuse,
+                             args.earlier))
 
     curves, until, sustained, last = {}, {}, {}, {}
     for run, curve in progress.items():

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,16 @@ def test_fig3_smoke(tmp_path):
                       "100", "--seeds", "0", "--target=1e9", "--reuse")  # summarized again from the finished runs
     assert len(logs) == 2 and [log.stat().st_mtime_ns for log in logs] == written
     assert again["epochs_to_target"] == {"p=10%": None, "p=100%": None} and csv_rows(tmp_path) == 2 * 2
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text((tmp_path / "smoke.csv").read_text())
+    shutil.rmtree(tmp_path / "runs")  # the run directories are gone: the curves come from the CSV
+    from_csv = run_bench("fig3.py", tmp_path, "--fractions", "0.1", "1.0", "--epochs", "2", "--steps-per-epoch",
+                         "100", "--seeds", "0", "--target=-1e9", "--reuse-csv", str(earlier))
+    assert not list((tmp_path / "runs").glob("*/*/log.txt")) and from_csv == printed
+    assert (tmp_path / "smoke.csv").read_text() == earlier.read_text()
+    bad = subprocess.run([sys.executable, str(HERE / "fig3.py"), "--reuse-csv", str(tmp_path / "none.csv")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "none.csv: no such file" in bad.stderr, bad.stderr
 
 
 def test_trailing_mean_averages_up_to_window_evaluations():

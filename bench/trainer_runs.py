@@ -60,13 +60,22 @@ def add_budget_arguments(parser: argparse.ArgumentParser, name: str, epochs: int
     parser.add_argument("--reuse", action="store_true",
                         help="read runs already finished with the same arguments instead of rerunning them "
                              "(e.g. to summarize again with another --target)")
+    parser.add_argument("--reuse-csv", type=Path, default=None, metavar="CSV",
+                        help="read runs not finished under --runs-dir from this earlier results CSV of the same "
+                             "script, matched by task, label, seed and epoch count (it does not record the trainer "
+                             "flags: pass the same ones), e.g. to add a seed when the run directories are gone")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
 
 
 def parse_budget(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """``parser``'s arguments, with the trainer flags after ``--`` in ``flags``."""
+    """``parser``'s arguments, with the trainer flags after ``--`` in ``flags`` and the curves of
+    ``--reuse-csv`` in ``earlier`` (None without it)."""
     args = parser.parse_args()
     args.flags = [flag for flag in args.flags if flag != "--"]
+    try:
+        args.earlier = curves_from_csv(args.reuse_csv) if args.reuse_csv else None
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        parser.error(f"--reuse-csv {args.reuse_csv}: cannot read earlier runs ({err})")
     return args
 
 
@@ -82,11 +91,29 @@ def read_curve(out: Path) -> Curve:
     return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
 
 
+RUN_COLUMNS = ("task", "label", "algo", "seed")  # what write_csv puts before each progress.csv row
+
+
+def curves_from_csv(path: Path) -> dict[tuple[str, str, int], Curve]:
+    """The curves in a results CSV written by :func:`write_csv`, keyed by (task, label, seed)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--reuse-csv {path}: no such file; name a results CSV such as bench/results/fig2.csv")
+    grouped: dict[tuple[str, str, int], list[dict[str, str]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["task"], row["label"], int(row["seed"]))
+            grouped.setdefault(key, []).append({k: v for k, v in row.items() if k not in RUN_COLUMNS})
+    return {key: Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
+            for key, rows in grouped.items()}
+
+
 def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path,
-            reuse: bool = False) -> dict[Run, Curve]:
+            reuse: bool = False, earlier: dict[tuple[str, str, int], Curve] | None = None) -> dict[Run, Curve]:
     """Every run, ``jobs`` at a time; raises naming the run and its log if one fails.
 
-    ``reuse``: a run whose directory holds a finished run of the same command is read, not rerun."""
+    ``reuse``: a run whose directory holds a finished run of the same command is read, not rerun.
+    ``earlier`` (from :func:`curves_from_csv`): a run not finished there is taken from these curves when one
+    has the same task, label and seed and ``epochs`` evaluations."""
     print(f"{len(runs)} runs of {epochs} x {steps_per_epoch} steps, {jobs} at a time", flush=True)
 
     def one(run: Run) -> Curve:
@@ -99,6 +126,10 @@ def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_
         if reuse and finished.is_file() and json.loads(finished.read_text()) == cmd:
             print(f"  {run.task} {run.label} seed {run.seed}: reused {out}", flush=True)
             return read_curve(out)
+        recorded = (earlier or {}).get((run.task, run.label, run.seed))
+        if recorded is not None and len(recorded.returns) == epochs:
+            print(f"  {run.task} {run.label} seed {run.seed}: read from the earlier results CSV", flush=True)
+            return recorded
         finished.unlink(missing_ok=True)
         start = time.monotonic()
         with open(out / "log.txt", "w") as log:
