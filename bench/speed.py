@@ -11,7 +11,7 @@
   imagined rows per second, converted to FLOP/s by counting every matmul (the shift model through all
   elites, B*M*H sampled rows through one elite each, the critic at x_H, the final mu rollout).
   ``planner_peak_fraction`` = planner FLOP/s / peak FLOP/s in the same dtype.
-* ``sac``: updates per second of ``mdemorl_learner.sac.SAC`` in float32 and with bfloat16 autocast
+* ``sac``: updates per second of ``mdemorl_learner.sac.SAC`` in float32 and in bfloat16
   (``SACConfig.compute_dtype``) against ``plain_sac.PlainSAC`` (batch 256, 2x256): ``sac_update_speedup``
   (the faster dtype, named in ``sac_dtype``) and ``sac_update_speedup_float32``.
 * ``fit``: the ensemble's fit on ``--fit-rows`` synthetic transitions for ``--fit-epochs`` epochs, training

@@ -40,7 +40,7 @@ class TrainConfig:
     lr: float = _setting(3e-4, "learning rate of actor, critics and temperature")
     init_alpha: float = _setting(0.0, "starting entropy temperature alpha of SAC's automatic tuning; "
                                  "0 keeps the task's (1.0; stochlite 0.05)")
-    sac_dtype: str = _setting("bfloat16", "dtype of the SAC updates' hidden-layer matmuls: bfloat16 (CPU autocast, "
+    sac_dtype: str = _setting("bfloat16", "dtype of the SAC updates' hidden-layer matmuls: bfloat16 (weights cast once per update, "
                               "about 2x faster with AVX512-BF16; Q values and losses stay float32) or float32")
     replay_size: int = _setting(1_000_000, "capacity of D_ENV")
 

@@ -77,7 +77,7 @@ PARAMETERS = {
     "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
     "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
     "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
-    "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: float32, or bfloat16 (CPU autocast, "
+    "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: float32, or bfloat16 (weights cast once per update, "
                            "about 2x faster with AVX512-BF16; Q values and losses stay float32)",
                            one_of(*COMPUTE_DTYPES)),
     "resume": Param(bool, "continue the run in run_dir: D_ENV from run_dir/d_env, SAC and the epoch count from "

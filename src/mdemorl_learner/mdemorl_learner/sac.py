@@ -10,6 +10,8 @@ import torch
 from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
 
+from mdemorl_learner.sac_gradients import SACBatch, actor_parameters, critic_parameters, sac_gradients
+
 
 @dataclass
 class SACConfig:
@@ -19,7 +21,7 @@ class SACConfig:
     1.0 (log alpha = 0), the usual start for tuned SAC; a large alpha explores
     broadly at first and falls quickly once the entropy exceeds the target.
     ``target_entropy`` ``None`` means ``-act_dim``. ``compute_dtype`` ``"bfloat16"`` runs the
-    hidden layers' matmuls of :meth:`SAC.update` under CPU autocast (about 2x faster with AVX512-BF16);
+    hidden layers' matmuls of :meth:`SAC.update` in bfloat16 (about 2x faster with AVX512-BF16);
     weights, optimiser state, Q values, log-probabilities and losses stay float32.
     """
 
@@ -60,8 +62,8 @@ class SAC:
     Actions are in [-1, 1]. One :meth:`update` is one gradient step of the critic and, from the same
     parameters, of the actor and temperature (one Adam, a parameter group each), then the
     Polyak target update. The actor's loss sees the critic before this step's critic update, as in the
-    authors' original softlearning code, which runs the three updates in one ``session.run``; so one
-    forward and one backward pass serve all three losses.
+    authors' original softlearning code, which runs the three updates in one ``session.run``. The gradients
+    of the three losses are written out (:mod:`mdemorl_learner.sac_gradients`), not taken by autograd.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, seed: int = 0) -> None:
@@ -76,12 +78,13 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.tensor(float(np.log(config.init_alpha))))
         self.generator = torch.Generator().manual_seed(seed)
-        self.optimizer = _adam([  # one step and one zero_grad for the three parameter groups
+        self.optimizer = _adam([  # one step for the three parameter groups
             {"params": list(self.critic.parameters()), "lr": config.critic_lr},
             {"params": list(self.actor.parameters()), "lr": config.actor_lr},
             {"params": [self.log_alpha], "lr": config.alpha_lr},
         ])
         self._online = list(self.critic.parameters())
+        self._grad_params = [*critic_parameters(self.critic), *actor_parameters(self.actor), self.log_alpha]
         self._target = list(self.critic_target.parameters())
         self._updates = 0
 
@@ -89,7 +92,7 @@ class SAC:
         if config.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"SAC compute_dtype {config.compute_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
         self.config = config
-        self._autocast = config.compute_dtype == "bfloat16"
+        self._dtype = getattr(torch, config.compute_dtype)
         self.target_entropy = (
             float(-self.act_dim) if config.target_entropy is None else float(config.target_entropy)
         )
@@ -143,37 +146,20 @@ class SAC:
                 "batch shapes (obs, act, reward, next_obs, terminated): expected "
                 f"{expected}, got {tuple(tuple(g) for g in got)}"
             )
-        cfg = self.config
         alpha = self.log_alpha.detach().exp()
-
-        # All three losses from the same parameters under the compute dtype, then one backward.
-        with self._forward_dtype():
-            with torch.no_grad():  # critic target: clipped double-Q soft Bellman backup
-                next_act, next_logp = self.actor(next_obs, generator=self.generator)
-                next_q = self.critic_target.q_values(next_obs, next_act).amin(0)
-                target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * next_logp)
-            q = self.critic.q_values(obs, act)
-            q_loss = 0.5 * (q - target).square().mean(1).sum()
-            # Actor: through the critic with detached weights, so q_loss alone reaches the critic's grads.
-            pi_act, logp = self.actor(obs, generator=self.generator)
-            q_pi = self.critic.q_values(obs, pi_act, detach_weights=True).amin(0)
-            pi_loss = (alpha * logp - q_pi).mean()
-        logp_mean = logp.detach().mean()
-        alpha_loss = -self.log_alpha * (logp_mean + self.target_entropy)
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + pi_loss + alpha_loss).backward()
+        grads = sac_gradients(self.actor, self.critic, self.critic_target, self.log_alpha,
+                              SACBatch(obs, act, reward, next_obs, terminated), self.config.gamma,
+                              self.target_entropy, self._dtype, self.generator)
+        for param, grad in zip(self._grad_params, [*grads.critic, *grads.actor, grads.log_alpha]):
+            param.grad = grad
         self.optimizer.step()
 
         with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, cfg.tau)  # Polyak: one fused call for all tensors
+            torch._foreach_lerp_(self._target, self._online, self.config.tau)  # Polyak: one fused call
         self._updates += 1
-        stats = [q_loss.detach(), pi_loss.detach(), alpha, -logp_mean, q.detach().mean()]
+        stats = [grads.q_loss, grads.pi_loss, alpha, -grads.logp_mean, grads.q_mean]
         names = ("q_loss", "pi_loss", "alpha", "entropy", "q_mean")
         return dict(zip(names, torch.stack(stats).tolist()))
-
-    def _forward_dtype(self) -> torch.autocast:
-        """CPU autocast to bfloat16 for ``compute_dtype="bfloat16"``, else a no-op context."""
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast)
 
     def state_dict(self) -> dict:
         """Snapshot (deep copy) of everything needed to resume exactly.

@@ -23,6 +23,21 @@ def mlp(in_dim: int, out_dim: int, hidden_size: int, num_layers: int) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
+def squashed_gaussian(mu: torch.Tensor, raw_log_std: torch.Tensor, eps: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The action tanh(u), u = mu + std * eps, its log-density (summed over the last dimension), u and std.
+
+    log std is ``raw_log_std`` clamped to [-20, 2]. log(1 - tanh(u)^2) is taken in the stable form
+    2 (log 2 - u - softplus(-2u)).
+    """
+    log_std = raw_log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+    std = log_std.exp()
+    u = mu + std * eps
+    logp = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
+    logp = logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), logp, u, std
+
+
 class SquashedGaussianActor(nn.Module):
     """Policy a = tanh(u), u ~ N(mu(x), std(x)^2), with log std clamped to [-20, 2]."""
 
@@ -43,22 +58,15 @@ class SquashedGaussianActor(nn.Module):
         ``deterministic`` uses u = mu (logp is then the density at tanh(mu)); noise is
         drawn from ``generator`` when given.
         """
-        mu, log_std = self.net(obs).float().chunk(2, dim=-1)  # the distribution in float32, also under autocast
-        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        mu, raw_log_std = self.net(obs).float().chunk(2, dim=-1)  # the distribution in float32, also under autocast
         if deterministic:
-            eps = torch.zeros_like(mu)
-            u = mu
-        else:
-            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-            u = mu + log_std.exp() * eps
-        action = torch.tanh(u)
-        if not with_logprob:
-            return action, None
-        # log N(u; mu, std) - sum log(1 - tanh(u)^2), the latter in the stable form
-        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
-        logp = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
-        logp = logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
-        return action, logp
+            action = torch.tanh(mu)
+            if not with_logprob:
+                return action, None
+            return action, squashed_gaussian(mu, raw_log_std, torch.zeros_like(mu))[1]
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        action, logp, _, _ = squashed_gaussian(mu, raw_log_std, eps)
+        return action, (logp if with_logprob else None)
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action tanh(mu(x))."""
@@ -85,19 +93,11 @@ class TwinQ(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(2, d_in, d_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(2, 1, d_out).uniform_(-bound, bound)))
 
-    def q_values(
-        self, obs: torch.Tensor, act: torch.Tensor, detach_weights: bool = False
-    ) -> torch.Tensor:
-        """Both heads stacked, shape ``[2, B]``.
-
-        ``detach_weights`` uses detached parameters, so gradients reach only the
-        inputs (used for the actor loss without touching the critic's ``.grad``).
-        """
+    def q_values(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Both heads stacked, shape ``[2, B]``."""
         h = torch.cat([obs, act], dim=-1).expand(self.num_heads, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if detach_weights:
-                w, b = w.detach(), b.detach()
             if i < last:
                 h = torch.baddbmm(b, h, w).relu_()
             else:  # Q in float32 under autocast too: bfloat16 would round a Q of 100 to a step of 0.5

@@ -184,11 +184,13 @@ def check_recording_and_report(run_dir: Path) -> None:
 
 def test_a_mujoco_task_runs_through_the_graph_with_its_terminations(tmp_path, watcher):
     run_dir = tmp_path / "hopper"
-    rows = run_to_completion(run_dir, "robot:=Hopper-v5", "sim:=mujoco", "epochs:=2", "steps_per_epoch:=600",
+    # 3 epochs: past start_steps (1000) by more than the agent's max_policy_lag (250), so the pacing makes the
+    # last epoch wait for SAC updates (with 2, the 200 eligible steps could all arrive before the first update).
+    rows = run_to_completion(run_dir, "robot:=Hopper-v5", "sim:=mujoco", "epochs:=3", "steps_per_epoch:=600",
                              timeout_s=300)
-    assert [int(r["env_steps"]) for r in rows] == [600, 1200] and int(rows[-1]["sac_updates"]) > 0
+    assert [int(r["env_steps"]) for r in rows] == [600, 1200, 1800] and int(rows[-1]["sac_updates"]) > 0
     # Hopper falls under random actions: episodes end early and their last transitions say so
-    assert 0 < watcher.terminated["env"] < watcher.sources["env"] <= 1200
+    assert 0 < watcher.terminated["env"] < watcher.sources["env"] <= 1800
     assert watcher.seen_topics.get("/hopper/task_step") == "mdemorl_msgs/msg/TaskStep"
     assert watcher.seen_topics.get("/hopper/joint_states") == "sensor_msgs/msg/JointState"
     assert "/leg/joint_states" not in watcher.seen_topics and not (run_dir / "foot_path.png").exists()
