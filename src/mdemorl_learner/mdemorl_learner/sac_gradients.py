@@ -133,13 +133,12 @@ def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: Tw
     target_net = _Net(critic_parameters(critic_target), dtype, torch.float32)
     # Each network runs once on the rows of two passes: first half next_obs (actor) or the replay actions
     # (critic), second half obs or the policy's actions.
-    mine = slice(n, None)
+    second = slice(n, None)
 
     # The policy at next_obs and at obs.
     act_dim = batch.act.shape[1]
     eps = torch.cat([torch.randn(n, act_dim, generator=generator), torch.randn(n, act_dim, generator=generator)])
-    actor_acts, raw_log_std, (actions, logps, _, std) = _policy(actor_net, torch.cat([batch.next_obs, batch.obs]),
-                                                                  eps)
+    actor_acts, raw_log_std, (actions, logps, std) = _policy(actor_net, torch.cat([batch.next_obs, batch.obs]), eps)
     action, logp = actions[n:], logps[n:]
 
     # Critic target: clipped double-Q soft Bellman backup.
@@ -158,7 +157,7 @@ def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: Tw
     first = (q_pi[0] <= q_pi[1]).float()
     d_q = torch.cat([error / n, torch.stack([first, 1.0 - first]).mul_(-1.0 / n)], 1).unsqueeze(-1)
     critic_grads, d_action = critic_net.hidden_backward(d_q * critic_net.out_weight.transpose(1, 2), acts,
-                                                        slice(None, n), (mine, slice(obs_dim, None)))
+                                                        slice(None, n), (second, slice(obs_dim, None)))
     critic_grads += [(d_q[:, :n] * h32[:, :n]).sum(1).unsqueeze(-1), d_q[:, :n].sum(1, keepdim=True)]
 
     # The actor loss mean(alpha * logp - min Q) back to the actor's output, then through the actor at obs.
@@ -168,7 +167,7 @@ def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: Tw
     in_range = (raw_log_std >= LOG_STD_MIN) & (raw_log_std <= LOG_STD_MAX)  # the clamp in squashed_gaussian
     d_raw_log_std = (d_u * std[n:] * eps[n:] - alpha / n) * in_range
     d_out = torch.cat([d_u, d_raw_log_std], -1)
-    obs_acts = [a[mine] for a in actor_acts]
+    obs_acts = [a[second] for a in actor_acts]
     actor_grads, _ = actor_net.hidden_backward(d_out.to(dtype).mm(actor_net.out_weight), obs_acts, slice(None))
     actor_grads += [d_out.t().mm(obs_acts[-1].float()), d_out.sum(0)]
 

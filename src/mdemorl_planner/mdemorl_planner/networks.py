@@ -24,8 +24,8 @@ def mlp(in_dim: int, out_dim: int, hidden_size: int, num_layers: int) -> nn.Sequ
 
 
 def squashed_gaussian(mu: torch.Tensor, raw_log_std: torch.Tensor, eps: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The action tanh(u), u = mu + std * eps, its log-density (summed over the last dimension), u and std.
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The action tanh(u), u = mu + std * eps, its log-density (summed over the last dimension) and std.
 
     log std is ``raw_log_std`` clamped to [-20, 2]. log(1 - tanh(u)^2) is taken in the stable form
     2 (log 2 - u - softplus(-2u)).
@@ -35,7 +35,7 @@ def squashed_gaussian(mu: torch.Tensor, raw_log_std: torch.Tensor, eps: torch.Te
     u = mu + std * eps
     logp = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
     logp = logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
-    return torch.tanh(u), logp, u, std
+    return torch.tanh(u), logp, std
 
 
 class SquashedGaussianActor(nn.Module):
@@ -65,7 +65,7 @@ class SquashedGaussianActor(nn.Module):
                 return action, None
             return action, squashed_gaussian(mu, raw_log_std, torch.zeros_like(mu))[1]
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        action, logp, _, _ = squashed_gaussian(mu, raw_log_std, eps)
+        action, logp, _ = squashed_gaussian(mu, raw_log_std, eps)
         return action, (logp if with_logprob else None)
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
