@@ -72,10 +72,15 @@ def parse_budget(parser: argparse.ArgumentParser) -> argparse.Namespace:
     ``--reuse-csv`` in ``earlier`` (None without it)."""
     args = parser.parse_args()
     args.flags = [flag for flag in args.flags if flag != "--"]
-    try:
-        args.earlier = curves_from_csv(args.reuse_csv) if args.reuse_csv else None
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        parser.error(f"--reuse-csv {args.reuse_csv}: cannot read earlier runs ({err})")
+    args.earlier = None
+    if args.reuse_csv is not None:
+        if not args.reuse_csv.is_file():
+            parser.error(f"--reuse-csv {args.reuse_csv}: no such file; name a results CSV such as "
+                         "bench/results/fig2.csv")
+        try:
+            args.earlier = curves_from_csv(args.reuse_csv)
+        except (KeyError, ValueError) as err:
+            parser.error(f"--reuse-csv {args.reuse_csv}: cannot read earlier runs ({err})")
     return args
 
 
@@ -84,11 +89,15 @@ def run_dir(runs_dir: Path, run: Run) -> Path:
     return runs_dir / run.task / f"{run.label}_seed{run.seed}".replace("%", "pct").replace("=", "")
 
 
+def curve_of(rows: list[dict[str, str]]) -> Curve:
+    """The :class:`Curve` of one run's progress.csv rows."""
+    return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
+
+
 def read_curve(out: Path) -> Curve:
     """The :class:`Curve` of the finished run in ``out`` (its progress.csv)."""
     with open(out / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
+        return curve_of(list(csv.DictReader(f)))
 
 
 RUN_COLUMNS = ("task", "label", "algo", "seed")  # what write_csv puts before each progress.csv row
@@ -96,15 +105,12 @@ RUN_COLUMNS = ("task", "label", "algo", "seed")  # what write_csv puts before ea
 
 def curves_from_csv(path: Path) -> dict[tuple[str, str, int], Curve]:
     """The curves in a results CSV written by :func:`write_csv`, keyed by (task, label, seed)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--reuse-csv {path}: no such file; name a results CSV such as bench/results/fig2.csv")
     grouped: dict[tuple[str, str, int], list[dict[str, str]]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             key = (row["task"], row["label"], int(row["seed"]))
             grouped.setdefault(key, []).append({k: v for k, v in row.items() if k not in RUN_COLUMNS})
-    return {key: Curve(*(np.array([float(r[k]) for r in rows]) for k in ("env_steps", "eval_return", "wall_s")), rows)
-            for key, rows in grouped.items()}
+    return {key: curve_of(rows) for key, rows in grouped.items()}
 
 
 def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path,

@@ -146,7 +146,6 @@ class SAC:
                 "batch shapes (obs, act, reward, next_obs, terminated): expected "
                 f"{expected}, got {tuple(tuple(g) for g in got)}"
             )
-        alpha = self.log_alpha.detach().exp()
         grads = sac_gradients(self.actor, self.critic, self.critic_target, self.log_alpha,
                               SACBatch(obs, act, reward, next_obs, terminated), self.config.gamma,
                               self.target_entropy, self._dtype, self.generator)
@@ -157,7 +156,7 @@ class SAC:
         with torch.no_grad():
             torch._foreach_lerp_(self._target, self._online, self.config.tau)  # Polyak: one fused call
         self._updates += 1
-        stats = [grads.q_loss, grads.pi_loss, alpha, -grads.logp_mean, grads.q_mean]
+        stats = [grads.q_loss, grads.pi_loss, grads.alpha, -grads.logp_mean, grads.q_mean]
         names = ("q_loss", "pi_loss", "alpha", "entropy", "q_mean")
         return dict(zip(names, torch.stack(stats).tolist()))
 

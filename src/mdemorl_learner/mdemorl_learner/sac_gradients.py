@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mdemorl_planner.networks import LOG_STD_MAX, LOG_STD_MIN, SquashedGaussianActor, TwinQ, squashed_gaussian
+from mdemorl_planner.networks import (LOG_STD_MAX, LOG_STD_MIN, SquashedGaussianActor, TwinQ, squashed_gaussian,
+                                      twin_q_output)
 
 
 @dataclass
@@ -33,11 +34,13 @@ class SACBatch:
 
 @dataclass
 class SACGradients:
-    """Gradients in the order of the parameters they belong to, and the update's statistics."""
+    """Gradients in the order of the parameters they belong to, and the update's statistics (``alpha`` is the
+    temperature the losses used)."""
 
     critic: list[torch.Tensor]
     actor: list[torch.Tensor]
     log_alpha: torch.Tensor
+    alpha: torch.Tensor
     q_loss: torch.Tensor
     pi_loss: torch.Tensor
     logp_mean: torch.Tensor
@@ -107,7 +110,7 @@ def actor_parameters(actor: SquashedGaussianActor) -> list[nn.Parameter]:
 def _twin_q(net: _Net, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Both heads' Q ``[2, B]`` in float32 from the last hidden activation, and that activation in float32."""
     h32 = h.float()
-    return (h32 * net.out_weight.transpose(1, 2)).sum(-1) + net.out_bias[:, :, 0], h32
+    return twin_q_output(h32, net.out_weight, net.out_bias), h32
 
 
 def _policy(net: _Net, obs: torch.Tensor, eps: torch.Tensor
@@ -172,5 +175,5 @@ def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: Tw
     actor_grads += [d_out.t().mm(obs_acts[-1].float()), d_out.sum(0)]
 
     logp_mean = logp.mean()
-    return SACGradients(critic_grads, actor_grads, -(logp_mean + target_entropy), q_loss, pi_loss, logp_mean,
-                        q.mean())
+    return SACGradients(critic_grads, actor_grads, -(logp_mean + target_entropy), alpha, q_loss, pi_loss,
+                        logp_mean, q.mean())

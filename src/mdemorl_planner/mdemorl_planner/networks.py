@@ -73,6 +73,15 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(self.net(obs)[..., : self.act_dim])
 
 
+def twin_q_output(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """:class:`TwinQ`'s width-1 output layer, ``[2, B]``, from the last hidden activation ``h`` ``[2, B, H]``.
+
+    A multiply-and-sum, not a matmul: a width-1 bmm and its outer-product backward run as slow
+    matrix-vector kernels (fwd + bwd about 2x the time of this form here).
+    """
+    return (h * weight.transpose(1, 2)).sum(-1) + bias[:, :, 0]
+
+
 class TwinQ(nn.Module):
     """Two Q(x, a) MLPs evaluated as one batched program.
 
@@ -102,9 +111,7 @@ class TwinQ(nn.Module):
                 h = torch.baddbmm(b, h, w).relu_()
             else:  # Q in float32 under autocast too: bfloat16 would round a Q of 100 to a step of 0.5
                 with torch.autocast("cpu", enabled=False):
-                    # A multiply-and-sum, not a matmul: a width-1 bmm and its outer-product backward run as
-                    # slow matrix-vector kernels (fwd + bwd about 2x the time of this form here).
-                    h = (h.float() * w.transpose(1, 2)).sum(-1) + b[:, :, 0]
+                    h = twin_q_output(h.float(), w, b)
         return h
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
