@@ -38,7 +38,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="measurement time after the first command")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="measurement time after the first command that answers a joint state")
     parser.add_argument("--results-dir", default=str(RESULTS))
     parser.add_argument("--name", default="graph_latency")
     args = parser.parse_args()
@@ -62,11 +63,14 @@ def main() -> int:
     for spec in specs:
         group.start(spec.name, node_command(spec))
     try:
+        # The window starts once the probe has both a joint state and a command after it: its two
+        # subscriptions are matched by discovery at different times, and a command before any state has no
+        # latency to measure.
         deadline = time.monotonic() + 60.0
-        while not commands and time.monotonic() < deadline:
+        while not (commands and commands[-1][1] >= 0) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not commands:
-            raise SystemExit("no effort command within 60 s; see bench/results/tmp/logs/")
+        if not (commands and commands[-1][1] >= 0):
+            raise SystemExit("no effort command after a joint state within 60 s; see bench/results/tmp/logs/")
         first = len(commands)
         time.sleep(args.seconds)
         window = commands[first:]
@@ -76,7 +80,9 @@ def main() -> int:
         probe.destroy_node()
         rclpy.shutdown()
 
-    latency_ms = np.array([(t - states[i]) / 1e6 for t, i in window if i >= 0])
+    latency_ms = np.array([(t - states[i]) / 1e6 for t, i in window])
+    if not len(latency_ms):
+        raise SystemExit(f"no effort command in the {args.seconds:g} s window; see bench/results/tmp/logs/")
     rate = len(window) / args.seconds
     with open(results / f"{args.name}.csv", "w", newline="") as f:
         writer = csv.writer(f)
