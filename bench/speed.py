@@ -6,6 +6,10 @@
   GFLOP/s over N, in float32 and bfloat16.
 * ``model_layer_peak_fraction``: one hidden layer of the ensemble as ``imagine`` runs it (baddbmm on
   B*M/E rows per elite, then SiLU) against that peak: the SiLU's time bounds what the planner can reach.
+* ``model_step_peak_fraction``: ``ProbabilisticEnsemble.step`` on B*M rows as the sampled rollouts call it
+  (one elite per row, a Gaussian sample; the thin 23-wide input and 36-wide output layers included), its
+  FLOP/s against that peak. The sampled rollouts are 85 % of the planner's FLOPs and nothing but these
+  steps, so with the rest at the full peak the planner reaches at most 1 / (0.85 / step fraction + 0.15).
 * ``planner``: ``DMDMPCPlanner.imagine`` on HalfCheetah's sizes (17 obs, 6 act), a 7x4x200 ensemble
   (5 elites), 2x256 actor and critics, M = 100, H = 15, in float32 and with bfloat16 autocast:
   imagined rows per second, converted to FLOP/s by counting every matmul (the shift model through all
@@ -87,9 +91,12 @@ def mlp_flops(sizes: list[int]) -> int:
     return 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+MODEL_FLOPS = mlp_flops([OBS + ACT] + [MODEL_HIDDEN] * MODEL_LAYERS + [2 * (OBS + 1)])  # one row, one member
+
+
 def imagine_flops(batch: int, horizon: int, samples: int) -> float:
     """Every matmul FLOP of ``DMDMPCPlanner.imagine`` for ``batch`` start states."""
-    model = mlp_flops([OBS + ACT] + [MODEL_HIDDEN] * MODEL_LAYERS + [2 * (OBS + 1)])
+    model = MODEL_FLOPS
     actor = mlp_flops([OBS, SAC_HIDDEN, SAC_HIDDEN, 2 * ACT])
     critic = 2 * mlp_flops([OBS + ACT, SAC_HIDDEN, SAC_HIDDEN, 1])
     shift = batch * horizon * (ELITES * model + actor)  # deterministic: the mean of all elites
@@ -97,6 +104,23 @@ def imagine_flops(batch: int, horizon: int, samples: int) -> float:
     terminal = batch * samples * (actor + critic)  # V(x_H) = min Q(x_H, pi(x_H))
     final = batch * horizon * model  # the mu rollout into D_MPC
     return float(shift + sampled + terminal + final)
+
+
+def model_step_variants(rows: int, steps: int = 15) -> dict[str, Callable[[], float]]:
+    """``steps`` stochastic ``ProbabilisticEnsemble.step`` calls on ``rows`` rows under the planner's autocast,
+    per dtype: rows/s."""
+    model = ProbabilisticEnsemble(OBS, ACT, MEMBERS, ELITES, MODEL_HIDDEN, MODEL_LAYERS)
+    obs, act = torch.randn(rows, OBS), torch.rand(rows, ACT) * 2 - 1
+
+    def variant(dtype: str) -> Callable[[], float]:
+        def run() -> float:
+            with PlannerConfig(compute_dtype=dtype).autocast():
+                start = time.perf_counter()
+                for _ in range(steps):
+                    model.step(obs, act)
+                return rows * steps / (time.perf_counter() - start)
+        return run
+    return {dtype: variant(dtype) for dtype in DTYPES}
 
 
 def planner_variants(batch: int, horizon: int, samples: int) -> dict[str, Callable[[], float]]:
@@ -204,6 +228,9 @@ def main() -> int:
     layer_rows = max(1, args.batch * args.samples // ELITES)
     layer = median_rate({d: (lambda d=d: matmul_rate(DTYPES[d], layer_rows, silu=True)) for d in DTYPES},
                         args.repeats)
+    step_rows = min(args.batch * args.samples, PlannerConfig().max_batch_rows)  # one chunk of imagine()
+    step_rows_per_s = median_rate(model_step_variants(step_rows), args.repeats)
+    step = {d: step_rows_per_s[d] * MODEL_FLOPS / 1e9 for d in DTYPES}
     rows_per_s = median_rate(planner_variants(args.batch, args.horizon, args.samples), args.repeats)
     flops_per_row = imagine_flops(args.batch, args.horizon, args.samples) / (args.batch * args.samples * args.horizon)
     planner_gflops = {d: rows_per_s[d] * flops_per_row / 1e9 for d in DTYPES}
@@ -216,19 +243,22 @@ def main() -> int:
     rows += [{"measure": f"planner_peak_fraction_{d}", "value": round(planner_gflops[d] / peak[d], 3)}
              for d in DTYPES]
     rows += [{"measure": f"model_layer_peak_fraction_{d}", "value": round(layer[d] / peak[d], 3)} for d in DTYPES]
+    rows += [{"measure": f"model_step_peak_fraction_{d}", "value": round(step[d] / peak[d], 3)} for d in DTYPES]
     rows += [{"measure": f"sac_updates_per_s_{k}", "value": round(v, 1)} for k, v in sac.items()]
     rows += [{"measure": f"model_fit_rows_per_s_{d}", "value": round(fit[d])} for d in DTYPES]
     best = max(DTYPES, key=lambda d: rows_per_s[d])
     headline = {"planner_peak_fraction": round(planner_gflops[best] / peak[best], 3), "planner_dtype": best,
                 "planner_bf16_speedup": round(rows_per_s["bfloat16"] / rows_per_s["float32"], 2),
+                "planner_peak_fraction_float32": round(planner_gflops["float32"] / peak["float32"], 3),
                 "model_layer_peak_fraction": round(layer[best] / peak[best], 3),
+                "model_step_peak_fraction": round(step[best] / peak[best], 3),
                 "sac_update_speedup": round(max(sac[f"mdemorl_{d}"] for d in DTYPES) / sac["plain"], 2),
                 "sac_dtype": max(DTYPES, key=lambda d: sac[f"mdemorl_{d}"]),
                 "sac_update_speedup_float32": round(sac["mdemorl_float32"] / sac["plain"], 2),
                 "model_fit_bf16_speedup": round(fit["bfloat16"] / fit["float32"], 2)}
     if args.epoch:
         headline["epoch_wall_s"] = round(epoch_wall_s(args.threads), 1)
-    rows += [{"measure": k, "value": v} for k, v in headline.items()]
+    rows += [{"measure": k, "value": v} for k, v in headline.items() if k not in {r["measure"] for r in rows}]
     with open(results / f"{args.name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["measure", "value"])
         writer.writeheader()
@@ -241,29 +271,34 @@ def main() -> int:
     summary[f"{args.name}_measured"] = {"machine": machine(), "date": date.today().isoformat(),
                                         "threads": args.threads}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(results / f"{args.name}.png", peak, layer, planner_gflops, sac, fit, args)
+    plot(results / f"{args.name}.png", peak, {"model hidden layer + SiLU": layer, "model step (ensemble)": step,
+                                              "DMD-MPC imagine()": planner_gflops}, sac, fit, args)
     print(json.dumps(headline))
     return 0
 
 
-def plot(path: Path, peak: dict, layer: dict, planner: dict, sac: dict, fit: dict, args: argparse.Namespace) -> None:
+def plot(path: Path, peak: dict, parts: dict[str, dict], sac: dict, fit: dict, args: argparse.Namespace) -> None:
+    """Left: GFLOP/s of the peak and of ``parts`` per dtype, labelled with their fraction of the peak."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right, model) = plt.subplots(1, 3, figsize=(14, 4))
     x = np.arange(len(DTYPES))
-    left.bar(x - 0.27, [peak[d] for d in DTYPES], 0.27, label="batched matmul peak")
-    left.bar(x, [layer[d] for d in DTYPES], 0.27, label="model hidden layer + SiLU")
-    left.bar(x + 0.27, [planner[d] for d in DTYPES], 0.27, label="DMD-MPC imagine()")
-    for i, d in enumerate(DTYPES):
-        left.text(i, layer[d], f"{layer[d] / peak[d]:.0%}", ha="center", va="bottom")
-        left.text(i + 0.27, planner[d], f"{planner[d] / peak[d]:.0%}", ha="center", va="bottom")
+    width = 0.8 / (len(parts) + 1)
+    left.bar(x - 0.4 + width / 2, [peak[d] for d in DTYPES], width, label="batched matmul peak")
+    for j, (label, gflops) in enumerate(parts.items(), start=1):
+        offsets = x - 0.4 + (j + 0.5) * width
+        left.bar(offsets, [gflops[d] for d in DTYPES], width, label=label)
+        for offset, d in zip(offsets, DTYPES):
+            left.text(offset, gflops[d], f"{gflops[d] / peak[d]:.0%}", ha="center", va="bottom", fontsize=8)
     left.set(xticks=x, xticklabels=list(DTYPES), ylabel="GFLOP/s",
              title=f"planner (B={args.batch}, M={args.samples}, H={args.horizon})")
-    left.legend()
+    left.set_ylim(top=1.45 * max(peak.values()))  # room for the legend above the bars
+    left.legend(fontsize=8, loc="upper left")
     right.bar(list(sac), list(sac.values()), color=["tab:green", "tab:olive", "tab:grey"])
     best = max(v for k, v in sac.items() if k != "plain")
+    right.tick_params(axis="x", labelsize=8)
     right.set(ylabel="SAC updates / s", title=f"SAC, batch 256, 2x256: {best / sac['plain']:.2f}x plain")
     model.bar(list(fit), list(fit.values()), color=["tab:blue", "tab:orange"])
     model.set(ylabel="training rows / s", title=f"ensemble fit ({args.fit_rows} rows, {MEMBERS} members)")
