@@ -66,10 +66,13 @@ def main() -> int:
         # The window starts once the probe has both a joint state and a command after it: its two
         # subscriptions are matched by discovery at different times, and a command before any state has no
         # latency to measure.
+        def answered_a_state() -> bool:
+            return bool(commands) and commands[-1][1] >= 0
+
         deadline = time.monotonic() + 60.0
-        while not (commands and commands[-1][1] >= 0) and time.monotonic() < deadline:
+        while not answered_a_state() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not (commands and commands[-1][1] >= 0):
+        if not answered_a_state():
             raise SystemExit("no effort command after a joint state within 60 s; see bench/results/tmp/logs/")
         first = len(commands)
         time.sleep(args.seconds)

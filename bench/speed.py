@@ -96,13 +96,12 @@ MODEL_FLOPS = mlp_flops([OBS + ACT] + [MODEL_HIDDEN] * MODEL_LAYERS + [2 * (OBS 
 
 def imagine_flops(batch: int, horizon: int, samples: int) -> float:
     """Every matmul FLOP of ``DMDMPCPlanner.imagine`` for ``batch`` start states."""
-    model = MODEL_FLOPS
     actor = mlp_flops([OBS, SAC_HIDDEN, SAC_HIDDEN, 2 * ACT])
     critic = 2 * mlp_flops([OBS + ACT, SAC_HIDDEN, SAC_HIDDEN, 1])
-    shift = batch * horizon * (ELITES * model + actor)  # deterministic: the mean of all elites
-    sampled = batch * samples * horizon * model  # eq. 12: one elite per row
+    shift = batch * horizon * (ELITES * MODEL_FLOPS + actor)  # deterministic: the mean of all elites
+    sampled = batch * samples * horizon * MODEL_FLOPS  # eq. 12: one elite per row
     terminal = batch * samples * (actor + critic)  # V(x_H) = min Q(x_H, pi(x_H))
-    final = batch * horizon * model  # the mu rollout into D_MPC
+    final = batch * horizon * MODEL_FLOPS  # the mu rollout into D_MPC
     return float(shift + sampled + terminal + final)
 
 
@@ -258,7 +257,8 @@ def main() -> int:
                 "model_fit_bf16_speedup": round(fit["bfloat16"] / fit["float32"], 2)}
     if args.epoch:
         headline["epoch_wall_s"] = round(epoch_wall_s(args.threads), 1)
-    rows += [{"measure": k, "value": v} for k, v in headline.items() if k not in {r["measure"] for r in rows}]
+    listed = {row["measure"] for row in rows}
+    rows += [{"measure": k, "value": v} for k, v in headline.items() if k not in listed]
     with open(results / f"{args.name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["measure", "value"])
         writer.writeheader()
