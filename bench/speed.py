@@ -24,8 +24,10 @@
   the end of training (H = 15, M = 100, 10,000 start states), from the trainer CLI, after 10,000 random
   steps have filled D_ENV: ``epoch_wall_s``.
 
-Each measurement alternates the variants ``--repeats`` times and keeps the median, so that load from
-other processes hits all of them alike. Writes bench/results/speed.csv and .png and updates
+The process runs with the training processes' CPU settings (``mdemorl_planner.cpu_setup.configure_cpu``:
+the thread count, and glibc keeping freed memory), so the plain SAC gets them too. Each measurement
+alternates the variants ``--repeats`` times and keeps the median, so that load from other processes hits
+all of them alike. Writes bench/results/speed.csv and .png and updates
 bench/results/summary.json (machine and date included; with --threads other than 2, the keys get a
 ``_<n>_threads`` suffix). Not a test.
 """
@@ -46,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mdemorl_learner.sac import SAC, SACConfig
+from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
 from plain_sac import PlainSAC
@@ -215,7 +218,7 @@ def main() -> int:
     parser.add_argument("--name", default="speed")
     parser.add_argument("--results-dir", default=str(RESULTS))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_cpu(args.threads)
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
 

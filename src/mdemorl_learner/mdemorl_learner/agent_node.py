@@ -33,6 +33,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from mdemorl_msgs.msg import Snapshot, TaskStep, TrainingStatus, TransitionBatch
+from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.networks import SquashedGaussianActor
 from mdemorl_planner.snapshots import load_policy
@@ -150,7 +151,7 @@ class AgentNode(WorkerNode):
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         p = _checked(declare_parameters(self, NODE_NAME, PARAMETERS))
-        torch.set_num_threads(p["torch_threads"])
+        configure_cpu(p["torch_threads"])
         self.params = p
         robot, ns = p["robot"], robot_namespace(p["robot"])
         self.feedback = (LegFeedback(p["max_torque"]) if robot == LEG_TASK_NAME

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
+from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
 from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
@@ -91,7 +92,7 @@ class LearnerNode(WorkerNode):
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         p = declare_parameters(self, NODE_NAME, PARAMETERS)
-        torch.set_num_threads(p["torch_threads"])
+        configure_cpu(p["torch_threads"])
         self.params = p
         dims = task_dimensions(p["robot"])
         obs_dim, act_dim = dims.obs_dim, dims.act_dim

@@ -13,6 +13,7 @@ from stochlite_bringup.tasks import make_task, task_init_alpha
 
 from .config import TrainConfig
 from .imagination import Imagination
+from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.replay_buffer import ReplayBuffer, sample_union
 from .sac import SAC, SACConfig
 
@@ -51,8 +52,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         cfg.validate()
         self.cfg = cfg
-        if cfg.torch_threads:
-            torch.set_num_threads(cfg.torch_threads)
+        configure_cpu(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         task_kwargs = {"episode_steps": cfg.episode_steps} if cfg.episode_steps else {}
         self.env, self.spec = make_task(cfg.task, seed=cfg.seed, **task_kwargs)

@@ -10,7 +10,6 @@ import math
 import threading
 import time
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, SNAPSHOT_QOS,
@@ -21,6 +20,7 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
                                                declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
 
+from .cpu_setup import configure_cpu
 from .dmd_mpc import COMPUTE_DTYPES
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
@@ -61,8 +61,7 @@ class ModelTrainerNode(WorkerNode):
         if p["num_elites"] > p["num_members"]:
             raise parameter_error(self.get_name(), "num_elites",
                                   f"is {p['num_elites']} but must not exceed num_members ({p['num_members']})")
-        if p["torch_threads"]:
-            torch.set_num_threads(p["torch_threads"])
+        configure_cpu(p["torch_threads"])
         self._lock = threading.Lock()  # guards D_ENV and the counters the worker reads
         self._d_env: ReplayBuffer | None = None  # created by the first batch, which fixes the dimensions
         self._model: ProbabilisticEnsemble | None = None

@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, DYNAMICS_TOPIC, ENV_TOPIC, MPC_TOPIC,
@@ -25,6 +24,7 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
+from .cpu_setup import configure_cpu
 from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
@@ -99,8 +99,7 @@ class PlannerNode(WorkerNode):
         if p["schedule_end_epoch"] < p["schedule_start_epoch"]:
             raise parameter_error(self.get_name(), "schedule_end_epoch", f"is {p['schedule_end_epoch']} but must "
                                   f"not precede schedule_start_epoch ({p['schedule_start_epoch']})")
-        if p["torch_threads"]:
-            torch.set_num_threads(p["torch_threads"])
+        configure_cpu(p["torch_threads"])
         self._horizon = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["horizon_start"],
                                        p["horizon_end"])
         self._batch = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["rollout_batch_start"],
