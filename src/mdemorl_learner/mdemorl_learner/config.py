@@ -57,7 +57,8 @@ class TrainConfig:
                                 "about 1.5x faster, same held-out loss; validation stays float32) or float32")
 
     # Imagination: shared by mbpo, mopac and mdemorl
-    real_ratio: float = _setting(0.5, "fraction of each SAC batch drawn from D_ENV; the rest from D_MPC / model data")
+    real_ratio: float = _setting(-1.0, "fraction of each SAC batch drawn from D_ENV, the rest from D_MPC / model "
+                                 "data; -1 keeps the task's (0.9 on the leg, 0.5 elsewhere)")
     model_retain_epochs: int = _setting(2, "epochs of imagined data kept in D_MPC")
     rollout_batch_start: int = _setting(100, "start states per imagination round at epoch 1")
     rollout_batch_max: int = _setting(1000, "start states per imagination round at the end of the schedule (paper: up to 10,000)")
@@ -108,7 +109,9 @@ class TrainConfig:
         for name in ("seed", "episode_steps", "start_steps", "torch_threads", "init_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        unit = ("real_ratio", "elite_fraction", "mirror_alpha", "model_holdout")
+        if not (self.real_ratio == -1.0 or 0.0 <= self.real_ratio <= 1.0):
+            raise ValueError(f"--real-ratio must lie in [0, 1], or be -1 for the task's, got {self.real_ratio}")
+        unit = ("elite_fraction", "mirror_alpha", "model_holdout")
         for name in unit:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0 or (name in ("elite_fraction", "model_holdout") and v == 0.0):
@@ -121,6 +124,13 @@ class TrainConfig:
         for name in ("lr", "model_lr", "sigma", "mppi_temperature", "updates_per_step"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def with_task_defaults(self) -> "TrainConfig":
+        """A copy with the task's real ratio in place of -1."""
+        from stochlite_bringup.tasks import task_real_ratio
+
+        return dataclasses.replace(self, real_ratio=task_real_ratio(self.task) if self.real_ratio == -1.0
+                                   else self.real_ratio)
 
     def to_yaml(self, path: Path) -> None:
         """Write every setting with its description as a comment."""

@@ -36,12 +36,12 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
                                             TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
-from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN_LOW, Param,
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_LOW, Param,
                                                Rule, declare_parameters, one_of)
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import TASK_NAMES
 from stochlite_bringup.tasks.dimensions import task_dimensions
-from stochlite_bringup.tasks import task_init_alpha
+from stochlite_bringup.tasks import task_init_alpha, task_real_ratio
 
 from .learner_core import LearnerCore
 from .plotting import plot_foot_path, plot_learning_curve
@@ -74,7 +74,8 @@ PARAMETERS = {
                         "robot's (1.0; stochlite 0.05)", NON_NEGATIVE),
     "replay_size": Param(int, "capacity of D_ENV (at most epochs * steps_per_epoch is used)", AT_LEAST_1),
     "mpc_capacity": Param(int, "capacity of D_MPC; the oldest planner transitions go beyond it", AT_LEAST_1),
-    "real_ratio": Param(float, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC", UNIT_CLOSED),
+    "real_ratio": Param(float, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC; -1 keeps the "
+                        "robot's (leg 0.9, stochlite 0.5)", Rule(lambda v: v == -1 or 0 <= v <= 1, "in [0, 1], or -1")),
     "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
     "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
     "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
@@ -102,7 +103,8 @@ class LearnerNode(WorkerNode):
                                compute_dtype=p["compute_dtype"])
         self.core = LearnerCore(obs_dim, act_dim, sac_config, p["seed"],
                                 min(p["replay_size"], p["epochs"] * p["steps_per_epoch"]), p["mpc_capacity"],
-                                p["start_steps"], p["updates_per_step"], p["real_ratio"])
+                                p["start_steps"], p["updates_per_step"],
+                                p["real_ratio"] if p["real_ratio"] >= 0 else task_real_ratio(p["robot"]))
         self.run_dir = Path(p["run_dir"])
         self.exit_code: int | None = None
         self.epoch = 0
@@ -138,7 +140,8 @@ class LearnerNode(WorkerNode):
         self.create_timer(p["status_period_s"], self._on_status_timer)
         self._publish_policy()
         self._worker = self.start_worker(self._train)
-        self.get_logger().info(f"learning from {ENV_TOPIC} and {MPC_TOPIC}; run directory {self.run_dir}")
+        self.get_logger().info(f"learning from {ENV_TOPIC} and {MPC_TOPIC} ({self.core.real_ratio:.0%} of each "
+                               f"minibatch from D_ENV); run directory {self.run_dir}")
 
     @property
     def pending_evaluations(self) -> int:

@@ -53,7 +53,7 @@ def _fmt(value: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(argv)
+    cfg = parse_config(argv).with_task_defaults()  # config.yaml records the settings the run uses
     from .trainer import EpochStats, Trainer  # loads the simulators: only once the arguments are known good
 
     out = Path(cfg.out)

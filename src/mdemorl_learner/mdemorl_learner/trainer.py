@@ -51,7 +51,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig):
         cfg.validate()
-        self.cfg = cfg
+        cfg = self.cfg = cfg.with_task_defaults()
         configure_cpu(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         task_kwargs = {"episode_steps": cfg.episode_steps} if cfg.episode_steps else {}

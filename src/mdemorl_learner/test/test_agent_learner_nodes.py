@@ -265,6 +265,7 @@ def test_node_processes_exit_0_on_sigint_and_sigterm_without_traceback(tmp_path)
     try:
         for sig, (proc, log, ready) in procs.items():
             assert wait_for(lambda: ready in log.read_text()), log.read_text()
+        assert "(90% of each minibatch from D_ENV)" in learner_log.read_text()  # real_ratio -1: the leg's 0.9
         for sig, (proc, log, _) in procs.items():
             proc.send_signal(sig)
         for sig, (proc, log, _) in procs.items():

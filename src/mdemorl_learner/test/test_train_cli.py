@@ -48,6 +48,7 @@ def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, al
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["algo"] == algo and config["seed"] == 3 and config["steps_per_epoch"] == 200
     assert config["init_alpha"] == 0.2
+    assert config["real_ratio"] == 0.9  # --real-ratio -1: the leg's
     assert "elite_fraction" in config and "horizon_end" in config
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
     assert state["epoch"] == 2 and state["env_steps"] == 400
@@ -77,6 +78,7 @@ def test_task_with_termination_runs(tmp_path, task, plot):
         assert float(rows[0]["eval_forward_speed"]) > -1.0  # logged: a speed in m/s, not nan
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
     assert state["sac"]["config"]["init_alpha"] == {"Hopper-v5": 1.0, "stochlite": 0.05}[task]  # --init-alpha 0: the task's
+    assert yaml.safe_load((out / "config.yaml").read_text())["real_ratio"] == 0.5  # --real-ratio -1: the task's
 
 
 @pytest.mark.parametrize("args, names", [
@@ -87,6 +89,7 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     (["--epochs", "many"], "--epochs"),
     (["--num-elites", "9"], "--num-elites 9"),
     (["--init-alpha", "-1"], "--init-alpha"),
+    (["--real-ratio", "-0.5"], "--real-ratio must lie in [0, 1], or be -1 for the task's, got -0.5"),
     (["--imagined-reward", "oracle"], "--imagined-reward is 'oracle', not one of auto, model, task"),
     (["--model-dtype", "float16"], "--model-dtype 'float16' is not one of float32, bfloat16"),
     (["--task", "Hopper-v5", "--imagined-reward", "task"], "reward of Hopper-v5 cannot be computed from its observation; use 'model'"),

@@ -19,6 +19,8 @@ from .stochlite_env import StochliteEnv, stochlite_termination_fn
 
 DEFAULT_INIT_ALPHA = 1.0
 INIT_ALPHAS = {STOCHLITE_TASK_NAME: 0.05}
+DEFAULT_REAL_RATIO = 0.5
+REAL_RATIOS = {LEG_TASK_NAME: 0.9}
 
 
 def task_init_alpha(name: str) -> float:
@@ -28,6 +30,16 @@ def task_init_alpha(name: str) -> float:
     step for about 10 episodes, and the robot learned nothing in them (docs/stochlite.md).
     """
     return INIT_ALPHAS.get(name, DEFAULT_INIT_ALPHA)
+
+
+def task_real_ratio(name: str) -> float:
+    """The fraction of each SAC minibatch that comes from D_ENV for task ``name`` (the rest from D_MPC): 0.5,
+    except the leg's 0.9.
+
+    On the simulated leg, 0.9 reached each of the returns 250, 500, 750 and 850 1,000-4,000 env steps sooner
+    than 0.5, over 5 seeds, and ended at the same return (bench/README.md, Fig. 4).
+    """
+    return REAL_RATIOS.get(name, DEFAULT_REAL_RATIO)
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ __all__ = [
     "TaskSpec",
     "make_task",
     "task_init_alpha",
+    "task_real_ratio",
     "LegTrackingEnv",
     "StochliteEnv",
     "leg_tracking_reward",
