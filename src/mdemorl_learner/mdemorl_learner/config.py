@@ -129,8 +129,7 @@ class TrainConfig:
         """A copy with the task's real ratio in place of -1."""
         from stochlite_bringup.tasks import task_real_ratio
 
-        return dataclasses.replace(self, real_ratio=task_real_ratio(self.task) if self.real_ratio == -1.0
-                                   else self.real_ratio)
+        return dataclasses.replace(self, real_ratio=task_real_ratio(self.task, self.real_ratio))
 
     def to_yaml(self, path: Path) -> None:
         """Write every setting with its description as a comment."""

@@ -103,8 +103,7 @@ class LearnerNode(WorkerNode):
                                compute_dtype=p["compute_dtype"])
         self.core = LearnerCore(obs_dim, act_dim, sac_config, p["seed"],
                                 min(p["replay_size"], p["epochs"] * p["steps_per_epoch"]), p["mpc_capacity"],
-                                p["start_steps"], p["updates_per_step"],
-                                p["real_ratio"] if p["real_ratio"] >= 0 else task_real_ratio(p["robot"]))
+                                p["start_steps"], p["updates_per_step"], task_real_ratio(p["robot"], p["real_ratio"]))
         self.run_dir = Path(p["run_dir"])
         self.exit_code: int | None = None
         self.epoch = 0

@@ -53,13 +53,13 @@ def _fmt(value: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(argv).with_task_defaults()  # config.yaml records the settings the run uses
+    cfg = parse_config(argv)
     from .trainer import EpochStats, Trainer  # loads the simulators: only once the arguments are known good
 
     out = Path(cfg.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(out / "config.yaml")
     trainer = Trainer(cfg)
+    trainer.cfg.to_yaml(out / "config.yaml")  # the settings the run uses: the task's real ratio in place of -1
     progress = out / "progress.csv"
     title = f"{cfg.algo} on {cfg.task} (seed {cfg.seed})"
     total = cfg.epochs * cfg.steps_per_epoch

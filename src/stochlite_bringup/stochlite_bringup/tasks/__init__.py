@@ -32,14 +32,14 @@ def task_init_alpha(name: str) -> float:
     return INIT_ALPHAS.get(name, DEFAULT_INIT_ALPHA)
 
 
-def task_real_ratio(name: str) -> float:
-    """The fraction of each SAC minibatch that comes from D_ENV for task ``name`` (the rest from D_MPC): 0.5,
-    except the leg's 0.9.
+def task_real_ratio(name: str, requested: float = -1.0) -> float:
+    """The fraction of each SAC minibatch that comes from D_ENV (the rest from D_MPC): ``requested``, or where it
+    is -1 task ``name``'s: 0.5, except the leg's 0.9.
 
     On the simulated leg, 0.9 reached each of the returns 250, 500, 750 and 850 1,000-4,000 env steps sooner
     than 0.5, over 5 seeds, and ended at the same return (bench/README.md, Fig. 4).
     """
-    return REAL_RATIOS.get(name, DEFAULT_REAL_RATIO)
+    return REAL_RATIOS.get(name, DEFAULT_REAL_RATIO) if requested == -1.0 else requested
 
 
 @dataclass(frozen=True)
