@@ -10,6 +10,8 @@ import torch
 from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
 
+from mdemorl_learner.flat_parameters import FlatParameters
+from mdemorl_learner.fused_adam import FlatAdam
 from mdemorl_learner.sac_gradients import SACBatch, actor_parameters, critic_parameters, sac_gradients
 
 
@@ -36,14 +38,6 @@ class SACConfig:
     init_alpha: float = 1.0
     target_entropy: float | None = None
     compute_dtype: str = "float32"
-
-
-def _adam(groups: list[dict]) -> torch.optim.Adam:
-    """Adam with the fused CPU kernel, falling back to the foreach one."""
-    try:
-        return torch.optim.Adam(groups, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(groups, foreach=True)
 
 
 def _one_adam_state(critic_opt: dict, actor_opt: dict) -> dict:
@@ -78,14 +72,17 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.tensor(float(np.log(config.init_alpha))))
         self.generator = torch.Generator().manual_seed(seed)
-        self.optimizer = _adam([  # one step for the three parameter groups
+        # One buffer for everything Adam steps, critic first, and one for the target in the same order: the
+        # update casts each in one pass, Adam steps the buffer and the Polyak average is one lerp.
+        critic_params = critic_parameters(self.critic)
+        self._trained = FlatParameters([*critic_params, *actor_parameters(self.actor), self.log_alpha])
+        self._target = FlatParameters(critic_parameters(self.critic_target), with_grad=False)
+        self._n_critic = len(critic_params)
+        self.optimizer = FlatAdam(self._trained, [  # one step for the three parameter groups
             {"params": list(self.critic.parameters()), "lr": config.critic_lr},
             {"params": list(self.actor.parameters()), "lr": config.actor_lr},
             {"params": [self.log_alpha], "lr": config.alpha_lr},
         ])
-        self._online = list(self.critic.parameters())
-        self._grad_params = [*critic_parameters(self.critic), *actor_parameters(self.actor), self.log_alpha]
-        self._target = list(self.critic_target.parameters())
         self._updates = 0
 
     def _set_config(self, config: SACConfig) -> None:
@@ -146,15 +143,17 @@ class SAC:
                 "batch shapes (obs, act, reward, next_obs, terminated): expected "
                 f"{expected}, got {tuple(tuple(g) for g in got)}"
             )
-        grads = sac_gradients(self.actor, self.critic, self.critic_target, self.log_alpha,
+        trained, target, k = self._trained.cast(self._dtype), self._target.cast(self._dtype), self._n_critic
+        critic = trained[:k - 2] + self._trained.params[k - 2:k]  # the critics' output layers stay float32
+        target = target[:-2] + self._target.params[-2:]
+        grads = sac_gradients(trained[k:-1], critic, target, self.log_alpha,
                               SACBatch(obs, act, reward, next_obs, terminated), self.config.gamma,
-                              self.target_entropy, self._dtype, self.generator)
-        for param, grad in zip(self._grad_params, [*grads.critic, *grads.actor, grads.log_alpha]):
-            param.grad = grad
+                              self.target_entropy, self.generator)
+        self._trained.set_grads([*grads.critic, *grads.actor, grads.log_alpha])
         self.optimizer.step()
 
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, self.config.tau)  # Polyak: one fused call
+        with torch.no_grad():  # Polyak averaging
+            self._target.data.lerp_(self._trained.data[:self._target.data.numel()], self.config.tau)
         self._updates += 1
         stats = [grads.q_loss, grads.pi_loss, grads.alpha, -grads.logp_mean, grads.q_mean]
         names = ("q_loss", "pi_loss", "alpha", "entropy", "q_mean")

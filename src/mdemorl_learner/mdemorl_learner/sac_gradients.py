@@ -1,10 +1,12 @@
 """SAC's three losses and their gradients, written out instead of taken by autograd.
 
 With autograd and autocast, a bfloat16 update at batch 8, where the matmuls cost next to nothing, took 2.6 ms
-(2 threads): recording the graph, the backward engine, and casting every weight at each use. Here each
-weight is cast to the compute dtype once per update, each network runs once on the rows of its two passes,
-and the critic's rows for the actor loss take no weight gradients: 1.7 ms at batch 8, and 4.4-4.7 against
-5.3-7.0 ms at batch 256 (2026-12-04, alternating runs on a noisy machine).
+(2 threads): recording the graph, the backward engine, and casting every weight at each use. Here the
+weights come cast once per update (:func:`cast_for_update`; ``SAC`` casts its flat buffer in one pass), each
+network runs once on the rows of its two passes, and the critic's rows for the actor loss take no weight
+gradients: 1.7 ms at batch 8, and 4.4-4.7 against 5.3-7.0 ms at batch 256 (2026-12-04, alternating runs on a
+noisy machine). The critics' float32 output layer takes the bfloat16 activation into its own multiply, and
+its gradient d_q w^T is stored in bfloat16 by that multiply, so neither costs a separate conversion pass.
 ``test_sac_gradients`` checks every gradient against autograd on the same losses.
 
 Layouts: the actor is ``nn.Linear`` layers (weights ``[out, in]``); the twin critic stacks its heads
@@ -47,15 +49,19 @@ class SACGradients:
     q_mean: torch.Tensor
 
 
-class _Net:
-    """A network's parameters cast once (under no_grad): hidden layers to the compute dtype, the output layer
-    to ``out_dtype``."""
+def cast_for_update(params: list[torch.Tensor], dtype: torch.dtype, out_dtype: torch.dtype) -> list[torch.Tensor]:
+    """A network's parameters [w0, b0, w1, b1, ...] as :func:`sac_gradients` takes them: the hidden layers in the
+    compute dtype ``dtype``, the output layer in ``out_dtype`` (float32 for the critics: see ``TwinQ``)."""
+    return [p.to(dtype) for p in params[:-2]] + [p.to(out_dtype) for p in params[-2:]]
 
-    def __init__(self, params: list[torch.Tensor], dtype: torch.dtype, out_dtype: torch.dtype) -> None:
-        self.weights = [w.to(dtype) for w in params[0:-2:2]]
-        self.biases = [b.to(dtype) for b in params[1:-2:2]]
-        self.out_weight, self.out_bias = params[-2].to(out_dtype), params[-1].to(out_dtype)
-        self.dtype = dtype
+
+class _Net:
+    """A network's parameters as :func:`cast_for_update` gives them; the compute dtype is the first weight's."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.weights, self.biases = params[0:-2:2], params[1:-2:2]
+        self.out_weight, self.out_bias = params[-2], params[-1]
+        self.dtype = self.weights[0].dtype
 
     def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The input of every hidden layer, then the last hidden activation (ReLU applied)."""
@@ -107,10 +113,10 @@ def actor_parameters(actor: SquashedGaussianActor) -> list[nn.Parameter]:
     return [p for m in actor.net if isinstance(m, nn.Linear) for p in (m.weight, m.bias)]
 
 
-def _twin_q(net: _Net, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both heads' Q ``[2, B]`` in float32 from the last hidden activation, and that activation in float32."""
-    h32 = h.float()
-    return twin_q_output(h32, net.out_weight, net.out_bias), h32
+def _twin_q(net: _Net, h: torch.Tensor) -> torch.Tensor:
+    """Both heads' Q ``[2, B]`` in float32 from the last hidden activation: the float32 output weight promotes
+    the product, so a bfloat16 ``h`` is widened inside the multiply rather than by a pass of its own."""
+    return twin_q_output(h, net.out_weight, net.out_bias)
 
 
 def _policy(net: _Net, obs: torch.Tensor, eps: torch.Tensor
@@ -123,17 +129,20 @@ def _policy(net: _Net, obs: torch.Tensor, eps: torch.Tensor
 
 
 @torch.no_grad()
-def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: TwinQ, log_alpha: torch.Tensor,
-                  batch: SACBatch, gamma: float, target_entropy: float, dtype: torch.dtype,
+def sac_gradients(actor: list[torch.Tensor], critic: list[torch.Tensor], critic_target: list[torch.Tensor],
+                  log_alpha: torch.Tensor, batch: SACBatch, gamma: float, target_entropy: float,
                   generator: torch.Generator) -> SACGradients:
     """The gradients of the critic loss (clipped double-Q soft Bellman error, summed over the heads), the actor
     loss E[alpha log pi - min Q] (through the critic, whose weights it leaves alone) and the temperature loss
-    -log alpha (E[log pi] + target entropy), all from the same parameters. Noise: next_obs's sample first."""
+    -log alpha (E[log pi] + target entropy), all from the same parameters. Noise: next_obs's sample first.
+
+    The networks are given by their parameters in :func:`actor_parameters` and :func:`critic_parameters` order,
+    cast as :func:`cast_for_update` does: the actor's output layer in the compute dtype, the critics' in
+    float32."""
     n, obs_dim = batch.obs.shape
     alpha = log_alpha.detach().exp()
-    actor_net = _Net(actor_parameters(actor), dtype, dtype)
-    critic_net = _Net(critic_parameters(critic), dtype, torch.float32)  # Q in float32: see TwinQ
-    target_net = _Net(critic_parameters(critic_target), dtype, torch.float32)
+    actor_net, critic_net, target_net = _Net(actor), _Net(critic), _Net(critic_target)
+    dtype = actor_net.dtype
     # Each network runs once on the rows of two passes: first half next_obs (actor) or the replay actions
     # (critic), second half obs or the policy's actions.
     second = slice(n, None)
@@ -145,12 +154,12 @@ def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: Tw
     action, logp = actions[n:], logps[n:]
 
     # Critic target: clipped double-Q soft Bellman backup.
-    next_q = _twin_q(target_net, target_net.hidden(torch.cat([batch.next_obs, actions[:n]], -1))[-1])[0].amin(0)
+    next_q = _twin_q(target_net, target_net.hidden(torch.cat([batch.next_obs, actions[:n]], -1))[-1]).amin(0)
     target = batch.reward + gamma * (1.0 - batch.terminated) * (next_q - alpha * logps[:n])
 
     # The critic at the replay actions (its loss 0.5 * sum_heads mean_batch (q - target)^2) and at the policy's.
-    acts = critic_net.hidden(torch.cat([batch.obs.repeat(2, 1), torch.cat([batch.act, action])], -1))
-    q_both, h32 = _twin_q(critic_net, acts[-1])
+    acts = critic_net.hidden(torch.cat([torch.cat([batch.obs, batch.act], -1), torch.cat([batch.obs, action], -1)]))
+    q_both = _twin_q(critic_net, acts[-1])
     q, q_pi = q_both[:, :n], q_both[:, n:]
     error = q - target
     q_loss = 0.5 * error.square().mean(1).sum()
@@ -159,9 +168,11 @@ def sac_gradients(actor: SquashedGaussianActor, critic: TwinQ, critic_target: Tw
     # smaller head only (a tie, which autograd would split, goes to the first).
     first = (q_pi[0] <= q_pi[1]).float()
     d_q = torch.cat([error / n, torch.stack([first, 1.0 - first]).mul_(-1.0 / n)], 1).unsqueeze(-1)
-    critic_grads, d_action = critic_net.hidden_backward(d_q * critic_net.out_weight.transpose(1, 2), acts,
-                                                        slice(None, n), (second, slice(obs_dim, None)))
-    critic_grads += [(d_q[:, :n] * h32[:, :n]).sum(1).unsqueeze(-1), d_q[:, :n].sum(1, keepdim=True)]
+    # The gradient at the last activation, d_q w^T, multiplied in float32 and stored in the compute dtype.
+    d_last = torch.empty(acts[-1].shape, dtype=dtype)
+    torch.mul(d_q, critic_net.out_weight.transpose(1, 2), out=d_last)
+    critic_grads, d_action = critic_net.hidden_backward(d_last, acts, slice(None, n), (second, slice(obs_dim, None)))
+    critic_grads += [(d_q[:, :n] * acts[-1][:, :n]).sum(1).unsqueeze(-1), d_q[:, :n].sum(1, keepdim=True)]
 
     # The actor loss mean(alpha * logp - min Q) back to the actor's output, then through the actor at obs.
     # d loss / du: log(1 - tanh^2 u)' = -2 tanh u, tanh' = 1 - tanh^2.

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mdemorl_learner.sac_gradients import SACBatch, actor_parameters, critic_parameters, sac_gradients
+from mdemorl_learner.sac_gradients import (SACBatch, actor_parameters, cast_for_update, critic_parameters,
+                                           sac_gradients)
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
 
 torch.set_num_threads(1)
@@ -19,6 +20,14 @@ def parts(num_layers: int):
     batch = SACBatch(torch.randn(64, OBS), torch.rand(64, ACT) * 2 - 1, torch.randn(64), torch.randn(64, OBS),
                      (torch.rand(64) < 0.2).float())
     return actor, critic, target, log_alpha, batch
+
+
+def written_out(actor, critic, target, log_alpha, batch, dtype, generator):
+    """sac_gradients on the modules' parameters cast as SAC casts them."""
+    return sac_gradients(cast_for_update(actor_parameters(actor), dtype, dtype),
+                         cast_for_update(critic_parameters(critic), dtype, torch.float32),
+                         cast_for_update(critic_parameters(target), dtype, torch.float32), log_alpha, batch, GAMMA,
+                         TARGET_ENTROPY, generator)
 
 
 def autograd_reference(actor, critic, target, log_alpha, b: SACBatch, generator, autocast: bool):
@@ -43,8 +52,7 @@ def autograd_reference(actor, critic, target, log_alpha, b: SACBatch, generator,
 @pytest.mark.parametrize("num_layers", [2, 3])
 def test_float32_gradients_equal_autograd(num_layers):
     actor, critic, target, log_alpha, batch = parts(num_layers)
-    got = sac_gradients(actor, critic, target, log_alpha, batch, GAMMA, TARGET_ENTROPY, torch.float32,
-                        torch.Generator().manual_seed(3))
+    got = written_out(actor, critic, target, log_alpha, batch, torch.float32, torch.Generator().manual_seed(3))
     expected, stats = autograd_reference(actor, critic, target, log_alpha, batch, torch.Generator().manual_seed(3),
                                          autocast=False)
     grads = [*got.critic, *got.actor, got.log_alpha]
@@ -59,8 +67,7 @@ def test_float32_gradients_equal_autograd(num_layers):
 
 def test_bfloat16_gradients_point_where_autocast_ones_do():
     actor, critic, target, log_alpha, batch = parts(2)
-    got = sac_gradients(actor, critic, target, log_alpha, batch, GAMMA, TARGET_ENTROPY, torch.bfloat16,
-                        torch.Generator().manual_seed(3))
+    got = written_out(actor, critic, target, log_alpha, batch, torch.bfloat16, torch.Generator().manual_seed(3))
     expected, _ = autograd_reference(actor, critic, target, log_alpha, batch, torch.Generator().manual_seed(3),
                                      autocast=True)
     for i, (g, e) in enumerate(zip([*got.critic, *got.actor, got.log_alpha], expected)):

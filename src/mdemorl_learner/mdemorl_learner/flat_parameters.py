@@ -1,0 +1,51 @@
+"""Parameters kept back to back in one float32 buffer, so that a SAC update casts them to the compute dtype
+and averages the target in one pass each, not one call per tensor (2 x 256 networks: 18 casts took 100-120
+µs per update, one copy into a standing bfloat16 buffer 15-28 µs; 2 threads, 2026-12-05)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FlatParameters:
+    """``params`` moved into one contiguous buffer: each ``nn.Parameter`` keeps its identity and shape and
+    becomes a view of :attr:`data`; with ``with_grad`` its ``.grad`` is a view of :attr:`grad`.
+
+    Loading state dicts, optimisers and ``state_dict`` work as before: they copy into, step and read the
+    views."""
+
+    def __init__(self, params: list[nn.Parameter], with_grad: bool = True) -> None:
+        self.params = params
+        self.data = torch.cat([p.detach().reshape(-1) for p in params])
+        self._data_views = self.views(self.data)
+        for param, view in zip(params, self._data_views):
+            param.data = view
+        self.grad = torch.zeros_like(self.data) if with_grad else None
+        self._grad_views = self.views(self.grad) if with_grad else []
+        self._casts: dict[torch.dtype, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``flat``, a buffer shaped like :attr:`data`, cut into views shaped like the parameters."""
+        pieces = flat.split([p.numel() for p in self.params])
+        return [piece.view(p.shape) for piece, p in zip(pieces, self.params)]
+
+    def cast(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        """Every parameter in ``dtype``: the parameters' own data for their dtype, otherwise views of a standing
+        buffer refilled by one copy, valid until the next ``cast`` to ``dtype``."""
+        if dtype == self.data.dtype:
+            return self._data_views
+        if dtype not in self._casts:
+            buffer = torch.empty_like(self.data, dtype=dtype)
+            self._casts[dtype] = buffer, self.views(buffer)
+        buffer, views = self._casts[dtype]
+        buffer.copy_(self.data)
+        return views
+
+    def set_grads(self, grads: list[torch.Tensor]) -> None:
+        """Copy ``grads``, one per parameter in order, into the gradient buffer, and point every parameter's
+        ``.grad`` at its view of it (again, should anything have replaced it)."""
+        if self.grad is None:
+            raise RuntimeError("these FlatParameters were made without gradients")
+        torch._foreach_copy_(self._grad_views, grads)
+        for param, view in zip(self.params, self._grad_views):
+            param.grad = view
