@@ -22,8 +22,10 @@ class FlatAdam:
     consecutive parameters of ``flat``).
 
     With torch's fused CPU kernel, a step is one kernel call for each run of groups with equal
-    hyper-parameters, bit-identical to ``torch.optim.Adam(fused=True).step()``. Where torch has no fused
-    kernel, the foreach ``torch.optim.Adam`` steps as usual."""
+    hyper-parameters: the arithmetic of ``torch.optim.Adam(fused=True).step()``, except that elements the
+    per-tensor call would leave to the kernel's scalar tail (past a tensor's last full vector: here the
+    output biases and log alpha) go through its vector path and may round differently in the last bit.
+    Where torch has no fused kernel, the foreach ``torch.optim.Adam`` steps as usual."""
 
     def __init__(self, flat: FlatParameters, groups: list[dict]) -> None:
         self.flat = flat
@@ -32,14 +34,11 @@ class FlatAdam:
         except (RuntimeError, ValueError):
             self.optimizer = torch.optim.Adam(groups, foreach=True)
         self._fused = bool(self.optimizer.defaults["fused"])
-        offsets, position = {}, 0
-        for param in flat.params:
-            offsets[param] = (position, position + param.numel())
-            position += param.numel()
+        slots = dict(zip(flat.params, flat.slots))
         self._spans: list[tuple[int, int, tuple[float, ...]]] = []
         for group in self.optimizer.param_groups:
-            start, end = min(offsets[p][0] for p in group["params"]), max(offsets[p][1] for p in group["params"])
-            if end - start != sum(p.numel() for p in group["params"]):
+            start, end = min(slots[p][0] for p in group["params"]), max(slots[p][1] for p in group["params"])
+            if end - start != sum(slots[p][1] - slots[p][0] for p in group["params"]):
                 raise ValueError("FlatAdam: each parameter group must be a run of consecutive flat parameters")
             if self._spans and self._spans[-1][1] == start and self._spans[-1][2] == _hyper(group):
                 start = self._spans.pop()[0]
