@@ -34,7 +34,13 @@ class FlatAdam:
         except (RuntimeError, ValueError):
             self.optimizer = torch.optim.Adam(groups, foreach=True)
         self._fused = bool(self.optimizer.defaults["fused"])
-        slots = dict(zip(flat.params, flat.slots))
+        self._flatten_state()
+
+    def _flatten_state(self) -> None:
+        """Take the groups' spans of the buffer and their hyper-parameters (a loaded state dict brings its
+        own), and move the optimiser's state (zeros where it has none yet) into flat moment buffers and one
+        step counter shared by all parameters."""
+        slots = dict(zip(self.flat.params, self.flat.slots))
         self._spans: list[tuple[int, int, tuple[float, ...]]] = []
         for group in self.optimizer.param_groups:
             start, end = min(slots[p][0] for p in group["params"]), max(slots[p][1] for p in group["params"])
@@ -43,11 +49,6 @@ class FlatAdam:
             if self._spans and self._spans[-1][1] == start and self._spans[-1][2] == _hyper(group):
                 start = self._spans.pop()[0]
             self._spans.append((start, end, _hyper(group)))
-        self._flatten_state()
-
-    def _flatten_state(self) -> None:
-        """Move the optimiser's state (zeros where it has none yet) into flat moment buffers and one step
-        counter shared by all parameters."""
         if not self._fused:
             return
         self._exp_avg, self._exp_avg_sq = torch.zeros_like(self.flat.data), torch.zeros_like(self.flat.data)

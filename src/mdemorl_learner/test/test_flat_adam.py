@@ -76,7 +76,9 @@ def test_flat_adam_steps_as_torch_fused_adam_and_shares_its_checkpoints():
     resumed_torch.load_state_dict(copy.deepcopy(state))
     resumed_flat_buffer = FlatParameters(resumed_flat_params)
     resumed_flat = FlatAdam(resumed_flat_buffer, groups(resumed_flat_params))
+    reference.param_groups[2]["lr"] = 5e-2  # a loaded state dict's hyper-parameters replace the optimiser's
     resumed_flat.load_state_dict(copy.deepcopy(reference.state_dict()))
+    resumed_torch.param_groups[2]["lr"] = 5e-2
     resumed_flat_buffer.set_grads(gradients(5))
     for params in (torch_params, resumed_torch_params):
         for param, grad in zip(params, gradients(5)):
