@@ -53,7 +53,7 @@ def main() -> int:
     best = (min(reached, key=lambda p: (to_target[p], -mean[p][-1])) if reached
             else max(args.fractions, key=lambda p: mean[p][-1]))
     budget = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "seeds": args.seeds,
-              "target_return": args.target, "smooth": args.smooth,
+              "flags": args.flags, "target_return": args.target, "smooth": args.smooth,
               "epochs_to_target": {label(p): to_target[p] for p in args.fractions},
               "final_returns": {label(p): round(float(mean[p][-1]), 1) for p in args.fractions}}
     update_summary(results, {"elite_best_p": best}, args.name, budget)

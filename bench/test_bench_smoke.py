@@ -16,10 +16,11 @@ TINY = ["--start-steps", "50", "--batch-size", "16", "--hidden-size", "16", "--m
         "--model-train-freq", "100", "--episode-steps", "50"]
 
 
-def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
-    """Run a bench script with a tiny budget into tmp_path; return what it printed last (JSON)."""
+def run_bench(script: str, tmp_path: Path, *args: str, flags: tuple[str, ...] = ()) -> dict:
+    """Run a bench script with a tiny budget (and trainer ``flags``) into tmp_path; return what it printed last
+    (JSON)."""
     proc = subprocess.run([sys.executable, str(HERE / script), *args, "--name", "smoke", "--results-dir",
-                           str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--jobs", "2", "--", *TINY],
+                           str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--jobs", "2", "--", *TINY, *flags],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
@@ -72,6 +73,21 @@ def test_fig3_smoke(tmp_path):
                          "100", "--seeds", "0", "--target=-1e9", "--reuse-csv", str(earlier))
     assert not list((tmp_path / "runs").glob("*/*/log.txt")) and from_csv == printed
     assert (tmp_path / "smoke.csv").read_text() == earlier.read_text()
+    with open(earlier, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["flags"] for row in rows} == {f"--elite-fraction {p} " + " ".join(TINY) for p in ("0.1", "1.0")}
+    before_flags = tmp_path / "before_flags.csv"  # as written before the flags column: matches any flags
+    with open(before_flags, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "flags"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    run_bench("fig3.py", tmp_path, "--fractions", "0.1", "1.0", "--epochs", "2", "--steps-per-epoch", "100",
+              "--seeds", "0", "--target=-1e9", "--reuse-csv", str(before_flags), flags=("--mirror-alpha", "1.0"))
+    assert not list((tmp_path / "runs").glob("*/*/log.txt"))
+    other = run_bench("fig3.py", tmp_path, "--fractions", "0.1", "1.0", "--epochs", "2", "--steps-per-epoch", "100",
+                      "--seeds", "0", "--target=-1e9", "--reuse-csv", str(earlier), flags=("--mirror-alpha", "1.0"))
+    assert len(list((tmp_path / "runs").glob("*/*/log.txt"))) == 2  # other trainer flags: trained, not read
+    assert set(other["final_returns"]) == {"p=10%", "p=100%"}
     bad = subprocess.run([sys.executable, str(HERE / "fig3.py"), "--reuse-csv", str(tmp_path / "none.csv")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "none.csv: no such file" in bad.stderr, bad.stderr

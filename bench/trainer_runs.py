@@ -62,8 +62,9 @@ def add_budget_arguments(parser: argparse.ArgumentParser, name: str, epochs: int
                              "(e.g. to summarize again with another --target)")
     parser.add_argument("--reuse-csv", type=Path, default=None, metavar="CSV",
                         help="read runs not finished under --runs-dir from this earlier results CSV of the same "
-                             "script, matched by task, label, seed and epoch count (it does not record the trainer "
-                             "flags: pass the same ones), e.g. to add a seed when the run directories are gone")
+                             "script, matched by task, label, seed, trainer flags and epoch count (a CSV without a "
+                             "flags column, from before it was written, matches any flags), e.g. to add a seed when "
+                             "the run directories are gone")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: more trainer flags for every run")
 
 
@@ -100,26 +101,33 @@ def read_curve(out: Path) -> Curve:
         return curve_of(list(csv.DictReader(f)))
 
 
-RUN_COLUMNS = ("task", "label", "algo", "seed")  # what write_csv puts before each progress.csv row
+RUN_COLUMNS = ("task", "label", "algo", "seed", "flags")  # what write_csv puts before each progress.csv row
+RunKey = tuple[str, str, int, str | None]  # task, label, seed, trainer flags (None: not recorded)
 
 
-def curves_from_csv(path: Path) -> dict[tuple[str, str, int], Curve]:
-    """The curves in a results CSV written by :func:`write_csv`, keyed by (task, label, seed)."""
-    grouped: dict[tuple[str, str, int], list[dict[str, str]]] = {}
+def flags_text(run: Run) -> str:
+    """``run``'s trainer flags as the flags column holds them."""
+    return " ".join(run.flags)
+
+
+def curves_from_csv(path: Path) -> dict[RunKey, Curve]:
+    """The curves in a results CSV written by :func:`write_csv`, keyed by (task, label, seed, flags); flags is
+    None in a CSV written before the column was."""
+    grouped: dict[RunKey, list[dict[str, str]]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            key = (row["task"], row["label"], int(row["seed"]))
+            key = (row["task"], row["label"], int(row["seed"]), row.get("flags"))
             grouped.setdefault(key, []).append({k: v for k, v in row.items() if k not in RUN_COLUMNS})
     return {key: curve_of(rows) for key, rows in grouped.items()}
 
 
 def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_dir: Path,
-            reuse: bool = False, earlier: dict[tuple[str, str, int], Curve] | None = None) -> dict[Run, Curve]:
+            reuse: bool = False, earlier: dict[RunKey, Curve] | None = None) -> dict[Run, Curve]:
     """Every run, ``jobs`` at a time; raises naming the run and its log if one fails.
 
     ``reuse``: a run whose directory holds a finished run of the same command is read, not rerun.
     ``earlier`` (from :func:`curves_from_csv`): a run not finished there is taken from these curves when one
-    has the same task, label and seed and ``epochs`` evaluations."""
+    has the same task, label, seed and flags (or recorded none) and ``epochs`` evaluations."""
     print(f"{len(runs)} runs of {epochs} x {steps_per_epoch} steps, {jobs} at a time", flush=True)
 
     def one(run: Run) -> Curve:
@@ -132,7 +140,9 @@ def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_
         if reuse and finished.is_file() and json.loads(finished.read_text()) == cmd:
             print(f"  {run.task} {run.label} seed {run.seed}: reused {out}", flush=True)
             return read_curve(out)
-        recorded = (earlier or {}).get((run.task, run.label, run.seed))
+        earlier_runs = earlier or {}
+        recorded = earlier_runs.get((run.task, run.label, run.seed, flags_text(run)),
+                                    earlier_runs.get((run.task, run.label, run.seed, None)))
         if recorded is not None and len(recorded.returns) == epochs:
             print(f"  {run.task} {run.label} seed {run.seed}: read from the earlier results CSV", flush=True)
             return recorded
@@ -152,8 +162,9 @@ def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_
 
 
 def write_csv(path: Path, curves: dict[Run, Curve]) -> None:
-    """One row per epoch of every run: the run's task, label, algo and seed, then its progress.csv row."""
-    rows = [{"task": run.task, "label": run.label, "algo": run.algo, "seed": run.seed, **row}
+    """One row per epoch of every run: the run's task, label, algo, seed and trainer flags, then its progress.csv
+    row."""
+    rows = [{"task": run.task, "label": run.label, "algo": run.algo, "seed": run.seed, "flags": flags_text(run), **row}
             for run, curve in curves.items() for row in curve.rows]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
