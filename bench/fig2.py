@@ -61,7 +61,7 @@ def main() -> int:
               "seeds": task_seeds, "flags": args.flags, "final_window": args.final_window,
               "final_returns": finals}
     update_summary(results, values, args.name, budget)
-    plot(results / f"{args.name}.png", curves, args.tasks)
+    plot(results / f"{args.name}.png", curves, args.tasks, args.flags)
     print(json.dumps(finals))
     return 0
 
@@ -80,7 +80,7 @@ def parse_task_seeds(parser: argparse.ArgumentParser, items: list[str], tasks: l
     return parsed
 
 
-def plot(path: Path, curves: dict, tasks: list[str]) -> None:
+def plot(path: Path, curves: dict, tasks: list[str], flags: list[str]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -95,7 +95,7 @@ def plot(path: Path, curves: dict, tasks: list[str]) -> None:
         ax.set(title=task, xlabel="real environment steps", ylabel="evaluation return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Fig. 2 reproduction ({machine()})")
+    fig.suptitle(f"Fig. 2 reproduction ({machine()})" + "".join(f" {flag}" for flag in flags))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

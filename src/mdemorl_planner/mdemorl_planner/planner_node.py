@@ -53,7 +53,7 @@ PARAMETERS = {
     "rollout_batch_max": Param(int, "start states per round from schedule_end_epoch on (paper: up to 10,000)",
                                AT_LEAST_1),
     "num_samples": Param(int, "sampled control sequences per start state M (paper: 100)", AT_LEAST_1),
-    "elite_fraction": Param(float, "CEM elite fraction p (eq. 13; paper: 10 %)", UNIT_OPEN_LOW),
+    "elite_fraction": Param(float, "CEM elite fraction p (eq. 13; paper: 10 %, default 1 %)", UNIT_OPEN_LOW),
     "mirror_alpha": Param(float, "mirror-descent step size alpha of eq. 9 (mdemorl)", UNIT_CLOSED),
     "sigma": Param(float, "std of the control distribution around the policy mean (eq. 11)", POSITIVE),
     "gamma": Param(float, "discount of the H-step cost (eq. 3)", UNIT_OPEN_LOW),
