@@ -164,8 +164,8 @@ def run_all(runs: list[Run], epochs: int, steps_per_epoch: int, jobs: int, runs_
 def write_csv(path: Path, curves: dict[Run, Curve]) -> None:
     """One row per epoch of every run: the run's task, label, algo, seed and trainer flags, then its progress.csv
     row."""
-    rows = [{"task": run.task, "label": run.label, "algo": run.algo, "seed": run.seed, "flags": flags_text(run), **row}
-            for run, curve in curves.items() for row in curve.rows]
+    rows = [{"task": run.task, "label": run.label, "algo": run.algo, "seed": run.seed, "flags": flags_text(run),
+             **row} for run, curve in curves.items() for row in curve.rows]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
