@@ -95,7 +95,7 @@ def plot(path: Path, curves: dict, tasks: list[str], flags: list[str]) -> None:
         ax.set(title=task, xlabel="real environment steps", ylabel="evaluation return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Fig. 2 reproduction ({machine()})" + "".join(f" {flag}" for flag in flags))
+    fig.suptitle(" ".join([f"Fig. 2 reproduction ({machine()})", *flags]))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

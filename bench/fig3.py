@@ -84,8 +84,7 @@ def plot(path: Path, epochs: np.ndarray, mean: dict, to_target: dict, args: argp
         right.text(i, 0 if np.isnan(value) else value, "not reached" if np.isnan(value) else f"{value:g}",
                    ha="center", va="bottom", fontsize=8)
     right.set(ylabel=f"epochs to reach {args.target:g}", title="acceleration")
-    flags = "".join(f" {flag}" for flag in args.flags)
-    fig.suptitle(f"Fig. 3 reproduction, {len(args.seeds)} seed(s) ({machine()}){flags}")
+    fig.suptitle(" ".join([f"Fig. 3 reproduction, {len(args.seeds)} seed(s) ({machine()})", *args.flags]))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -45,7 +45,7 @@ def main() -> int:
     budget = {"epochs": epochs, "steps_per_epoch": args.steps_per_epoch, "seeds": args.seeds, "flags": args.flags}
     update_summary(results, values, args.name, budget)
     plot_seed_curves(results / f"{args.name}.png", steps, by_label(curves, "leg"),
-                     f"leg: mdemorl vs sac, {len(args.seeds)} seeds" + "".join(f" {flag}" for flag in args.flags),
+                     " ".join([f"leg: mdemorl vs sac, {len(args.seeds)} seeds", *args.flags]),
                      (target, "sac final mean return"))
     print(json.dumps(values))
     return 0
