@@ -41,12 +41,17 @@ def test_fig4_smoke(tmp_path):
 def test_fig2_smoke(tmp_path):
     printed = run_bench("fig2.py", tmp_path, "--tasks", "Hopper-v5", "--epochs", "2", "--steps-per-epoch", "100",
                         "--seeds", "3", "--task-seeds", "Hopper-v5=0", "--final-window", "2")
-    assert set(printed["Hopper-v5"]) == {"sac", "mbpo", "mopac", "mdemorl"} and csv_rows(tmp_path) == 4 * 2
+    finals, progress = printed["final_returns"]["Hopper-v5"], printed["progress_vs_best_model_based"]["Hopper-v5"]
+    assert set(finals) == {"sac", "mbpo", "mopac", "mdemorl"} and csv_rows(tmp_path) == 4 * 2
     with open(tmp_path / "smoke.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {row["seed"] for row in rows} == {"0"}  # --task-seeds wins over --seeds
     sac = [float(row["eval_return"]) for row in rows if row["algo"] == "sac"]
-    assert printed["Hopper-v5"]["sac"] == pytest.approx(sum(sac) / 2)  # the final return averages the window
+    assert finals["sac"] == pytest.approx(sum(sac) / 2)  # the final return averages the window
+    best = max(("mbpo", "mopac"), key=finals.get)
+    assert progress["baseline"] == best and progress["target_return"] == pytest.approx(finals[best], abs=0.05)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["smoke_measured"]["progress_vs_best_model_based"]["Hopper-v5"] == progress
     bad = subprocess.run([sys.executable, str(HERE / "fig2.py"), "--final-window", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--final-window 0: must be at least 1" in bad.stderr
     for item, problem in (("Hopper-v5=a", "write TASK=S[,S...]"), ("Ant-v5=0", "'Ant-v5' is not among --tasks")):
@@ -101,6 +106,29 @@ def test_trailing_mean_averages_up_to_window_evaluations():
     assert trailing_mean(returns, 3).tolist() == [0.0, 5.0, 10.0, 0.0]
     assert trailing_mean(returns, 1).tolist() == returns.tolist()
     assert final_return(returns, 2) == -5.0
+
+
+def test_fig2_progress_is_the_steps_to_the_best_baselines_final_return():
+    sys.path.insert(0, str(HERE))
+    import numpy as np
+    from fig2 import progress_against_best_baseline
+    from trainer_runs import Curve, Run
+
+    steps = np.array([1000.0, 2000.0, 3000.0, 4000.0])
+    returns = {"mbpo": [0, 10, 20, 30], "mopac": [0, 50, 80, 100], "mdemorl": [120, 0, 120, 150],
+               "sac": [0, 0, 0, 500]}
+    curves = {Run("T", algo, 0, algo): Curve(steps, np.array(r, dtype=float), steps, [])
+              for algo, r in returns.items()}
+    # sac is no model-based baseline; mdemorl's first evaluation above 100 does not count, as it dips after it
+    assert progress_against_best_baseline(curves, "T", window=1) == {
+        "baseline": "mopac", "target_return": 100.0, "baseline_steps": 4000.0, "mdemorl_steps": 3000.0,
+        "steps_ratio": 0.75}
+    # over a window of 2 the target is mopac's mean of 80 and 100; mdemorl's trailing mean stays above 90 from 4000
+    assert progress_against_best_baseline(curves, "T", window=2)["mdemorl_steps"] == 4000.0
+    curves[Run("T", "mdemorl", 0, "mdemorl")] = Curve(steps, np.array([200.0, 10, 20, 30]), steps, [])
+    assert progress_against_best_baseline(curves, "T", window=1)["steps_ratio"] is None
+    sac_only = {run: curve for run, curve in curves.items() if run.algo == "sac"}
+    assert progress_against_best_baseline(sac_only, "T", window=1) is None
 
 
 def test_fig3_rejects_an_empty_smoothing_window():

@@ -200,6 +200,17 @@ def steps_to_reach(steps: np.ndarray, returns: np.ndarray, target: float) -> flo
     return float(steps[hit[0]]) if len(hit) else None
 
 
+def steps_to_stay(steps: np.ndarray, returns: np.ndarray, target: float) -> float | None:
+    """First env-step count from which ``returns`` stays at or above ``target`` (None if it ends below).
+
+    Unlike :func:`steps_to_reach`, a curve that starts high and dips (Ant's standing still scores about 960
+    before learning to move) has not reached a target it passed only at the start."""
+    below = np.nonzero(returns < target)[0]
+    if not len(below):
+        return float(steps[0])
+    return float(steps[below[-1] + 1]) if below[-1] + 1 < len(returns) else None
+
+
 def update_summary(results: Path, values: dict, section: str, budget: dict) -> None:
     """Merge headline ``values`` into results/summary.json with the machine, date and budget of ``section``."""
     path = results / "summary.json"
