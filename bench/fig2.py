@@ -6,13 +6,12 @@ The default budget (30 epochs of 1000 steps, 2 seeds: HalfCheetah learns only af
 takes about an hour per task on this 2-core machine with ``--jobs 2``;
 ``--paper-budget`` runs MBPO's epochs per task (HalfCheetah 400, Hopper 125, Walker2d 300, Ant 300) with
 3 seeds. ``--task-seeds Hopper-v5=0,1`` gives one task its own seeds (with ``--reuse``, tasks run in
-different sessions combine into one figure). Writes bench/results/fig2.csv and .png (one panel per task), and into summary.json
-``halfcheetah_return_<algo>`` for every
-algorithm: the mean over seeds of each run's last
-``--final-window`` evaluations (one deterministic episode each) at the common budget; and, per task, the
-paper's "faster reward progress": the env steps after which mdemorl stays at or above the final return of
-the better of mbpo and mopac, over the same for that baseline (``halfcheetah_steps_ratio_mdemorl_vs_best_model_based``;
-below 1 / 1.3 = 0.77 is the paper's 30 %). Not a test.
+different sessions combine into one figure). Writes bench/results/fig2.csv and .png (one panel per task),
+and into summary.json ``halfcheetah_return_<algo>`` for every algorithm: the mean over seeds of each run's
+last ``--final-window`` evaluations (one deterministic episode each) at the common budget; and, per task,
+the paper's "faster reward progress": the env steps after which mdemorl stays at or above the final return
+of the better of mbpo and mopac, over the same for that baseline
+(``halfcheetah_steps_ratio_mdemorl_vs_best_model_based``; below 1 / 1.3 = 0.77 is the paper's 30 %). Not a test.
 """
 from __future__ import annotations
 
