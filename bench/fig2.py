@@ -114,7 +114,7 @@ def plot(path: Path, curves: dict, tasks: list[str], flags: list[str], progress:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.5 * len(tasks), 8), 4), squeeze=False)  # room for the title
     for ax, task in zip(axes[0], tasks):
         steps = next(c.steps for r, c in curves.items() if r.task == task)
         for label, runs in by_label(curves, task).items():
