@@ -13,6 +13,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
+from stochlite_bringup.graph_topics import EVERY_MESSAGE_QOS
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
 from stochlite_bringup.sim_bridge_node import start_joint_angles
@@ -30,7 +31,9 @@ class Client(Node):
         super().__init__("driver_test_client", context=context)
         self.states: list[JointState] = []
         self.commands = self.create_publisher(Float64MultiArray, "/leg/effort_commands", 10)
-        self.create_subscription(JointState, "/leg/joint_states", self.states.append, 10)
+        # every state: with the driver's keep-last-10 the client, sharing one executor with the driver, could
+        # fall 10 states behind and lose a whole command phase's states
+        self.create_subscription(JointState, "/leg/joint_states", self.states.append, EVERY_MESSAGE_QOS)
         self.enable = self.create_client(SetBool, "/leg/enable")
         self.reset = self.create_client(Trigger, "/leg/reset")
 
