@@ -83,12 +83,17 @@ def call(executor, client, request):
     return future.result()
 
 
-def stream(executor, client, data, seconds: float) -> None:
-    """Send ``data`` at about 250 Hz for ``seconds``."""
+def stream(executor, client, data, seconds: float, until=None) -> bool:
+    """Send ``data`` at about 250 Hz for ``seconds``, then on until ``until()`` holds (for at most TIMEOUT_S).
+
+    Returns whether ``until`` held (True without one)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or (until is not None and not until()):
+        if time.monotonic() > deadline + TIMEOUT_S:
+            return False
         client.send(data)
         executor.spin_once(timeout_sec=0.004)
+    return True
 
 
 def frames(rows, event, after_ns=0, before_ns=None):
@@ -101,7 +106,11 @@ def test_starts_disarmed_then_applies_clamped_commands_until_disarmed(rig):
     assert not node.loop.armed
     t_arm = time.monotonic_ns()
     assert call(executor, client.enable, SetBool.Request(data=True)).message.startswith("armed")
-    stream(executor, client, [50.0, -50.0], 0.1)
+    # one callback per spin: the client can lag the 500 Hz states, so keep commanding until such a state arrives
+    def clamped_state_arrived() -> bool:  # what the MCU applied, clamped from 50
+        return [MAX_TORQUE, -MAX_TORQUE] in [list(s.effort) for s in client.states]
+
+    assert stream(executor, client, [50.0, -50.0], 0.1, until=clamped_state_arrived), "no state had that torque"
     t_disarm = time.monotonic_ns()
     assert call(executor, client.enable, SetBool.Request(data=False)).message.startswith("disarmed")
     stream(executor, client, [3.0, -3.0], 0.1)
@@ -116,9 +125,7 @@ def test_starts_disarmed_then_applies_clamped_commands_until_disarmed(rig):
     assert (MAX_TORQUE, -MAX_TORQUE) in [r.torque for r in armed]  # clamped from 50
     assert all(abs(t) <= MAX_TORQUE for r in armed for t in r.torque)
     assert not [r for r in frames(rows, "TORQUE", t_disarm + 10_000_000) if r.torque != (0.0, 0.0)]
-    states = client.states
-    assert all(list(s.name) == ["hip", "knee"] for s in states)
-    assert [MAX_TORQUE, -MAX_TORQUE] in [list(s.effort) for s in states]  # what the MCU applied
+    assert all(list(s.name) == ["hip", "knee"] for s in client.states)
 
 
 def test_watchdog_zeroes_torque_when_commands_stop(rig):
@@ -132,7 +139,9 @@ def test_watchdog_zeroes_torque_when_commands_stop(rig):
     nonzero = [r for r in torques if r.torque != (0.0, 0.0)]
     assert nonzero and max(r.t_ns for r in nonzero) <= t_last + COMMAND_TIMEOUT_NS + 15_000_000
     assert torques[-1].torque == (0.0, 0.0) and len(torques) > len(nonzero) + 20
-    assert node.loop.counters()["watchdog_trips"] == 1
+    # the host's watchdog counts the lapse, unless a link fault (a loaded machine's late states) zeroed it first
+    counters = node.loop.counters()
+    assert counters["watchdog_trips"] == 1 or (counters["watchdog_trips"] == 0 and counters["link_faults"]), counters
 
 
 @pytest.mark.parametrize("rig", [{"command_timeout_s": 1.0}], indirect=True)  # phases need not be punctual
