@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from seed_curves import machine
 from trainer_runs import (Run, add_budget_arguments, by_label, final_return, parse_budget, run_all, steps_to_stay,
-                          trailing_mean, update_summary, write_csv)
+                          task_steps, trailing_mean, update_summary, write_csv)
 
 TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
 ALGOS = ("sac", "mbpo", "mopac", "mdemorl")
@@ -85,7 +85,7 @@ def progress_against_best_baseline(curves: dict, task: str, window: int) -> dict
     baselines = [algo for algo in MODEL_BASED_BASELINES if algo in grouped]
     if "mdemorl" not in grouped or not baselines:
         return None
-    steps = next(c.steps for r, c in curves.items() if r.task == task)
+    steps = task_steps(curves, task)
     mean = {algo: trailing_mean(np.mean(grouped[algo], axis=0), window) for algo in [*baselines, "mdemorl"]}
     best = max(baselines, key=lambda algo: mean[algo][-1])
     target = float(mean[best][-1])
@@ -116,7 +116,7 @@ def plot(path: Path, curves: dict, tasks: list[str], flags: list[str], progress:
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.5 * len(tasks), 8), 4), squeeze=False)  # room for the title
     for ax, task in zip(axes[0], tasks):
-        steps = next(c.steps for r, c in curves.items() if r.task == task)
+        steps = task_steps(curves, task)
         for label, runs in by_label(curves, task).items():
             runs = np.array(runs)
             ax.plot(steps, runs.mean(0), label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")

@@ -181,6 +181,11 @@ def by_label(curves: dict[Run, Curve], task: str) -> dict[str, list[np.ndarray]]
     return grouped
 
 
+def task_steps(curves: dict[Run, Curve], task: str) -> np.ndarray:
+    """The env-step axis of one task's curves (all its runs share the budget)."""
+    return next(curve.steps for run, curve in curves.items() if run.task == task)
+
+
 def final_return(returns: np.ndarray, window: int) -> float:
     """The mean of the last ``window`` evaluations: one evaluation episode swings by hundreds on HalfCheetah."""
     return float(np.mean(returns[-window:]))
