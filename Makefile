@@ -4,7 +4,7 @@ RUN := scripts/run.sh
 TRAIN_ARGS ?= run_dir:=runs/leg_graph
 SINGLE_ARGS ?= --task leg --algo mdemorl --epochs 15 --steps-per-epoch 1000 --seed 0 --out runs/leg_mdemorl
 
-.PHONY: setup train train-single test bench clean
+.PHONY: setup train train-single test test-fast bench clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -19,6 +19,10 @@ train-single: setup
 
 test: setup
 	@$(RUN) python -m pytest -q
+
+# The unit tier: every test not marked integration (pytest.ini).
+test-fast: setup
+	@$(RUN) python -m pytest -q -m "not integration"
 
 bench: setup
 	@$(RUN) python bench/fig4.py

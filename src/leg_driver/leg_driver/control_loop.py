@@ -10,13 +10,14 @@ homing. Then it is clamped to ``max_torque``, and a joint beyond its limits or f
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .loop_timing import request_realtime
-from .mcu_loop import CommandSlot, McuLoop, ResetRequest, deadline_after, values_problem
+from .mcu_loop import CommandSlot, McuLoop, ResetRequest, values_problem
 from .protocol_frames import JOINTS, Enable, Heartbeat, State, Torque
 from .serial_link import SerialLink
 
@@ -95,8 +96,10 @@ class ControlLoop(McuLoop):
 
     def __init__(self, link: SerialLink, limits: SafetyLimits, settings: LoopSettings,
                  on_state: Callable[[StateSample], None], on_home_done: Callable[[], None] = lambda: None,
-                 record_timing: bool = False) -> None:
-        super().__init__(link, limits, settings, effort_commands(), on_state, on_home_done, record_timing)
+                 record_timing: bool = False, clock: Callable[[], int] = time.monotonic_ns,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(link, limits, settings, effort_commands(), on_state, on_home_done, record_timing, clock,
+                         sleep)
         self.scheduling = ""
 
     def counters(self) -> dict[str, object]:
@@ -109,7 +112,7 @@ class ControlLoop(McuLoop):
 
         Commands are ignored meanwhile, and afterwards only those sent after it count.
         """
-        return self._start_reset(HomeRequest((float(target[0]), float(target[1])), deadline_after(timeout_s)),
+        return self._start_reset(HomeRequest((float(target[0]), float(target[1])), self._deadline_after(timeout_s)),
                                  "disarmed: arm the motors first (enable true), homing needs torque")
 
     def _run(self) -> None:

@@ -86,6 +86,7 @@ class PtyPort:
     slave: int = -1
     slave_name: str = ""
     dropped_writes: int = 0
+    written_bytes: int = 0
 
     def open(self) -> None:
         self.master, self.slave = os.openpty()
@@ -104,10 +105,18 @@ class PtyPort:
         self.master = self.slave = -1
 
     def read(self) -> bytes:
-        try:
-            return os.read(self.master, READ_CHUNK)
-        except (BlockingIOError, OSError):
-            return b""
+        """Every byte the host has written, as a UART's receive FIFO holds it. The kernel passes each write to the
+        pty's reader from a worker, and a read that finds bytes waiting does not wait for it: one read can miss the
+        newest write."""
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.master, READ_CHUNK)
+            except (BlockingIOError, OSError):
+                return b"".join(chunks)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
     def write(self, data: bytes) -> None:
         """Write what fits; like a UART without flow control, the rest is lost (counted)."""
@@ -115,6 +124,7 @@ class PtyPort:
             written = os.write(self.master, data)
         except (BlockingIOError, OSError):
             written = 0
+        self.written_bytes += written
         if written < len(data):
             self.dropped_writes += 1
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,14 +27,18 @@ class DeadlineClock:
 
     A wake-up later than a whole period skips the deadlines already past (counted in ``missed``), so
     the loop never runs a burst of catch-up cycles. ``cycle`` is the index k of the current deadline.
+    ``clock`` [ns] and ``sleep`` [s] are injectable so that tests can step time deterministically.
     """
 
-    def __init__(self, period_ns: int, spin_ns: int) -> None:
+    def __init__(self, period_ns: int, spin_ns: int, clock: Callable[[], int] = time.monotonic_ns,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.period_ns = period_ns
         self.spin_ns = spin_ns
         self.cycle = 0
         self.missed = 0
-        self._start = time.monotonic_ns()
+        self._clock = clock
+        self._sleep = sleep
+        self._start = clock()
 
     @property
     def deadline_ns(self) -> int:
@@ -42,7 +47,7 @@ class DeadlineClock:
     def wait(self) -> int:
         """Wait for the next deadline; return the lateness of the wake-up [ns] (>= 0)."""
         self.cycle += 1
-        now = time.monotonic_ns()
+        now = self._clock()
         late_cycles = (now - self.deadline_ns) // self.period_ns
         if late_cycles > 0:  # already a whole period behind: skip to the newest deadline
             self.missed += late_cycles
@@ -50,10 +55,10 @@ class DeadlineClock:
         deadline = self.deadline_ns
         sleep_ns = deadline - self.spin_ns - now
         if sleep_ns > 0:
-            time.sleep(sleep_ns / NS_PER_S)
-        now = time.monotonic_ns()
+            self._sleep(sleep_ns / NS_PER_S)
+        now = self._clock()
         while now < deadline:
-            now = time.monotonic_ns()
+            now = self._clock()
         return now - deadline
 
 

@@ -57,11 +57,6 @@ class CommandSlot:
         return problem
 
 
-def deadline_after(timeout_s: float) -> int:
-    """The monotonic time [ns] ``timeout_s`` from now."""
-    return time.monotonic_ns() + int(timeout_s * NS_PER_S)
-
-
 @dataclass
 class ResetRequest:
     """A move of the joints to ``target`` for the reset service; ``done`` is set once it succeeded or failed."""
@@ -81,6 +76,8 @@ class McuLoop:
     time and the profile's answer), ``STOP_FRAMES`` (sent before the port closes) and
     ``THREAD_NAME``, and implements :meth:`_answer`. ``limits`` are the profile's; ``settings`` has at
     least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles`` and ``max_ack_lag_cycles``.
+    ``clock`` (monotonic time [ns]) and ``sleep`` [s] are the loop's only sources of time; tests inject a stepped
+    clock and drive the loop cycle by cycle with :meth:`step`.
     """
 
     STATE: type
@@ -89,7 +86,8 @@ class McuLoop:
     THREAD_NAME: str
 
     def __init__(self, link: SerialLink, limits, settings, commands: CommandSlot, on_state: Callable[[object], None],
-                 on_reset_done: Callable[[], None] = lambda: None, record_timing: bool = False) -> None:
+                 on_reset_done: Callable[[], None] = lambda: None, record_timing: bool = False,
+                 clock: Callable[[], int] = time.monotonic_ns, sleep: Callable[[float], None] = time.sleep) -> None:
         self.link = link
         self.limits = limits
         self.settings = settings
@@ -113,7 +111,8 @@ class McuLoop:
         self._reset: ResetRequest | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
-        self.clock = DeadlineClock(NS_PER_S // settings.rate_hz, settings.spin_us * 1000)
+        self._now = clock
+        self.clock = DeadlineClock(NS_PER_S // settings.rate_hz, settings.spin_us * 1000, clock, sleep)
 
     @property
     def armed(self) -> bool:
@@ -135,7 +134,7 @@ class McuLoop:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        now = time.monotonic_ns()
+        now = self._now()
         if self.link.connected:
             for message in self.STOP_FRAMES:
                 self.link.send(message, now)
@@ -143,7 +142,7 @@ class McuLoop:
 
     def set_armed(self, armed: bool) -> None:
         """Arm or disarm; either way only commands sent after this call count."""
-        self._expect_fresh_command(time.monotonic_ns())
+        self._expect_fresh_command(self._now())
         self._armed = armed
 
     def _link_counters(self) -> dict[str, object]:
@@ -160,11 +159,15 @@ class McuLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            lateness = self.clock.wait()
-            self.stats.add(lateness)
-            if self.timing_log is not None:
-                self.timing_log.append((self.clock.deadline_ns, lateness))
-            self.cycle(time.monotonic_ns())
+            self.step()
+
+    def step(self) -> None:
+        """Wait for the next deadline, then run one :meth:`cycle` (the thread's loop; tests call it directly)."""
+        lateness = self.clock.wait()
+        self.stats.add(lateness)
+        if self.timing_log is not None:
+            self.timing_log.append((self.clock.deadline_ns, lateness))
+        self.cycle(self._now())
 
     def cycle(self, now_ns: int) -> None:
         """One cycle: frames in, link check, the profile's answer out, the new state handed on."""
@@ -229,6 +232,10 @@ class McuLoop:
         self._command_live = live
         return command if live else None
 
+    def _deadline_after(self, timeout_s: float) -> int:
+        """The loop's clock [ns] ``timeout_s`` from now."""
+        return self._now() + int(timeout_s * NS_PER_S)
+
     def _start_reset(self, request: ResetRequest, refusal: str) -> ResetRequest:
         """Run ``request`` (a running one is superseded), or refuse it with ``refusal`` while disarmed."""
         if not self._armed:
@@ -244,7 +251,7 @@ class McuLoop:
     def _finish_reset(self, ok: bool, message: str) -> None:
         """End the running reset; no motion after it until a fresh command."""
         request, self._reset = self._reset, None
-        self._expect_fresh_command(time.monotonic_ns())
+        self._expect_fresh_command(self._now())
         request.ok, request.message = ok, message
         request.done.set()
         self._on_reset_done()

@@ -15,12 +15,13 @@ Each cycle: read the MCU's frames, decide the 12 targets, send one POSITION (arm
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .mcu_loop import CommandSlot, McuLoop, ResetRequest, deadline_after, values_problem
+from .mcu_loop import CommandSlot, McuLoop, ResetRequest, values_problem
 from .protocol_frames import SERVOS, Enable, Heartbeat, Position, ServoFlags, StochliteState
 from .serial_link import SerialLink
 
@@ -83,9 +84,11 @@ class PositionLoop(McuLoop):
     THREAD_NAME = "stochlite_position_loop"
 
     def __init__(self, link: SerialLink, limits: PositionLimits, settings: PositionSettings,
-                 on_state: Callable[[PositionSample], None]) -> None:
+                 on_state: Callable[[PositionSample], None], clock: Callable[[], int] = time.monotonic_ns,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         # a malformed command is ignored: the last safe target holds
-        super().__init__(link, limits, settings, CommandSlot(position_command_problem, None), on_state)
+        super().__init__(link, limits, settings, CommandSlot(position_command_problem, None), on_state,
+                         clock=clock, sleep=sleep)
         self.servo_faults = 0
         self.holding = False
         self._target: np.ndarray | None = None  # last target sent (None: not sending targets)
@@ -93,7 +96,7 @@ class PositionLoop(McuLoop):
 
     def start_reset(self, target, timeout_s: float) -> ResetRequest:
         """Move the servos (rate-limited) to ``target`` [rad]; ``done`` is set once settled or failed."""
-        return self._start_reset(ResetRequest(np.asarray(target, dtype=np.float64), deadline_after(timeout_s)),
+        return self._start_reset(ResetRequest(np.asarray(target, dtype=np.float64), self._deadline_after(timeout_s)),
                                  "disarmed: arm the servos first (enable true), a reset moves them")
 
     def counters(self) -> dict[str, object]:

@@ -23,6 +23,8 @@ from stochlite_bringup.sim_bridge_node import start_joint_angles
 
 from leg_driver.emulated_mcu import FAULT_KINDS
 
+pytestmark = pytest.mark.integration
+
 EVERY_S, FOR_S, FIRST_S = 1.0, 0.15, 3.0
 RECOVERY_S = {"disconnect": 0.8}  # reconnect period 0.2 s + handshake; others: the next states
 RECOVERY_DEFAULT_S = 0.3

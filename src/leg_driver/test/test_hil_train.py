@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 
 def test_train_through_the_serial_driver_and_the_emulated_mcu(start_emulator, ros_env, tmp_path):
     emulator = start_emulator()

@@ -145,6 +145,7 @@ def test_the_emulators_realtime_physics_stands_and_trots_upright():
         sim.close()
 
 
+@pytest.mark.integration
 def test_disarmed_start_hold_on_arming_then_clamped_rate_limited_targets_and_rejections(rig):
     emulator, driver, client, executor = rig
     stand = standing_joint_targets()
@@ -188,6 +189,7 @@ def test_disarmed_start_hold_on_arming_then_clamped_rate_limited_targets_and_rej
     assert [r["detail"] for r in rows if r["event"] == "ENABLE"][-1] == "0"
 
 
+@pytest.mark.integration
 def test_watchdog_holds_the_measured_pose_and_diagnostics_count_it(rig):
     emulator, driver, client, executor = rig
     call(executor, client.enable, SetBool.Request(data=True))
@@ -211,6 +213,7 @@ def test_watchdog_holds_the_measured_pose_and_diagnostics_count_it(rig):
 
 
 @pytest.mark.parametrize("rig", [("faults:=disconnect", "first_s:=2.5", "for_s:=0.3", "every_s:=100")], indirect=True)
+@pytest.mark.integration
 def test_a_lost_port_is_reopened_the_mcu_keeps_holding_and_commands_resume(rig):
     emulator, driver, client, executor = rig
     call(executor, client.enable, SetBool.Request(data=True))
@@ -232,6 +235,7 @@ def test_a_lost_port_is_reopened_the_mcu_keeps_holding_and_commands_resume(rig):
 
 @pytest.mark.parametrize("rig", [("faults:=bad_crc,stall,garbage", "first_s:=2.0", "for_s:=0.2", "every_s:=0.5",
                                   "noise:=0.02")], indirect=True)
+@pytest.mark.integration
 def test_corrupt_stalled_and_garbled_links_are_counted_and_commands_resume(rig):
     emulator, driver, client, executor = rig
     call(executor, client.enable, SetBool.Request(data=True))
@@ -251,6 +255,7 @@ def test_corrupt_stalled_and_garbled_links_are_counted_and_commands_resume(rig):
 
 @pytest.mark.parametrize("rig", [("faults:=delay", "delay_ms:=80", "first_s:=2.0", "for_s:=0.3", "every_s:=100")],
                          indirect=True)
+@pytest.mark.integration
 def test_late_states_are_a_link_fault_the_robot_holds_and_commands_resume(rig):
     emulator, driver, client, executor = rig
     call(executor, client.enable, SetBool.Request(data=True))
@@ -273,6 +278,7 @@ def test_late_states_are_a_link_fault_the_robot_holds_and_commands_resume(rig):
     assert resumed and np.allclose(resumed[-1][1], stand, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_robot_side_publishes_task_steps_and_follows_joint_commands(rig):
     emulator, driver, client, executor = rig
     assert spin_until(executor, lambda: len(client.tasks) > 10)
@@ -296,6 +302,7 @@ def test_robot_side_publishes_task_steps_and_follows_joint_commands(rig):
     assert client.rpy and client.rpy[-1].header.frame_id == "base"
 
 
+@pytest.mark.integration
 def test_a_driver_for_the_wrong_robot_never_connects_and_says_why(start_emulator):
     emulator = start_emulator()  # the leg's MCU
     link = SerialLink(str(emulator.link), 1_000_000, 50_000_000, 100_000_000, Robot.STOCHLITE)
@@ -309,6 +316,7 @@ def test_a_driver_for_the_wrong_robot_never_connects_and_says_why(start_emulator
     assert "drives a leg, this driver the stochlite: refusing to connect or arm" in link.last_error
 
 
+@pytest.mark.integration
 def test_the_robot_parameter_picks_the_stochlite_profile_and_a_missing_port_is_named():
     from stochlite_bringup.node_parameters import config_defaults
     from stochlite_bringup.package_files import package_file

@@ -1,8 +1,11 @@
 """Learning moves: with a fixed seed and a small budget, mdemorl beats the untrained policy on the leg."""
 import numpy as np
+import pytest
 
 from mdemorl_learner.config import TrainConfig
 from mdemorl_learner.trainer import Trainer
+
+pytestmark = pytest.mark.integration
 
 
 def test_mdemorl_improves_the_leg_return_over_the_untrained_policy():

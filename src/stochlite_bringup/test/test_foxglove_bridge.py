@@ -5,6 +5,7 @@ import struct
 import threading
 import time
 
+import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -14,6 +15,8 @@ from sensor_msgs.msg import JointState
 from websockets.sync.client import connect
 
 from stochlite_bringup.foxglove_bridge_node import FoxgloveBridgeNode
+
+pytestmark = pytest.mark.integration
 
 DOMAIN_ID = 20 + os.getpid() % 30
 TOPIC = f"/foxglove_test_{os.getpid()}/joint_states"  # no other graph on this machine publishes it

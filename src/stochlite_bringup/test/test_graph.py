@@ -24,6 +24,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 EXPECTED_TOPICS = {
     "/leg/joint_states": "sensor_msgs/msg/JointState",
     "/leg/effort_commands": "std_msgs/msg/Float64MultiArray",

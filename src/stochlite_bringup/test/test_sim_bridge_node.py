@@ -32,6 +32,8 @@ from stochlite_bringup.sim_bridge_node import PARAMETERS, SimBridgeNode, start_j
 from stochlite_bringup.tasks.foot_path import desired_foot_position
 from stochlite_bringup.tasks.leg_kinematics import forward_kinematics
 
+pytestmark = pytest.mark.integration
+
 DOMAIN_ID = 50 + os.getpid() % 50  # unique per test run; FastDDS default ports allow 0..101
 STEP_NS = 2_000_000  # 500 Hz (config/sim_bridge.yaml)
 MAX_TORQUE_NM = 10.0  # config/sim_bridge.yaml

@@ -28,6 +28,8 @@ from stochlite_bringup.tasks.stochlite_gait import foot_targets, gait_command, j
 from stochlite_bringup.tasks.stochlite_simulation import (JOINT_LOWER_RAD, JOINT_NAMES, JOINT_UPPER_RAD,
                                                           StochliteSimulation)
 
+pytestmark = pytest.mark.integration
+
 DOMAIN_ID = 110 + os.getpid() % 40
 TIMEOUT_S = 20.0
 NS_PER_S = 1_000_000_000
