@@ -23,6 +23,7 @@ import torch
 from mdemorl_learner.config import TrainConfig
 from mdemorl_learner.imagination import Imagination, policy_rollout
 from mdemorl_learner.sac import SAC, SACConfig
+from mdemorl_planner.compute import resolve_compute
 from mdemorl_planner.replay_buffer import ReplayBuffer
 from seed_curves import machine
 from stochlite_bringup.tasks.leg_env import DEFAULT_MAX_TORQUE_NM  # the trainer's leg (no torque setting)
@@ -59,12 +60,13 @@ def errors(run: str, kind: str, data: dict, sim: LegSimulation, task: LegTask, m
 
 def measure(run_dir: Path, starts: int, horizon: int, seed: int) -> list[dict]:
     cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
+    cfg = cfg.resolved(resolve_compute(cfg.device, cfg.sac_dtype, cfg.model_dtype, cfg.planner_dtype))  # this host's
     if cfg.task != "leg" or cfg.algo == "sac":
         raise SystemExit(f"{run_dir}: a leg run of a model-based algorithm is needed, this is {cfg.algo} on {cfg.task}")
     state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
     d_env = ReplayBuffer.load(run_dir / "checkpoints" / "d_env.npz").all()
     agent = SAC(d_env["obs"].shape[1], d_env["act"].shape[1], SACConfig(hidden_size=cfg.hidden_size,
-                                                                      num_layers=cfg.num_layers))
+                                                                      num_layers=cfg.num_layers, device=cfg.device))
     agent.load_state_dict(state["sac"])
     cfg.imagined_reward, cfg.horizon_start, cfg.horizon_end = "model", horizon, horizon  # the head's rewards
     imagination = Imagination(cfg, d_env["obs"].shape[1], d_env["act"].shape[1], agent, None)

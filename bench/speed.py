@@ -20,6 +20,9 @@
   (the faster dtype, named in ``sac_dtype``) and ``sac_update_speedup_float32``.
 * ``fit``: the ensemble's fit on ``--fit-rows`` synthetic transitions for ``--fit-epochs`` epochs, training
   forward passes in float32 and in bfloat16: ``model_fit_bf16_speedup``.
+* ``auto``: the planner, SAC and the fit also run in the dtype that ``auto`` resolves to on this host
+  (``mdemorl_planner.compute``: a cached bfloat16/float32 matmul probe): ``auto_vs_best_{planner,sac,fit}``
+  is its rate over the faster of float32 and bfloat16, which should be at least 0.9.
 * ``--epoch``: wall-clock of one 1000-step mdemorl epoch on HalfCheetah-v5 at the paper's settings for
   the end of training (H = 15, M = 100, 10,000 start states), from the trainer CLI, after 10,000 random
   steps have filled D_ENV: ``epoch_wall_s``.
@@ -27,15 +30,17 @@
 The process runs with the training processes' CPU settings (``mdemorl_planner.cpu_setup.configure_cpu``:
 the thread count, and glibc keeping freed memory), so the plain SAC gets them too. Each measurement
 alternates the variants ``--repeats`` times and keeps the median, so that load from other processes hits
-all of them alike. Writes bench/results/speed.csv and .png and updates
-bench/results/summary.json (machine and date included; with --threads other than 2, the keys get a
-``_<n>_threads`` suffix). Not a test.
+all of them alike. Writes bench/results/speed_<cpu capability>.csv and .png
+(e.g. ``speed_avx512``, ``speed_avx2``) and records its headline in bench/results/summary.json under that
+name (machine, capability and date included; with --threads other than 2, the keys get a ``_<n>_threads``
+suffix). Not a test.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -48,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mdemorl_learner.sac import SAC, SACConfig
+from mdemorl_planner.compute import ISA_LIMIT_VARIABLES, cached_probe, resolve_dtype
 from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
@@ -125,7 +131,7 @@ def model_step_variants(rows: int, steps: int = 15) -> dict[str, Callable[[], fl
     return {dtype: variant(dtype) for dtype in DTYPES}
 
 
-def planner_variants(batch: int, horizon: int, samples: int) -> dict[str, Callable[[], float]]:
+def planner_variants(batch: int, horizon: int, samples: int, auto: str) -> dict[str, Callable[[], float]]:
     model = ProbabilisticEnsemble(OBS, ACT, MEMBERS, ELITES, MODEL_HIDDEN, MODEL_LAYERS)
     sac = SAC(OBS, ACT, SACConfig(hidden_size=SAC_HIDDEN))
     x0 = np.random.default_rng(0).standard_normal((batch, OBS)).astype(np.float32)
@@ -139,16 +145,16 @@ def planner_variants(batch: int, horizon: int, samples: int) -> dict[str, Callab
             planner.imagine(x0)
             return batch * samples * horizon / (time.perf_counter() - start)  # sampled rows per second
         return run
-    return {dtype: variant(dtype) for dtype in DTYPES}
+    return {**{dtype: variant(dtype) for dtype in DTYPES}, "auto": variant(auto)}
 
 
-def sac_variants(batch_size: int = 256, updates: int = 200) -> dict[str, Callable[[], float]]:
+def sac_variants(auto: str, batch_size: int = 256, updates: int = 200) -> dict[str, Callable[[], float]]:
     rng = np.random.default_rng(0)
     data = {"obs": rng.standard_normal((batch_size, OBS)), "act": rng.uniform(-1, 1, (batch_size, ACT)),
             "reward": rng.standard_normal(batch_size), "next_obs": rng.standard_normal((batch_size, OBS)),
             "terminated": np.zeros(batch_size)}
-    ours = {d: SAC(OBS, ACT, SACConfig(hidden_size=SAC_HIDDEN, batch_size=batch_size, compute_dtype=d))
-            for d in DTYPES}
+    ours = {name: SAC(OBS, ACT, SACConfig(hidden_size=SAC_HIDDEN, batch_size=batch_size, compute_dtype=d))
+            for name, d in {**{d: d for d in DTYPES}, "auto": auto}.items()}
     plain = PlainSAC(OBS, ACT, SAC_HIDDEN)
     tensors = [torch.as_tensor(data[k], dtype=torch.float32) for k in ("obs", "act", "reward", "next_obs",
                                                                        "terminated")]
@@ -164,7 +170,7 @@ def sac_variants(batch_size: int = 256, updates: int = 200) -> dict[str, Callabl
     return {**variants, "plain": timed(lambda: plain.update(*tensors))}
 
 
-def model_fit_variants(rows: int, epochs: int) -> dict[str, Callable[[], float]]:
+def model_fit_variants(rows: int, epochs: int, auto: str) -> dict[str, Callable[[], float]]:
     """The ensemble's fit on ``rows`` synthetic HalfCheetah-sized transitions, per training dtype: rows/s."""
     rng = np.random.default_rng(0)
     obs, act = rng.standard_normal((rows, OBS)), rng.uniform(-1, 1, (rows, ACT))
@@ -178,7 +184,7 @@ def model_fit_variants(rows: int, epochs: int) -> dict[str, Callable[[], float]]
             model.fit(*data, max_epochs=epochs, max_epochs_since_improvement=epochs, compute_dtype=dtype)
             return rows * epochs / (time.perf_counter() - start)
         return run
-    return {dtype: variant(dtype) for dtype in DTYPES}
+    return {**{dtype: variant(dtype) for dtype in DTYPES}, "auto": variant(auto)}
 
 
 WARMUP_EPOCHS = 10  # random steps until D_ENV holds the 10,000 start states of one paper-sized round
@@ -215,10 +221,13 @@ def main() -> int:
     parser.add_argument("--fit-rows", type=int, default=10_000, help="transitions in the timed ensemble fit")
     parser.add_argument("--fit-epochs", type=int, default=2, help="epochs of the timed ensemble fit")
     parser.add_argument("--epoch", action="store_true", help="also time one paper-settings HalfCheetah epoch")
-    parser.add_argument("--name", default="speed")
+    parser.add_argument("--name", default=None, help="results name; default speed_<cpu capability>")
     parser.add_argument("--results-dir", default=str(RESULTS))
     args = parser.parse_args()
     configure_cpu(args.threads)
+    capability = torch.backends.cpu.get_cpu_capability()
+    name = args.name or f"speed_{capability.lower()}"
+    auto = resolve_dtype("auto", cached_probe(torch.device("cpu")))
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
 
@@ -233,21 +242,21 @@ def main() -> int:
     step_rows = min(args.batch * args.samples, PlannerConfig().max_batch_rows)  # one chunk of imagine()
     step_rows_per_s = median_rate(model_step_variants(step_rows), args.repeats)
     step = {d: step_rows_per_s[d] * MODEL_FLOPS / 1e9 for d in DTYPES}
-    rows_per_s = median_rate(planner_variants(args.batch, args.horizon, args.samples), args.repeats)
+    rows_per_s = median_rate(planner_variants(args.batch, args.horizon, args.samples, auto), args.repeats)
     flops_per_row = imagine_flops(args.batch, args.horizon, args.samples) / (args.batch * args.samples * args.horizon)
     planner_gflops = {d: rows_per_s[d] * flops_per_row / 1e9 for d in DTYPES}
-    sac = median_rate(sac_variants(updates=args.sac_updates), args.repeats)
-    fit = median_rate(model_fit_variants(args.fit_rows, args.fit_epochs), args.repeats)
+    sac = median_rate(sac_variants(auto, updates=args.sac_updates), args.repeats)
+    fit = median_rate(model_fit_variants(args.fit_rows, args.fit_epochs, auto), args.repeats)
 
     rows = [{"measure": f"peak_gflops_{d}", "value": round(peak[d], 1)} for d in DTYPES]
-    rows += [{"measure": f"planner_rows_per_s_{d}", "value": round(rows_per_s[d])} for d in DTYPES]
+    rows += [{"measure": f"planner_rows_per_s_{d}", "value": round(rows_per_s[d])} for d in rows_per_s]
     rows += [{"measure": f"planner_gflops_{d}", "value": round(planner_gflops[d], 1)} for d in DTYPES]
     rows += [{"measure": f"planner_peak_fraction_{d}", "value": round(planner_gflops[d] / peak[d], 3)}
              for d in DTYPES]
     rows += [{"measure": f"model_layer_peak_fraction_{d}", "value": round(layer[d] / peak[d], 3)} for d in DTYPES]
     rows += [{"measure": f"model_step_peak_fraction_{d}", "value": round(step[d] / peak[d], 3)} for d in DTYPES]
     rows += [{"measure": f"sac_updates_per_s_{k}", "value": round(v, 1)} for k, v in sac.items()]
-    rows += [{"measure": f"model_fit_rows_per_s_{d}", "value": round(fit[d])} for d in DTYPES]
+    rows += [{"measure": f"model_fit_rows_per_s_{d}", "value": round(fit[d])} for d in fit]
     best = max(DTYPES, key=lambda d: rows_per_s[d])
     headline = {"planner_peak_fraction": round(planner_gflops[best] / peak[best], 3), "planner_dtype": best,
                 "planner_bf16_speedup": round(rows_per_s["bfloat16"] / rows_per_s["float32"], 2),
@@ -257,12 +266,16 @@ def main() -> int:
                 "sac_update_speedup": round(max(sac[f"mdemorl_{d}"] for d in DTYPES) / sac["plain"], 2),
                 "sac_dtype": max(DTYPES, key=lambda d: sac[f"mdemorl_{d}"]),
                 "sac_update_speedup_float32": round(sac["mdemorl_float32"] / sac["plain"], 2),
-                "model_fit_bf16_speedup": round(fit["bfloat16"] / fit["float32"], 2)}
+                "model_fit_bf16_speedup": round(fit["bfloat16"] / fit["float32"], 2),
+                "cpu_capability": capability, "auto_dtype": auto,
+                "auto_vs_best_planner": round(rows_per_s["auto"] / max(rows_per_s[d] for d in DTYPES), 3),
+                "auto_vs_best_sac": round(sac["mdemorl_auto"] / max(sac[f"mdemorl_{d}"] for d in DTYPES), 3),
+                "auto_vs_best_fit": round(fit["auto"] / max(fit[d] for d in DTYPES), 3)}
     if args.epoch:
         headline["epoch_wall_s"] = round(epoch_wall_s(args.threads), 1)
     listed = {row["measure"] for row in rows}
     rows += [{"measure": k, "value": v} for k, v in headline.items() if k not in listed]
-    with open(results / f"{args.name}.csv", "w", newline="") as f:
+    with open(results / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["measure", "value"])
         writer.writeheader()
         writer.writerows(rows)
@@ -270,17 +283,19 @@ def main() -> int:
     summary_path = results / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     suffix = "" if args.threads == DEFAULT_THREADS else f"_{args.threads}_threads"
-    summary.update({key + suffix: value for key, value in headline.items()})
-    summary[f"{args.name}_measured"] = {"machine": machine(), "date": date.today().isoformat(),
-                                        "threads": args.threads}
+    isa_limits = {k: os.environ[k] for k in ISA_LIMIT_VARIABLES if k in os.environ}  # e.g. an emulated AVX2 host
+    summary[name + suffix] = {**headline, "measured": {"machine": machine(), "cpu_capability": capability,
+                                                       "isa_limits": isa_limits, "date": date.today().isoformat(),
+                                                       "threads": args.threads}}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(results / f"{args.name}.png", peak, {"model hidden layer + SiLU": layer, "model step (ensemble)": step,
-                                              "DMD-MPC imagine()": planner_gflops}, sac, fit, args)
+    plot(results / f"{name}.png", peak, {"model hidden layer + SiLU": layer, "model step (ensemble)": step,
+                                              "DMD-MPC imagine()": planner_gflops}, sac, fit, args, auto)
     print(json.dumps(headline))
     return 0
 
 
-def plot(path: Path, peak: dict, parts: dict[str, dict], sac: dict, fit: dict, args: argparse.Namespace) -> None:
+def plot(path: Path, peak: dict, parts: dict[str, dict], sac: dict, fit: dict, args: argparse.Namespace,
+         auto: str) -> None:
     """Left: GFLOP/s of the peak and of ``parts`` per dtype, labelled with their fraction of the peak."""
     import matplotlib
     matplotlib.use("Agg")
@@ -299,13 +314,16 @@ def plot(path: Path, peak: dict, parts: dict[str, dict], sac: dict, fit: dict, a
              title=f"planner (B={args.batch}, M={args.samples}, H={args.horizon})")
     left.set_ylim(top=1.45 * max(peak.values()))  # room for the legend above the bars
     left.legend(fontsize=8, loc="upper left")
-    right.bar(list(sac), list(sac.values()), color=["tab:green", "tab:olive", "tab:grey"])
+    right.bar([name.removeprefix("mdemorl_") for name in sac], list(sac.values()),
+              color=["tab:green", "tab:olive", "tab:purple", "tab:grey"])
     best = max(v for k, v in sac.items() if k != "plain")
     right.tick_params(axis="x", labelsize=8)
     right.set(ylabel="SAC updates / s", title=f"SAC, batch 256, 2x256: {best / sac['plain']:.2f}x plain")
-    model.bar(list(fit), list(fit.values()), color=["tab:blue", "tab:orange"])
+    model.bar(list(fit), list(fit.values()), color=["tab:blue", "tab:orange", "tab:purple"])
     model.set(ylabel="training rows / s", title=f"ensemble fit ({args.fit_rows} rows, {MEMBERS} members)")
-    fig.suptitle(f"{date.today().isoformat()}, {machine()}, {args.threads} threads")
+    limits = ", ".join(f"{k}={os.environ[k]}" for k in ISA_LIMIT_VARIABLES if k in os.environ)
+    fig.suptitle(f"{date.today().isoformat()}, {machine()}, {torch.backends.cpu.get_cpu_capability()}"
+                 f"{f' ({limits})' if limits else ''}, {args.threads} threads; auto = {auto}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

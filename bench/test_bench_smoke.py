@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HERE = Path(__file__).resolve().parent
 TINY = ["--start-steps", "50", "--batch-size", "16", "--hidden-size", "16", "--model-hidden", "16",
@@ -31,6 +32,7 @@ def csv_rows(tmp_path: Path) -> int:
     return len((tmp_path / "smoke.csv").read_text().splitlines()) - 1
 
 
+@pytest.mark.integration
 def test_fig4_smoke(tmp_path):
     printed = run_bench("fig4.py", tmp_path, "--epochs", "2", "--steps-per-epoch", "100", "--seeds", "0")
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -38,6 +40,7 @@ def test_fig4_smoke(tmp_path):
     assert summary["smoke_measured"]["epochs"] == 2 and csv_rows(tmp_path) == 2 * 2  # 2 algos x 2 epochs
 
 
+@pytest.mark.integration
 def test_fig2_smoke(tmp_path):
     printed = run_bench("fig2.py", tmp_path, "--tasks", "Hopper-v5", "--epochs", "2", "--steps-per-epoch", "100",
                         "--seeds", "3", "--task-seeds", "Hopper-v5=0", "--final-window", "2")
@@ -60,6 +63,7 @@ def test_fig2_smoke(tmp_path):
         assert bad.returncode == 2 and problem in bad.stderr, bad.stderr
 
 
+@pytest.mark.integration
 def test_fig3_smoke(tmp_path):
     printed = run_bench("fig3.py", tmp_path, "--fractions", "0.1", "1.0", "--epochs", "2", "--steps-per-epoch",
                         "100", "--seeds", "0", "--target=-1e9")
@@ -136,6 +140,7 @@ def test_fig3_rejects_an_empty_smoothing_window():
     assert bad.returncode == 2 and "--smooth 0: must be at least 1" in bad.stderr
 
 
+@pytest.mark.integration
 def test_speed_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "speed.py"), "--threads", "1", "--repeats", "1", "--batch", "2",
                            "--horizon", "2", "--samples", "4", "--sac-updates", "3", "--fit-rows", "300", "--fit-epochs", "1",
@@ -145,17 +150,19 @@ def test_speed_smoke(tmp_path):
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert printed["planner_peak_fraction"] > 0 and printed["sac_update_speedup"] > 0
-    assert printed["sac_dtype"] in ("float32", "bfloat16")
+    assert printed["sac_dtype"] in ("float32", "bfloat16") and printed["auto_dtype"] in ("float32", "bfloat16")
+    assert printed["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert all(printed[f"auto_vs_best_{part}"] > 0 for part in ("planner", "sac", "fit"))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {f"{key}_1_threads" for key in printed} <= set(summary) and summary["smoke_measured"]["threads"] == 1
-    assert "planner_peak_fraction" not in summary  # the headline keys are the all-core figures only
+    assert summary["smoke_1_threads"]["measured"]["threads"] == 1
+    assert {k: v for k, v in summary["smoke_1_threads"].items() if k != "measured"} == printed
     assert printed["model_fit_bf16_speedup"] > 0
     assert 0 < printed["model_layer_peak_fraction"] and 0 < printed["model_step_peak_fraction"]
-    # per dtype: peak, rows/s, GFLOP/s, planner, layer and model-step fractions, fit rows/s; 3 SAC variants;
-    # the headline keys but planner_peak_fraction_float32, which is one of the per-dtype rows
+    # per dtype: peak, GFLOP/s, planner, layer and model-step fractions; per dtype and auto: planner rows/s and
+    # fit rows/s; 4 SAC variants; the headline keys but planner_peak_fraction_float32, a per-dtype row
     with open(tmp_path / "smoke.csv", newline="") as f:
         measures = [row["measure"] for row in csv.DictReader(f)]
-    assert len(measures) == len(printed) - 1 + 2 * 7 + 3
+    assert len(measures) == len(printed) - 1 + 2 * 5 + 3 * 2 + 4
     assert len(set(measures)) == len(measures)  # each measure once
 
 
@@ -172,6 +179,7 @@ def test_sustained_walking_needs_a_window_of_walking_evaluations():
     assert episodes_until_sustained_walking(steps[:3], speeds[:3], 0.2, 1000, window=5) is None
 
 
+@pytest.mark.integration
 def test_stochlite_walking_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(HERE / "stochlite_walking.py"), "--epochs", "1", "--steps-per-epoch", "100",
@@ -203,6 +211,7 @@ def test_stochlite_walking_smoke(tmp_path):
     assert "runs of" not in again.stdout
 
 
+@pytest.mark.integration
 def test_leg_model_error_smoke(tmp_path):
     run = tmp_path / "run"
     trained = subprocess.run([sys.executable, "-m", "mdemorl_learner.train", "--task", "leg", "--algo", "mdemorl",
@@ -223,6 +232,7 @@ def test_leg_model_error_smoke(tmp_path):
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration
 def test_graph_latency_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "graph_latency.py"), "--seconds", "2", "--name", "smoke",
                            "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
@@ -232,6 +242,7 @@ def test_graph_latency_smoke(tmp_path):
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration
 def test_graph_vs_single_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(HERE / "graph_vs_single.py"), "--epochs", "1", "--steps-per-epoch", "200",
@@ -248,6 +259,7 @@ def test_graph_vs_single_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("design", [[], ["--in-process"]], ids=["graph", "in_process"])
+@pytest.mark.integration
 def test_driver_loop_smoke(tmp_path, design):
     proc = subprocess.run([sys.executable, str(HERE / "driver_loop.py"), "--seconds", "2", "--name", "smoke",
                            "--results-dir", str(tmp_path), *design], capture_output=True, text=True, timeout=300)

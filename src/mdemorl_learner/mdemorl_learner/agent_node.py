@@ -24,10 +24,10 @@ disarmed and the node exits 0. Parameters: ``stochlite_bringup/config/agent.yaml
 
 import collections
 import enum
+import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
@@ -57,13 +57,14 @@ from visualization_msgs.msg import Marker
 
 from .agent_core import AgentCore, Batch, EpisodeEnd, pacing_can_progress, save_foot_path
 from .agent_feedback import LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback
+from .stalls import record_stall
 
 NODE_NAME = "agent"
 SERVICE_POLL_S = 0.2
 NS_PER_S = 1_000_000_000
 MARKER_WIDTH_M = 0.004
 FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
-HOLD_WARNING_S = 60.0  # a pacing hold this long means the learner is not producing snapshots
+ARRIVALS_KEPT = 8  # policy snapshots (time, version) the learner's update rate is measured over
 DELIVERY_TIMEOUT_S = 10.0  # at the end, how long to wait for the learner to acknowledge the last batches
 GAIT_LAYOUT = MultiArrayLayout(dim=[  # /stochlite/gait_command: 4 legs x (x, y, z) shift [m], then the step length
     MultiArrayDimension(label="fl_fr_bl_br_x_y_z_shift_m", size=12, stride=13),
@@ -91,6 +92,8 @@ PARAMETERS = {
     "torch_threads": Param(int, "torch intra-op threads for the policy", AT_LEAST_1),
     "marker_frame": Param(str, "frame_id of the leg's foot-path markers (its hip frame)"),
     "diagnostics_period_s": Param(float, "seconds between two /diagnostics messages", POSITIVE),
+    "policy_wait_warning_s": Param(float, "a pacing hold longer than this is a learning stall: a WARN in the log "
+                                   "and /diagnostics, and a line in run_dir/stalls.log", POSITIVE),
     "disarm_timeout_s": Param(float, "seconds to wait for <ns>/enable false when stopping", POSITIVE),
     "max_policy_lag": Param(int, "pacing: after start_steps, hold the next command while (env_steps - "
                             "start_steps) - policy_version > max_policy_lag, until a newer policy snapshot arrives "
@@ -119,11 +122,13 @@ def _stamp_ns(stamp: Time) -> int:
     return stamp.sec * NS_PER_S + stamp.nanosec
 
 
-def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> SquashedGaussianActor:
-    """The actor of a policy snapshot for a task of these dims; ValueError if it is corrupt or unusable."""
+def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> tuple[SquashedGaussianActor, str]:
+    """The actor of a policy snapshot for a task of these dims, and where the learner computes (its ``compute``
+    entry, "unknown" if absent); ValueError if it is corrupt or unusable."""
     if msg.kind != "policy":
         raise ValueError(f"snapshot kind is {msg.kind!r}, expected 'policy'")
-    policy = load_policy(bytes_to_state_dict(msg_to_payload(msg)))
+    payload = bytes_to_state_dict(msg_to_payload(msg))
+    policy = load_policy(payload)
     if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
         raise ValueError(f"policy is for obs/act dims {policy.obs_dim}/{policy.act_dim}, the task has "
                          f"{obs_dim}/{act_dim}")
@@ -131,7 +136,8 @@ def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> SquashedGa
         probe = policy.actor.mean_action(torch.zeros(obs_dim))
     if not torch.isfinite(probe).all():
         raise ValueError("policy produces non-finite actions")
-    return policy.actor
+    compute = payload.get("compute")
+    return policy.actor, compute if isinstance(compute, str) else "unknown"
 
 
 class Phase(enum.Enum):
@@ -173,6 +179,9 @@ class AgentNode(WorkerNode):
         self._steps_since_diagnostics = 0
         self._hold_started = 0.0  # time.monotonic() when the current pacing hold began
         self._holds = 0
+        self._recorded_hold = 0  # the hold whose stall is in stalls.log
+        self._arrivals: collections.deque[tuple[float, int]] = collections.deque(maxlen=ARRIVALS_KEPT)
+        self._learner_compute = "unknown"  # where the learner computes, from its last snapshot
         self._held_time_s = 0.0  # episode time of the state a pacing hold is answering
 
         self._effort_pub = self.create_publisher(Float64MultiArray, f"{ns}/{self.feedback.command_topic}", ROBOT_QOS)
@@ -449,7 +458,7 @@ class AgentNode(WorkerNode):
         except IndexError:
             return
         try:
-            actor = actor_from_snapshot(msg, self.feedback.obs_dim, self.feedback.act_dim)
+            actor, self._learner_compute = actor_from_snapshot(msg, self.feedback.obs_dim, self.feedback.act_dim)
         except ValueError as error:
             self.policy_errors += 1
             self.get_logger().warning(
@@ -457,7 +466,15 @@ class AgentNode(WorkerNode):
                 f"({self.policy_errors} rejected so far): {error}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._policy = (actor, msg.version)
+        self._arrivals.append((time.monotonic(), msg.version))
         self._policy_swapped.trigger()
+
+    def _learner_updates_per_s(self) -> float:
+        """SAC updates per second over the last policy snapshots (versions count updates); nan before two."""
+        if len(self._arrivals) < 2:
+            return math.nan
+        (t0, v0), (t1, v1) = self._arrivals[0], self._arrivals[-1]
+        return (v1 - v0) / (t1 - t0) if t1 > t0 else math.nan
 
     def _publish_diagnostics(self) -> None:
         rate = self._steps_since_diagnostics / self.params["diagnostics_period_s"]
@@ -473,10 +490,15 @@ class AgentNode(WorkerNode):
                                                  (self.malformed_states, "malformed robot states"),
                                                  (self.core.nonfinite_actions, "non-finite actions zeroed")) if n]
         held_s = time.monotonic() - self._hold_started
-        if self.core.holding and held_s > HOLD_WARNING_S:
-            problems.append(f"waiting {held_s:.0f} s for a policy newer than v{self.policy_version} "
-                            f"(max_policy_lag {self.params['max_policy_lag']}): is the learner running?")
+        if self.core.holding and held_s > self.params["policy_wait_warning_s"]:
+            problems.append(f"learning stalled: waiting {held_s:.0f} s for a policy newer than v{self.policy_version} "
+                            f"(max_policy_lag {self.params['max_policy_lag']}); the learner made "
+                            f"{self._learner_updates_per_s():.1f} SAC updates/s over its last snapshots "
+                            f"({self._learner_compute}); is it running, and on a dtype this host computes fast?")
             self.get_logger().warning(problems[-1], throttle_duration_sec=LOG_THROTTLE_S)
+            if self._recorded_hold != self._holds and self.params["run_dir"]:
+                self._recorded_hold = self._holds  # one stalls.log line per hold
+                record_stall(self.params["run_dir"], NODE_NAME, problems[-1])
         self._diagnostics_pub.publish(diagnostics_message(self, values, "; ".join(problems)))
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+if TYPE_CHECKING:
+    from mdemorl_planner.compute import ComputeChoice
+
 ALGORITHMS = ("sac", "mbpo", "mopac", "mdemorl")
+RESOLVED_KEY = "resolved"
+RESOLVED_HELP = ("resolved: the device and dtypes this host computed in, the CPU's kernel capability and the "
+                 "matmul probe they were chosen from (GFLOP/s)")
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
@@ -28,6 +34,8 @@ class TrainConfig:
     episode_steps: int = _setting(0, "episode length; 0 keeps the task's default (1000)")
     eval_episodes: int = _setting(1, "deterministic evaluation episodes after each epoch")
     torch_threads: int = _setting(0, "torch intra-op threads; 0 uses all cores")
+    device: str = _setting("auto", "where the learning code computes: auto (CUDA when torch sees a GPU, else the CPU), "
+                           "cpu or cuda")
 
     # SAC (outer loop)
     start_steps: int = _setting(1000, "uniform random actions for the first N env steps")
@@ -40,8 +48,9 @@ class TrainConfig:
     lr: float = _setting(3e-4, "learning rate of actor, critics and temperature")
     init_alpha: float = _setting(0.0, "starting entropy temperature alpha of SAC's automatic tuning; "
                                  "0 keeps the task's (1.0; stochlite 0.05)")
-    sac_dtype: str = _setting("bfloat16", "dtype of the SAC updates' hidden-layer matmuls: bfloat16 (weights cast once per update, "
-                              "about 2x faster with AVX512-BF16; Q values and losses stay float32) or float32")
+    sac_dtype: str = _setting("auto", "dtype of the SAC updates' hidden-layer matmuls: auto (bfloat16 where a "
+                              "measured probe shows it faster, e.g. AVX512-BF16 CPUs, else float32), bfloat16 "
+                              "(weights cast once per update; Q values and losses stay float32) or float32")
     replay_size: int = _setting(1_000_000, "capacity of D_ENV")
 
     # Model (ensemble)
@@ -53,8 +62,8 @@ class TrainConfig:
     model_train_freq: int = _setting(1000, "env steps between model training + imagination (1000 = once per epoch, Algorithm 1)")
     model_max_epochs: int = _setting(25, "cap on ensemble training epochs per call (early stopping usually ends sooner)")
     model_holdout: float = _setting(0.2, "fraction of D_ENV held out for validation")
-    model_dtype: str = _setting("bfloat16", "dtype of the ensemble's training forward passes: bfloat16 (CPU autocast, "
-                                "about 1.5x faster, same held-out loss; validation stays float32) or float32")
+    model_dtype: str = _setting("auto", "dtype of the ensemble's training forward passes: auto (as --sac-dtype), "
+                                "bfloat16 (autocast, same held-out loss; validation stays float32) or float32")
 
     # Imagination: shared by mbpo, mopac and mdemorl
     real_ratio: float = _setting(-1.0, "fraction of each SAC batch drawn from D_ENV, the rest from D_MPC / model "
@@ -78,23 +87,23 @@ class TrainConfig:
                                     "ensemble's reward head, as in the paper), task (the task's reward of the "
                                     "predicted next state; the leg, whose observation determines it) or auto "
                                     "(task where possible, else model)")
-    planner_dtype: str = _setting("bfloat16", "dtype of the planner's matmuls (mopac, mdemorl): bfloat16 (about 2.5x "
-                                  "faster on CPUs with AVX512-BF16, states and costs stay float32) or float32")
+    planner_dtype: str = _setting("auto", "dtype of the planner's matmuls (mopac, mdemorl): auto (as --sac-dtype), "
+                                  "bfloat16 (states and costs stay float32) or float32")
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting and how to fix it."""
-        from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
+        from mdemorl_planner.compute import DEVICES, DTYPE_SETTINGS
         from mdemorl_planner.task_reward_model import uses_task_reward
         from stochlite_bringup.task_names import OBSERVED_REWARD_TASKS, TASK_NAMES
 
         if self.algo not in ALGORITHMS:
             raise ValueError(f"--algo {self.algo!r} is not one of {', '.join(ALGORITHMS)}")
-        if self.sac_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"--sac-dtype {self.sac_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
-        if self.model_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"--model-dtype {self.model_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
-        if self.planner_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"--planner-dtype {self.planner_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+        for name in ("sac_dtype", "model_dtype", "planner_dtype"):
+            if getattr(self, name) not in DTYPE_SETTINGS:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is not one of "
+                                 f"{', '.join(DTYPE_SETTINGS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}")
         if self.task not in TASK_NAMES:
             raise ValueError(f"--task {self.task!r} is not one of {', '.join(TASK_NAMES)}")
         try:
@@ -133,17 +142,26 @@ class TrainConfig:
 
         return dataclasses.replace(self, real_ratio=task_real_ratio(self.task, self.real_ratio))
 
-    def to_yaml(self, path: Path) -> None:
-        """Write every setting with its description as a comment."""
+    def resolved(self, compute: "ComputeChoice") -> "TrainConfig":
+        """A copy with the device and dtypes that ``compute`` resolved in place of ``auto``."""
+        return dataclasses.replace(self, device=compute.device, sac_dtype=compute.sac_dtype,
+                                   model_dtype=compute.model_dtype, planner_dtype=compute.planner_dtype)
+
+    def to_yaml(self, path: Path, resolved: dict[str, object] | None = None) -> None:
+        """Write every setting with its description as a comment, then what ``auto`` resolved to."""
         lines = ["# mdemorl training run: every setting used"]
         for f in dataclasses.fields(self):
             lines.append(f"# {f.metadata['help']}")
             lines.append(yaml.safe_dump({f.name: getattr(self, f.name)}, default_flow_style=False).strip())
+        if resolved is not None:
+            lines.append(f"# {RESOLVED_HELP}")
+            lines.append(yaml.safe_dump({RESOLVED_KEY: resolved}, default_flow_style=False, sort_keys=False).strip())
         Path(path).write_text("\n".join(lines) + "\n")
 
     @classmethod
     def from_yaml(cls, path: Path) -> "TrainConfig":
         data = yaml.safe_load(Path(path).read_text()) or {}
+        data.pop(RESOLVED_KEY, None)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

@@ -11,8 +11,8 @@ ALIGNMENT = 32  # elements: every parameter starts 64-byte aligned in float32 an
 
 
 class FlatParameters:
-    """``params`` moved into one contiguous buffer: each ``nn.Parameter`` keeps its identity and shape and
-    becomes a view of :attr:`data`; with ``with_grad`` its ``.grad`` is a view of :attr:`grad`.
+    """``params`` moved into one contiguous buffer on their device: each ``nn.Parameter`` keeps its identity and
+    shape and becomes a view of :attr:`data`; with ``with_grad`` its ``.grad`` is a view of :attr:`grad`.
 
     Every parameter starts on a 64-byte boundary, as a tensor of its own would (the matmul kernels round
     differently on unaligned data); the gaps between them stay zero. Loading state dicts, optimisers and
@@ -24,7 +24,7 @@ class FlatParameters:
         for param in params:
             start = self.slots[-1][1] if self.slots else 0
             self.slots.append((start, start + -(-param.numel() // ALIGNMENT) * ALIGNMENT))
-        self.data = torch.zeros(self.slots[-1][1])
+        self.data = torch.zeros(self.slots[-1][1], device=params[0].device)
         self._data_views = self.views(self.data)
         with torch.no_grad():
             for param, view in zip(params, self._data_views):

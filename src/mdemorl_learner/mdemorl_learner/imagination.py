@@ -26,18 +26,21 @@ TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tenso
 
 def policy_rollout(model: ProbabilisticEnsemble | TaskRewardModel, agent: SAC, x0: np.ndarray, length: int,
                    termination_fn: TerminationFn | None) -> dict[str, np.ndarray]:
-    """MBPO's branched rollout: the stochastic policy acts in the model for `length` steps from x0."""
+    """MBPO's branched rollout: the stochastic policy acts in the model for `length` steps from x0.
+
+    The model steps on the agent's device."""
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "reward", "next_obs", "terminated")}
-    obs = torch.as_tensor(x0, dtype=torch.float32)
+    obs = torch.as_tensor(x0, dtype=torch.float32, device=agent.device)
     for _ in range(length):
         if obs.shape[0] == 0:
             break
-        act = torch.as_tensor(agent.act(obs.numpy(), deterministic=False), dtype=torch.float32)
+        act = torch.as_tensor(agent.act(obs.cpu().numpy(), deterministic=False), dtype=torch.float32,
+                              device=agent.device)
         next_obs, reward = model.step(obs, act)
         done = (termination_fn(obs, act, next_obs) if termination_fn is not None
-                else torch.zeros(obs.shape[0], dtype=torch.bool))
+                else torch.zeros(obs.shape[0], dtype=torch.bool, device=agent.device))
         for key, value in (("obs", obs), ("act", act), ("reward", reward), ("next_obs", next_obs), ("terminated", done)):
-            chunks[key].append(value.numpy())
+            chunks[key].append(value.cpu().numpy())
         obs = next_obs[~done]
     return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in chunks.items()}
 
@@ -55,7 +58,8 @@ class Imagination:
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.model = ProbabilisticEnsemble(obs_dim, act_dim, num_members=cfg.ensemble_size,
                                            num_elites=cfg.num_elites, hidden_size=cfg.model_hidden,
-                                           num_layers=cfg.model_layers, learning_rate=cfg.model_lr, seed=cfg.seed)
+                                           num_layers=cfg.model_layers, learning_rate=cfg.model_lr, seed=cfg.seed,
+                                           device=cfg.device)
         try:
             task_reward = uses_task_reward(cfg.imagined_reward, reward_fn is not None, cfg.task)
         except ValueError as err:
@@ -89,7 +93,8 @@ class Imagination:
         config = PlannerConfig(horizon=int(self.horizon(epoch)), num_samples=cfg.num_samples,
                                elite_fraction=cfg.elite_fraction, alpha=1.0 if mppi else cfg.mirror_alpha,
                                sigma=cfg.sigma, gamma=cfg.gamma, weighting="mppi" if mppi else "cem",
-                               mppi_temperature=cfg.mppi_temperature, compute_dtype=cfg.planner_dtype)
+                               mppi_temperature=cfg.mppi_temperature, compute_dtype=cfg.planner_dtype,
+                               device=cfg.device)
         return DMDMPCPlanner(config, self.rollout_model, self.agent.policy_mean, self.agent.value,
                              termination_fn=self.termination_fn, seed=int(self.rng.integers(2**31)))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mdemorl_planner.replay_buffer import FIELDS, ReplayBuffer, sample_union
-from mdemorl_planner.snapshots import policy_payload
+from mdemorl_planner.snapshots import policy_payload, to_cpu
 
 from .sac import SAC, SACConfig
 
@@ -85,11 +85,11 @@ class LearnerCore:
         return True
 
     def policy_payload(self) -> dict:
-        """The policy snapshot's payload (a copy): actor, critic and their sizes."""
+        """The policy snapshot's payload (a copy on the CPU): actor, critic and their sizes."""
         cfg = self.sac.config
         with self._sac_lock:
-            return copy.deepcopy(policy_payload(self.sac.actor, self.sac.critic, self.sac.obs_dim,
-                                                self.sac.act_dim, cfg.hidden_size, cfg.num_layers))
+            return copy.deepcopy(to_cpu(policy_payload(self.sac.actor, self.sac.critic, self.sac.obs_dim,
+                                                       self.sac.act_dim, cfg.hidden_size, cfg.num_layers)))
 
     def save_checkpoint(self, path: Path, config: dict, epoch: int) -> None:
         """Write the SAC state like ``Trainer.save_checkpoint`` (``model`` None), atomically."""

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
+from mdemorl_planner.compute import DEVICES, DTYPE_SETTINGS, resolve_node_compute
 from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
-from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
 from mdemorl_planner.transition_log import TransitionLog
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -37,7 +37,7 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_LOW, Param,
-                                               Rule, declare_parameters, one_of)
+                                               Rule, declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import TASK_NAMES
 from stochlite_bringup.tasks.dimensions import task_dimensions
@@ -47,6 +47,7 @@ from .learner_core import LearnerCore
 from .plotting import plot_foot_path, plot_learning_curve
 from .sac import SACConfig
 from .scalars import EpochScalars
+from .stalls import STALLS_FILE, EpochPace, describe_update_stall, record_stall, update_ratio_stalled
 from .trainer import EpochStats
 
 NODE_NAME = "learner"
@@ -79,9 +80,11 @@ PARAMETERS = {
     "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
     "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
     "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
-    "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: float32, or bfloat16 (weights cast once per update, "
-                           "about 2x faster with AVX512-BF16; Q values and losses stay float32)",
-                           one_of(*COMPUTE_DTYPES)),
+    "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: auto (bfloat16 where a measured "
+                           "probe shows it faster, else float32), float32, or bfloat16 (weights cast once per update; "
+                           "Q values and losses stay float32)", one_of(*DTYPE_SETTINGS)),
+    "device": Param(str, "where this node computes: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda",
+                    one_of(*DEVICES)),
     "resume": Param(bool, "continue the run in run_dir: D_ENV from run_dir/d_env, SAC and the epoch count from "
                     "checkpoints/latest.pt; false starts afresh (and empties run_dir/d_env)"),
 }
@@ -95,12 +98,16 @@ class LearnerNode(WorkerNode):
         p = declare_parameters(self, NODE_NAME, PARAMETERS)
         configure_cpu(p["torch_threads"])
         self.params = p
+        try:
+            self.compute = resolve_node_compute(p["device"], p["compute_dtype"], "sac_dtype")
+        except ValueError as err:
+            raise parameter_error(NODE_NAME, "device", str(err)) from err
         dims = task_dimensions(p["robot"])
         obs_dim, act_dim = dims.obs_dim, dims.act_dim
         sac_config = SACConfig(hidden_size=p["hidden_size"], num_layers=p["num_layers"], gamma=p["gamma"],
                                tau=p["tau"], actor_lr=p["lr"], critic_lr=p["lr"], alpha_lr=p["lr"],
                                batch_size=p["batch_size"], init_alpha=p["init_alpha"] or task_init_alpha(p["robot"]),
-                               compute_dtype=p["compute_dtype"])
+                               compute_dtype=self.compute.sac_dtype, device=self.compute.device)
         self.core = LearnerCore(obs_dim, act_dim, sac_config, p["seed"],
                                 min(p["replay_size"], p["epochs"] * p["steps_per_epoch"]), p["mpc_capacity"],
                                 p["start_steps"], p["updates_per_step"], task_real_ratio(p["robot"], p["real_ratio"]))
@@ -115,6 +122,8 @@ class LearnerNode(WorkerNode):
         self._pending_evals: collections.deque[float] = collections.deque()  # returns of epochs not closed yet
         self._start = time.monotonic()
         self._updates_at_status = 0
+        self._epoch_start = (self._start, 0)  # (time, SAC updates) when D_ENV began the current epoch's steps
+        self.stall = ""  # the update stall of the last epoch whose steps are all in D_ENV, if it had one
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._progress = self.run_dir / "progress.csv"
@@ -126,6 +135,9 @@ class LearnerNode(WorkerNode):
         else:
             self._log.clear()
             self._write_progress([])
+            (self.run_dir / STALLS_FILE).unlink(missing_ok=True)
+        self._epoch_start = (time.monotonic(), self.core.updates)
+        self._paced_epochs = self.core.env_steps // p["steps_per_epoch"]
 
         self._policy_pub = self.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
         self._status_pub = self.create_publisher(TrainingStatus, STATUS_TOPIC, STATUS_QOS)
@@ -140,7 +152,8 @@ class LearnerNode(WorkerNode):
         self._publish_policy()
         self._worker = self.start_worker(self._train)
         self.get_logger().info(f"learning from {ENV_TOPIC} and {MPC_TOPIC} ({self.core.real_ratio:.0%} of each "
-                               f"minibatch from D_ENV); run directory {self.run_dir}")
+                               f"minibatch from D_ENV); run directory {self.run_dir}; SAC updates on "
+                               f"{self.compute.device} in {self.compute.sac_dtype}")
 
     @property
     def pending_evaluations(self) -> int:
@@ -159,7 +172,7 @@ class LearnerNode(WorkerNode):
         checkpoint was not, is dropped: that epoch closes again).
         """
         checkpoint = self.run_dir / CHECKPOINT
-        state = torch.load(checkpoint) if checkpoint.is_file() else None
+        state = torch.load(checkpoint, map_location="cpu") if checkpoint.is_file() else None
         self.epoch = state["epoch"] if state is not None else 0
         self.core.restore(self._log.load(), state["sac"] if state is not None else None)
         rows = []
@@ -189,6 +202,7 @@ class LearnerNode(WorkerNode):
     def _on_env(self, msg: TransitionBatch) -> None:
         if self._store(msg, "env", self._add_env):
             self._worker.poke()
+            self._check_pace()
             self._close_epochs()
 
     def _on_mpc(self, msg: TransitionBatch) -> None:
@@ -234,6 +248,7 @@ class LearnerNode(WorkerNode):
 
     def _publish_policy(self) -> None:
         payload = self.core.policy_payload()
+        payload["compute"] = self.compute_text  # for the agent's stall warnings
         version = self.core.updates
         self._policy_pub.publish(snapshot_to_msg("policy", version, state_dict_to_bytes(payload),
                                                  stamp=self.get_clock().now().to_msg()))
@@ -249,6 +264,32 @@ class LearnerNode(WorkerNode):
         """Close each epoch whose evaluation has arrived and whose transitions are all in D_ENV."""
         while self._pending_evals and self.core.env_steps >= (self.epoch + 1) * self.params["steps_per_epoch"]:
             self._close_epoch(self._pending_evals.popleft())
+
+    @property
+    def compute_text(self) -> str:
+        return f"SAC {self.compute.sac_dtype} on {self.compute.device} ({self.compute.cpu_capability})"
+
+    def _check_pace(self) -> None:
+        """For each epoch whose real steps are now all in D_ENV: warn, in the log, /diagnostics and stalls.log,
+        if fewer than half the owed SAC updates were made while they arrived."""
+        p = self.params
+        steps = p["steps_per_epoch"]
+        while self.core.env_steps >= (self._paced_epochs + 1) * steps:
+            self._paced_epochs += 1
+            self._pace_epoch(self._paced_epochs, steps)
+
+    def _pace_epoch(self, epoch: int, steps: int) -> None:
+        p, now = self.params, time.monotonic()
+        first_eligible = max(p["start_steps"], p["batch_size"])  # as LearnerCore's update credit
+        eligible = max(0, epoch * steps - max((epoch - 1) * steps, first_eligible - 1))
+        pace = EpochPace(epoch, self.core.updates - self._epoch_start[1], eligible, steps,
+                         now - self._epoch_start[0])
+        self._epoch_start = (now, self.core.updates)
+        self.stall = ""
+        if update_ratio_stalled(pace, p["updates_per_step"]):
+            self.stall = describe_update_stall(pace, p["updates_per_step"], self.compute_text)
+            self.get_logger().warning(f"learning stalled in {self.stall}")
+            record_stall(self.run_dir, NODE_NAME, self.stall)
 
     def _close_epoch(self, eval_return: float) -> None:
         self.epoch += 1
@@ -305,8 +346,9 @@ class LearnerNode(WorkerNode):
         values = {"env_transitions": self.core.env_steps, "mpc_transitions": self.core.mpc_transitions,
                   "sac_updates": updates, "updates_per_s": round(rate, 1),
                   "update_backlog": int(self.core.backlog), "policy_version": self.policy_version,
-                  "epoch": self.epoch, "rejected_messages": self.rejected}
-        problem = f"{self.rejected} malformed messages rejected" if self.rejected else ""
+                  "epoch": self.epoch, "rejected_messages": self.rejected, **self.compute.values("sac_dtype")}
+        problems = [f"{self.rejected} malformed messages rejected"] if self.rejected else []
+        problem = "; ".join(problems + ([f"learning stalled in {self.stall}"] if self.stall else []))
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 
     def _publish_status(self) -> None:

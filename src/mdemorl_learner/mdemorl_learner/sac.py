@@ -1,6 +1,7 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications")."""
 
 import copy
+import hashlib
 from dataclasses import asdict, dataclass
 from os import PathLike
 
@@ -9,6 +10,7 @@ import torch
 
 from mdemorl_planner.dmd_mpc import COMPUTE_DTYPES
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
+from mdemorl_planner.snapshots import to_cpu
 
 from mdemorl_learner.flat_parameters import FlatParameters
 from mdemorl_learner.fused_adam import FlatAdam
@@ -24,7 +26,8 @@ class SACConfig:
     broadly at first and falls quickly once the entropy exceeds the target.
     ``target_entropy`` ``None`` means ``-act_dim``. ``compute_dtype`` ``"bfloat16"`` runs the
     hidden layers' matmuls of :meth:`SAC.update` in bfloat16 (about 2x faster with AVX512-BF16);
-    weights, optimiser state, Q values, log-probabilities and losses stay float32.
+    weights, optimiser state, Q values, log-probabilities and losses stay float32. ``device`` holds the networks,
+    optimiser state and noise generator, and runs the updates ("cpu", "cuda", "cuda:1", ...).
     """
 
     hidden_size: int = 256
@@ -38,6 +41,7 @@ class SACConfig:
     init_alpha: float = 1.0
     target_entropy: float | None = None
     compute_dtype: str = "float32"
+    device: str = "cpu"
 
 
 def _one_adam_state(critic_opt: dict, actor_opt: dict) -> dict:
@@ -58,20 +62,23 @@ class SAC:
     Polyak target update. The actor's loss sees the critic before this step's critic update, as in the
     authors' original softlearning code, which runs the three updates in one ``session.run``. The gradients
     of the three losses are written out (:mod:`mdemorl_learner.sac_gradients`), not taken by autograd.
+    Everything lives on ``config.device``; :meth:`act` and :meth:`update` take numpy, :meth:`policy_mean` and
+    :meth:`value` tensors on that device, and :meth:`state_dict` gives CPU tensors.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, seed: int = 0) -> None:
         self.obs_dim = obs_dim
         self.act_dim = act_dim
         self._set_config(config)
+        self.device = torch.device(config.device)
         h, n = config.hidden_size, config.num_layers
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # initialised on the CPU: the same weights on every device
             torch.manual_seed(seed)
-            self.actor = SquashedGaussianActor(obs_dim, act_dim, h, n)
-            self.critic = TwinQ(obs_dim, act_dim, h, n)
+            self.actor = SquashedGaussianActor(obs_dim, act_dim, h, n).to(self.device)
+            self.critic = TwinQ(obs_dim, act_dim, h, n).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.nn.Parameter(torch.tensor(float(np.log(config.init_alpha))))
-        self.generator = torch.Generator().manual_seed(seed)
+        self.log_alpha = torch.nn.Parameter(torch.tensor(float(np.log(config.init_alpha)), device=self.device))
+        self.generator = torch.Generator(self.device).manual_seed(seed)
         # One buffer for everything Adam steps, critic first, and one for the target in the same order: the
         # update casts each in one pass, Adam steps the buffer and the Polyak average is one lerp.
         critic_params = critic_parameters(self.critic)
@@ -107,9 +114,9 @@ class SAC:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Action(s) in [-1, 1] for one observation ``[n]`` or a batch ``[B, n]``."""
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         a, _ = self.actor(x, deterministic, with_logprob=False, generator=self.generator)
-        return a.numpy()
+        return a.cpu().numpy()
 
     @torch.no_grad()
     def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
@@ -132,7 +139,7 @@ class SAC:
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One SAC gradient step on ``batch`` (keys as :class:`ReplayBuffer` samples)."""
         obs, act, reward, next_obs, terminated = (
-            torch.from_numpy(np.asarray(batch[k], dtype=np.float32))
+            torch.from_numpy(np.asarray(batch[k], dtype=np.float32)).to(self.device)
             for k in ("obs", "act", "reward", "next_obs", "terminated")
         )
         n = obs.shape[0]
@@ -160,11 +167,11 @@ class SAC:
         return dict(zip(names, torch.stack(stats).tolist()))
 
     def state_dict(self) -> dict:
-        """Snapshot (deep copy) of everything needed to resume exactly.
+        """Snapshot (deep copy, tensors on the CPU) of everything needed to resume exactly.
 
-        Networks, targets, log_alpha, optimiser moments, the noise RNG and counters.
+        Networks, targets, log_alpha, optimiser moments, the noise RNG (and its device type) and counters.
         """
-        return copy.deepcopy({
+        return copy.deepcopy(to_cpu({
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
             "config": asdict(self.config),
@@ -174,17 +181,21 @@ class SAC:
             "log_alpha": self.log_alpha.detach(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "generator_device": self.device.type,
             "updates": self._updates,
-        })
+        }))
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict` (dimensions must match)."""
+        """Restore from :meth:`state_dict` (dimensions must match) onto this agent's device.
+
+        A CPU and a CUDA generator's states differ: from another device type the noise goes on from a
+        generator seeded by the saved state, reproducibly but not as the saved run's would have."""
         if (state["obs_dim"], state["act_dim"]) != (self.obs_dim, self.act_dim):
             raise ValueError(
                 f"state is for obs_dim/act_dim {state['obs_dim']}/{state['act_dim']}, "
                 f"agent has {self.obs_dim}/{self.act_dim}"
             )
-        self._set_config(SACConfig(**state["config"]))
+        self._set_config(SACConfig(**{**state["config"], "device": self.config.device}))
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
@@ -193,7 +204,11 @@ class SAC:
         optimizer = state["optimizer"] if "optimizer" in state else _one_adam_state(state["critic_opt"], state["actor_opt"])
         # Optimizer.load_state_dict keeps references to the given moment tensors.
         self.optimizer.load_state_dict(copy.deepcopy(optimizer))
-        self.generator.set_state(state["generator"])
+        if state.get("generator_device", "cpu") == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:
+            saved = hashlib.sha256(state["generator"].numpy().tobytes()).digest()
+            self.generator.manual_seed(int.from_bytes(saved[:8], "little"))
         self._updates = int(state["updates"])
 
     def save(self, path: str | PathLike) -> None:
@@ -201,9 +216,9 @@ class SAC:
         torch.save(self.state_dict(), path)
 
     @classmethod
-    def load(cls, path: str | PathLike) -> "SAC":
-        """Rebuild an agent saved with :meth:`save`."""
-        state = torch.load(path, weights_only=True)
-        agent = cls(state["obs_dim"], state["act_dim"], SACConfig(**state["config"]))
+    def load(cls, path: str | PathLike, device: str = "cpu") -> "SAC":
+        """Rebuild an agent saved with :meth:`save`, on ``device``."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        agent = cls(state["obs_dim"], state["act_dim"], SACConfig(**{**state["config"], "device": device}))
         agent.load_state_dict(state)
         return agent

@@ -138,7 +138,7 @@ def sac_gradients(actor: list[torch.Tensor], critic: list[torch.Tensor], critic_
 
     The networks are given by their parameters in :func:`actor_parameters` and :func:`critic_parameters` order,
     cast as :func:`cast_for_update` does: the actor's output layer in the compute dtype, the critics' in
-    float32."""
+    float32. Every tensor, the noise from ``generator`` included, is made on the batch's device."""
     n, obs_dim = batch.obs.shape
     alpha = log_alpha.detach().exp()
     actor_net, critic_net, target_net = _Net(actor), _Net(critic), _Net(critic_target)
@@ -149,7 +149,7 @@ def sac_gradients(actor: list[torch.Tensor], critic: list[torch.Tensor], critic_
 
     # The policy at next_obs and at obs.
     act_dim = batch.act.shape[1]
-    eps = torch.cat([torch.randn(n, act_dim, generator=generator), torch.randn(n, act_dim, generator=generator)])
+    eps = torch.cat([torch.randn(n, act_dim, generator=generator, device=batch.obs.device) for _ in range(2)])
     actor_acts, raw_log_std, (actions, logps, std) = _policy(actor_net, torch.cat([batch.next_obs, batch.obs]), eps)
     action, logp = actions[n:], logps[n:]
 
@@ -169,7 +169,7 @@ def sac_gradients(actor: list[torch.Tensor], critic: list[torch.Tensor], critic_
     first = (q_pi[0] <= q_pi[1]).float()
     d_q = torch.cat([error / n, torch.stack([first, 1.0 - first]).mul_(-1.0 / n)], 1).unsqueeze(-1)
     # The gradient at the last activation, d_q w^T, multiplied in float32 and stored in the compute dtype.
-    d_last = torch.empty(acts[-1].shape, dtype=dtype)
+    d_last = torch.empty(acts[-1].shape, dtype=dtype, device=acts[-1].device)
     torch.mul(d_q, critic_net.out_weight.transpose(1, 2), out=d_last)
     critic_grads, d_action = critic_net.hidden_backward(d_last, acts, slice(None, n), (second, slice(obs_dim, None)))
     critic_grads += [(d_q[:, :n] * acts[-1][:, :n]).sum(1).unsqueeze(-1), d_q[:, :n].sum(1, keepdim=True)]

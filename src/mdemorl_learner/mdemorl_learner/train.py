@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(cfg.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg)
-    trainer.cfg.to_yaml(out / "config.yaml")  # the settings the run uses: the task's real ratio in place of -1
+    trainer.cfg.to_yaml(out / "config.yaml", trainer.compute.as_dict())  # the task's real ratio in place of -1
+    print(f"compute: {trainer.compute.describe()}", file=sys.stderr)
     progress = out / "progress.csv"
     title = f"{cfg.algo} on {cfg.task} (seed {cfg.seed})"
     total = cfg.epochs * cfg.steps_per_epoch

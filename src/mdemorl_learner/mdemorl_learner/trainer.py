@@ -13,8 +13,10 @@ from stochlite_bringup.tasks import make_task, task_init_alpha
 
 from .config import TrainConfig
 from .imagination import Imagination
+from mdemorl_planner.compute import resolve_compute
 from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.replay_buffer import ReplayBuffer, sample_union
+from mdemorl_planner.snapshots import to_cpu
 from .sac import SAC, SACConfig
 
 
@@ -51,8 +53,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig):
         cfg.validate()
-        cfg = self.cfg = cfg.with_task_defaults()
+        self.cfg = cfg.with_task_defaults()
         configure_cpu(cfg.torch_threads)
+        self.compute = resolve_compute(cfg.device, cfg.sac_dtype, cfg.model_dtype, cfg.planner_dtype)
+        cfg = self.cfg.resolved(self.compute)  # what the parts below compute with; self.cfg keeps any `auto`
         torch.manual_seed(cfg.seed)
         task_kwargs = {"episode_steps": cfg.episode_steps} if cfg.episode_steps else {}
         self.env, self.spec = make_task(cfg.task, seed=cfg.seed, **task_kwargs)
@@ -61,7 +65,8 @@ class Trainer:
                          SACConfig(hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, gamma=cfg.gamma,
                                    tau=cfg.tau, actor_lr=cfg.lr, critic_lr=cfg.lr, alpha_lr=cfg.lr,
                                    init_alpha=cfg.init_alpha or task_init_alpha(cfg.task),
-                                   batch_size=cfg.batch_size, compute_dtype=cfg.sac_dtype), seed=cfg.seed)
+                                   batch_size=cfg.batch_size, compute_dtype=cfg.sac_dtype, device=cfg.device),
+                         seed=cfg.seed)
         self.d_env = ReplayBuffer(self.spec.obs_dim, self.spec.act_dim, min(cfg.replay_size, cfg.epochs * cfg.steps_per_epoch))
         self.imagination = (Imagination(cfg, self.spec.obs_dim, self.spec.act_dim, self.agent, self.spec.termination_fn,
                                           self.spec.reward_fn)
@@ -155,7 +160,7 @@ class Trainer:
         """Policy, critics, optimisers and (if any) the ensemble, written atomically."""
         state = {"config": self.cfg.__dict__, "epoch": self.epoch, "env_steps": self.env_steps,
                  "sac": self.agent.state_dict(),
-                 "model": self.imagination.model.state_dict() if self.imagination else None}
+                 "model": to_cpu(self.imagination.model.state_dict()) if self.imagination else None}
         tmp = Path(str(path) + ".tmp")
         torch.save(state, tmp)
         tmp.replace(path)

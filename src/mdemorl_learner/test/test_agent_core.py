@@ -283,3 +283,26 @@ def test_resume_continues_the_epoch_count_with_fresh_noise():
     done = fresh()
     done.resume_at(env_steps=300, epoch=3)
     assert done.finished
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA"))])
+def test_the_learner_trains_on_its_device_and_hands_out_cpu_snapshots_and_checkpoints(device, tmp_path):
+    config = SACConfig(hidden_size=8, num_layers=1, batch_size=8, device=device)
+    learner = LearnerCore(OBS_DIM, ACT_DIM, config, 0, 100, 100, 0, 1.0, 1.0)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(16, OBS_DIM)).astype(np.float32)
+    learner.add_env({"obs": obs, "act": rng.uniform(-1, 1, (16, ACT_DIM)).astype(np.float32),
+                     "reward": obs[:, 0], "next_obs": obs + 0.1, "terminated": np.zeros(16, np.float32)})
+    assert learner.update() and {p.device for p in learner.sac.actor.parameters()} == {torch.device(device)}
+    payload = learner.policy_payload()
+    for name, tensor in learner.sac.actor.state_dict().items():
+        sent = payload["actor"][name]
+        assert sent.device == torch.device("cpu") and torch.equal(sent, tensor.cpu())
+    learner.save_checkpoint(tmp_path / "latest.pt", {}, epoch=0)
+    state = torch.load(tmp_path / "latest.pt", weights_only=True)  # no map_location: any host reads it
+    resumed = LearnerCore(OBS_DIM, ACT_DIM, SACConfig(hidden_size=8, num_layers=1, batch_size=8), 1, 100, 100, 0,
+                          1.0, 1.0)
+    resumed.restore({"reward": np.zeros(0)}, state["sac"])
+    assert resumed.updates == 1
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(learner.sac.actor.parameters(), resumed.sac.actor.parameters()))

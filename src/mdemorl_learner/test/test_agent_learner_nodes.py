@@ -12,8 +12,10 @@ import pytest
 import rclpy
 import torch
 from ament_index_python.packages import get_package_prefix
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
-from mdemorl_planner.messages import batch_to_msg, msg_to_batch, snapshot_to_msg, state_dict_to_bytes
+from mdemorl_planner.messages import (batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload,
+                                      snapshot_to_msg, state_dict_to_bytes)
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
 from mdemorl_planner.snapshots import policy_payload
 from rclpy.context import Context
@@ -23,7 +25,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
-from stochlite_bringup.graph_topics import (ENV_TOPIC, EVAL_RETURN_TOPIC, MARKER_QOS, MPC_TOPIC, POLICY_TOPIC,
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENV_TOPIC, EVAL_RETURN_TOPIC, MARKER_QOS, MPC_TOPIC, POLICY_TOPIC,
                                             RETURNS_QOS, SAVE_CHECKPOINT_SERVICE, SNAPSHOT_QOS, STATUS_TOPIC,
                                             TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
 from stochlite_bringup.node_parameters import config_defaults
@@ -132,6 +134,7 @@ def expected_samples(states: list[JointState]) -> dict[bytes, tuple[np.ndarray, 
     return table
 
 
+@pytest.mark.integration
 def test_agent_drives_the_sim_bridge_publishes_the_task_and_swaps_policies_safely(graph, tmp_path):
     steps_per_epoch, episode_steps, epochs = 150, 100, 2
     bridge, probe = graph(lambda c: SimBridgeNode(context=c), Probe)
@@ -199,6 +202,7 @@ def random_batch(n: int, seed: int) -> dict[str, np.ndarray]:
             "reward": rng.uniform(0, 1, n), "next_obs": rng.normal(size=(n, OBS_DIM)), "terminated": np.zeros(n)}
 
 
+@pytest.mark.integration
 def test_learner_trains_on_batches_publishes_policies_status_progress_and_checkpoints(graph, tmp_path):
     (learner,) = graph(lambda c: LearnerNode(context=c, parameter_overrides=overrides(
         epochs=2, steps_per_epoch=50, start_steps=50, batch_size=32, hidden_size=16, num_layers=1,
@@ -245,6 +249,39 @@ def test_learner_trains_on_batches_publishes_policies_status_progress_and_checkp
     assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)["epoch"] == 2
 
 
+@pytest.mark.integration
+def test_a_learner_that_falls_behind_says_so_with_its_rate_dtype_and_device(graph, tmp_path):
+    """1000 updates owed per real step cannot be kept: epoch 2 (all past start_steps) is a stall, reported in the
+    log, /diagnostics (WARN, with the resolved compute) and stalls.log; epoch 1, partly before them, is not."""
+    (learner,) = graph(lambda c: LearnerNode(context=c, parameter_overrides=overrides(
+        epochs=3, steps_per_epoch=50, start_steps=40, batch_size=32, hidden_size=16, num_layers=1,
+        updates_per_step=1000.0, status_period_s=0.2, run_dir=str(tmp_path), device="cpu")))
+    (probe,) = graph(Probe)
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, diagnostics.append, DIAGNOSTICS_QOS)
+    assert wait_for(lambda: probe.policies)
+    probe.env_pub.publish(batch_to_msg(random_batch(50, 1), "env", 0))
+    assert wait_for(lambda: learner.core.env_steps == 50)
+    assert learner.stall == "" and not (tmp_path / "stalls.log").exists()
+    time.sleep(0.5)
+    probe.env_pub.publish(batch_to_msg(random_batch(50, 2), "env", 0))
+    assert wait_for(lambda: learner.stall)
+    assert learner.stall.startswith("epoch 2: ") and "against 1000 configured" in learner.stall
+    assert f"SAC {learner.compute.sac_dtype} on cpu ({torch.backends.cpu.get_cpu_capability()})" in learner.stall
+    assert (tmp_path / "stalls.log").read_text() == f"learner: {learner.stall}\n"
+
+    def stalled_status():
+        mine = [s for d in diagnostics for s in d.status if s.name == "learner"]
+        return mine and "learning stalled in epoch 2" in mine[-1].message and mine[-1]
+    assert wait_for(stalled_status)
+    status = stalled_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN
+    assert values["device"] == "cpu" and values["sac_dtype"] in ("float32", "bfloat16")
+    assert values["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert float(values["float32_gflops"]) > 0 and float(values["bfloat16_gflops"]) > 0
+
+
 def node_process(executable: str, tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     """Start an installed console script in its own session; its stderr goes to a file."""
     command = [os.path.join(get_package_prefix("mdemorl_learner"), "lib", "mdemorl_learner", executable),
@@ -256,6 +293,7 @@ def node_process(executable: str, tmp_path: Path, *args: str) -> tuple[subproces
     return proc, log
 
 
+@pytest.mark.integration
 def test_node_processes_exit_0_on_sigint_and_sigterm_without_traceback(tmp_path):
     """The learner gets SIGINT, the agent (still waiting for a robot) SIGTERM: both exit 0 within 5 s."""
     learner, learner_log = node_process("learner_node", tmp_path, "-p", f"run_dir:={tmp_path}")
@@ -279,6 +317,7 @@ def test_node_processes_exit_0_on_sigint_and_sigterm_without_traceback(tmp_path)
                 proc.wait()
 
 
+@pytest.mark.integration
 def test_invalid_parameter_exits_nonzero_naming_it(tmp_path):
     proc, log = node_process("learner_node", tmp_path, "-p", f"run_dir:={tmp_path}", "-p", "real_ratio:=1.5")
     try:
@@ -296,6 +335,7 @@ def test_learner_parameters_match_the_yaml():
     assert set(config_defaults("learner.yaml", "learner")) == set(learner_node.PARAMETERS)
 
 
+@pytest.mark.integration
 def test_agent_paces_itself_to_the_policy_snapshots_and_saves_the_foot_path(graph, tmp_path):
     """max_policy_lag 250, start_steps 20: the lockstep sim stops where (env_steps - 20) - version > 250."""
     (bridge,) = graph(lambda c: SimBridgeNode(context=c))
@@ -351,6 +391,49 @@ def test_agent_paces_itself_to_the_policy_snapshots_and_saves_the_foot_path(grap
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.integration
+def test_an_agent_that_waits_too_long_for_a_policy_says_so_once_per_hold(graph, tmp_path):
+    """A hold past policy_wait_warning_s: WARN in /diagnostics with the learner's update rate and compute (from
+    its snapshots), one stalls.log line per hold."""
+    graph(lambda c: SimBridgeNode(context=c))
+    (agent,) = graph(lambda c: AgentNode(context=c, parameter_overrides=overrides(
+        epochs=1, steps_per_epoch=400, episode_steps=200, start_steps=20, transitions_per_batch=25, seed=2,
+        max_policy_lag=250, policy_period_updates=250, run_dir=str(tmp_path), policy_wait_warning_s=1.0,
+        diagnostics_period_s=0.2)))
+    (probe,) = graph(Probe)  # it plays the learner
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, diagnostics.append, DIAGNOSTICS_QOS)
+    stalls = tmp_path / "stalls.log"
+
+    def agent_status():
+        mine = [s for d in diagnostics for s in d.status if s.name == "agent"]
+        return mine[-1] if mine else None
+
+    assert wait_for(lambda: agent.core.holding and agent.core.env_steps == 20 + 250 + 1)
+    assert agent_status() is None or "learning stalled" not in agent_status().message  # held less than 1 s
+    assert wait_for(lambda: stalls.is_file())
+    status = agent_status()
+    assert status.level == DiagnosticStatus.WARN and "learning stalled: waiting" in status.message
+    assert "newer than v0" in status.message and "(unknown)" in status.message  # no snapshot has told yet
+    time.sleep(1.0)  # several diagnostics periods of the same hold: still one line
+    assert len(stalls.read_text().splitlines()) == 1 and stalls.read_text().startswith("agent: learning stalled")
+
+    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 16, 1)
+    for version in (5, 10):  # the learner's compute and update rate come with its snapshots
+        msg = policy_snapshot(version, actor)
+        payload = bytes_to_state_dict(msg_to_payload(msg))
+        payload["compute"] = "SAC bfloat16 on cpu (AVX2)"
+        probe.policy_pub.publish(snapshot_to_msg("policy", version, state_dict_to_bytes(payload)))
+        assert wait_for(lambda: agent.policy_version == version)
+        time.sleep(0.5)
+    assert wait_for(lambda: agent.core.holding and agent.core.env_steps == 20 + 10 + 250 + 1)
+    assert wait_for(lambda: len(stalls.read_text().splitlines()) == 2)
+    second = stalls.read_text().splitlines()[1]
+    assert "newer than v10" in second and "(SAC bfloat16 on cpu (AVX2))" in second
+    rate = float(second.split("the learner made ")[1].split(" SAC updates/s")[0])
+    assert 0 < rate < 10 / 0.5  # 5 updates between two snapshots at least 0.5 s apart
+
+
 def test_agent_pacing_bound_must_cover_a_snapshot_period():
     context = Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
@@ -373,6 +456,7 @@ def test_agent_and_learner_configs_agree_on_what_pacing_relies_on():
     assert learner["updates_per_step"] >= 1.0 and learner["batch_size"] <= learner["start_steps"]
 
 
+@pytest.mark.integration
 def test_paced_agent_and_real_learner_finish_every_epoch_with_actions_never_past_the_bound(graph, tmp_path):
     """sim bridge + agent + learner: holds are released by the learner's own snapshots until the run ends."""
     start_steps, period, lag, epochs, steps_per_epoch = 40, 20, 25, 2, 150

@@ -100,3 +100,16 @@ def test_flat_adam_rejects_groups_that_are_not_runs_and_uneven_steps():
     state["state"][0]["step"] = torch.tensor(3.0)
     with pytest.raises(ValueError, match="different step counts"):
         adam.load_state_dict(state)
+
+
+def test_buffers_and_adam_state_are_on_the_parameters_device():
+    """On the meta device: a buffer or moment made on the CPU would show here (or raise when mixed in)."""
+    params = [torch.nn.Parameter(p.detach().to("meta")) for p in parameters()]
+    flat = FlatParameters(params)
+    adam = FlatAdam(flat, groups(params))
+    flat.set_grads([g.to("meta") for g in gradients(0)])
+    adam.step()
+    state = adam.optimizer.state
+    on_device = [flat.data, flat.grad, *flat.cast(torch.bfloat16), *params,
+                 *(t for p in params for t in (p.grad, state[p]["step"], state[p]["exp_avg"], state[p]["exp_avg_sq"]))]
+    assert len(on_device) == 2 + 6 * len(SHAPES) and {t.device.type for t in on_device} == {"meta"}

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from mdemorl_learner import imagination as imagination_module
 from mdemorl_learner.config import TrainConfig
 from mdemorl_learner.imagination import Imagination, policy_rollout
 from mdemorl_planner.replay_buffer import ReplayBuffer
@@ -14,6 +15,12 @@ class DriftModel:
 
     def step(self, obs, act, deterministic=False, generator=None):
         return obs + 1.0, obs[..., 0]
+
+
+def resolved_config(**settings) -> TrainConfig:
+    """A TrainConfig as the Trainer hands it on: device and dtypes resolved (here explicitly, CPU float32)."""
+    return TrainConfig(**{"device": "cpu", "sac_dtype": "float32", "model_dtype": "float32",
+                          "planner_dtype": "float32", **settings})
 
 
 def test_policy_rollout_stops_each_branch_at_its_termination():
@@ -31,7 +38,7 @@ def test_policy_rollout_stops_each_branch_at_its_termination():
 @pytest.mark.parametrize("algo, per_start", [("mbpo", 1), ("mopac", 2), ("mdemorl", 2)])
 def test_generate_fills_d_mpc_with_finite_model_transitions(algo, per_start):
     torch.manual_seed(0)
-    cfg = TrainConfig(algo=algo, ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2,
+    cfg = resolved_config(algo=algo, ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2,
                       model_max_epochs=2, rollout_batch_start=10, rollout_batch_max=10, horizon_start=2,
                       horizon_end=2, num_samples=8, steps_per_epoch=100, model_train_freq=100)
     agent = SAC(3, 2, SACConfig(hidden_size=16), seed=0)
@@ -56,7 +63,7 @@ def test_model_dtype_reaches_the_ensemble_fit():
     d_env.add_batch(obs, act, obs[:, 0], obs + 0.1 * np.pad(act, ((0, 0), (0, 1))), np.zeros(200, bool))
     weights = {}
     for dtype in ("float32", "bfloat16", "float32"):
-        cfg = TrainConfig(ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2, model_max_epochs=2,
+        cfg = resolved_config(ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2, model_max_epochs=2,
                           model_dtype=dtype)
         imagination = Imagination(cfg, 3, 2, SAC(3, 2, SACConfig(hidden_size=16), seed=0), termination_fn=None)
         imagination.train_model(d_env)
@@ -70,7 +77,7 @@ def test_model_dtype_reaches_the_ensemble_fit():
     ("mdemorl", "auto", False, False), ("mdemorl", "model", True, False)])
 def test_imagined_rewards_come_from_the_task_when_asked(algo, setting, given, from_task):
     torch.manual_seed(0)
-    cfg = TrainConfig(algo=algo, ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2,
+    cfg = resolved_config(algo=algo, ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2,
                       model_max_epochs=2, rollout_batch_start=10, rollout_batch_max=10, horizon_start=3,
                       horizon_end=3, num_samples=8, imagined_reward=setting)
     agent = SAC(3, 2, SACConfig(hidden_size=16), seed=0)
@@ -90,3 +97,13 @@ def test_imagined_rewards_come_from_the_task_when_asked(algo, setting, given, fr
     data = imagination.d_mpc.all()
     expected = reward_fn(*(torch.as_tensor(data[k]) for k in ("obs", "act", "next_obs"))).numpy()
     assert np.allclose(data["reward"], expected, rtol=1e-5, atol=1e-5) == from_task
+
+
+def test_the_ensemble_and_the_planner_get_the_configs_device(monkeypatch):
+    """cfg.device reaches the ensemble (built on the meta device here: nothing left on the CPU) and the planner."""
+    cfg = resolved_config(ensemble_size=3, num_elites=2, model_hidden=16, model_layers=2, planner_dtype="float32",
+                      device="meta")
+    imagination = Imagination(cfg, 3, 2, SAC(3, 2, SACConfig(hidden_size=16), seed=0), termination_fn=None)
+    assert {t.device.type for t in (*imagination.model.parameters(), *imagination.model.buffers())} == {"meta"}
+    monkeypatch.setattr(imagination_module, "DMDMPCPlanner", lambda config, *args, **kwargs: config)
+    assert imagination.planner(epoch=1).device == "meta"  # the PlannerConfig it builds (no generator on meta)

@@ -11,6 +11,7 @@ torch.set_num_threads(1)
 
 OBS, ACT = 5, 3
 SMALL = SACConfig(hidden_size=32, batch_size=16)
+DEVICES = ["cpu", pytest.param("cuda:0", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 def random_batch(rng: np.random.Generator, n: int = 16) -> dict:
@@ -316,3 +317,55 @@ def test_bfloat16_updates_keep_float32_weights_q_values_and_losses_near_float32(
     assert q.dtype == torch.float32  # the output layer stays float32 under autocast
     with pytest.raises(ValueError, match="compute_dtype 'float16'"):
         SAC(OBS, ACT, SACConfig(compute_dtype="float16"))
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_networks_optimiser_state_and_noise_live_on_the_configured_device(device, tmp_path):
+    """Every parameter, gradient, Adam moment and step and the generator are on config.device; act and update
+    take numpy and act returns it; a checkpoint holds CPU tensors and loads on the CPU equal to the agent."""
+    rng = np.random.default_rng(0)
+    agent = SAC(OBS, ACT, SACConfig(hidden_size=32, batch_size=16, compute_dtype="bfloat16", device=device), seed=0)
+    agent.update(random_batch(rng))
+    assert isinstance(agent.act(np.zeros(OBS, np.float32)), np.ndarray)
+    trained = [*agent.actor.parameters(), *agent.critic.parameters(), agent.log_alpha]
+    on_device = [*trained, *(p.grad for p in trained), *agent.critic_target.parameters(),
+                 *tensors(agent.optimizer.state_dict())]
+    assert len(on_device) == 5 * len(trained) + len(list(agent.critic_target.parameters()))  # Adam: 3 each
+    assert {t.device for t in on_device} == {torch.device(device)} == {agent.generator.device}
+
+    path = tmp_path / "sac.pt"
+    agent.save(path)
+    state = torch.load(path, weights_only=True)  # no map_location: a host without the device reads it too
+    assert {t.device for t in tensors(state)} == {torch.device("cpu")}
+    restored = SAC.load(path, device="cpu")
+    assert restored.config.device == "cpu" and restored.updates == 1
+    for key in ("actor", "critic", "critic_target", "log_alpha", "optimizer"):
+        for a, b in zip(tensors(restored.state_dict()[key]), tensors(state[key]), strict=True):
+            assert torch.equal(a, b), key
+
+
+def test_a_gpu_runs_checkpoint_resumes_on_the_cpu_reproducibly(tmp_path, monkeypatch):
+    """A CUDA run's checkpoint: tensors saved from cuda:0, the config's device "cuda" and a CUDA generator's state
+    (16 bytes, not a CPU generator's). It loads onto the CPU with the same weights and moments, and the noise goes
+    on from a generator seeded by the saved state, the same at every load."""
+    rng = np.random.default_rng(0)
+    agent = SAC(OBS, ACT, SMALL, seed=0)
+    for _ in range(3):
+        agent.update(random_batch(rng))
+    state = agent.state_dict()
+    state["config"]["device"] = "cuda"
+    state["generator"], state["generator_device"] = torch.arange(16, dtype=torch.uint8), "cuda"
+    path = tmp_path / "gpu.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(state, path)
+    restored = [SAC.load(path), SAC(OBS, ACT, SMALL, seed=7)]
+    restored[1].load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    obs, batch = rng.normal(size=(4, OBS)).astype(np.float32), random_batch(rng)
+    for other in restored:
+        assert other.config.device == "cpu" and other.updates == 3
+        assert {p.device for p in other.actor.parameters()} == {torch.device("cpu")}
+        np.testing.assert_array_equal(other.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+        for a, b in zip(tensors(other.optimizer.state_dict()), tensors(agent.optimizer.state_dict()), strict=True):
+            assert torch.equal(a, b)
+    np.testing.assert_array_equal(restored[0].act(obs), restored[1].act(obs))
+    assert restored[0].update(batch) == restored[1].update(batch)

@@ -74,3 +74,16 @@ def test_bfloat16_gradients_point_where_autocast_ones_do():
         assert g.dtype == torch.float32
         cosine = torch.nn.functional.cosine_similarity(g.flatten(), e.flatten(), dim=0, eps=1e-12)
         assert cosine > 0.99 and 0.95 < g.norm() / e.norm() < 1.05, (i, cosine.item(), (g.norm() / e.norm()).item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_tensor_is_made_on_the_batchs_device(dtype):
+    """On the meta device, any op that mixes in a tensor made on the CPU raises; the generator stays on the CPU
+    (meta has none, and drawing meta noise from it is allowed)."""
+    actor, critic, target, log_alpha, batch = parts(2)
+    actor, critic, target = actor.to("meta"), critic.to("meta"), target.to("meta")
+    batch = SACBatch(*(getattr(batch, k).to("meta") for k in ("obs", "act", "reward", "next_obs", "terminated")))
+    got = written_out(actor, critic, target, log_alpha.to("meta"), batch, dtype, torch.Generator().manual_seed(3))
+    outputs = [*got.critic, *got.actor, got.log_alpha, got.alpha, got.q_loss, got.pi_loss, got.logp_mean, got.q_mean]
+    assert {t.device.type for t in outputs} == {"meta"}
+    assert [g.shape for g in got.critic] == [p.shape for p in critic_parameters(critic)]

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from mdemorl_learner.config import TrainConfig
+from mdemorl_planner.compute import BF16_MIN_SPEEDUP
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REQUIRED_COLUMNS = {"epoch", "env_steps", "eval_return", "train_return", "model_val_loss", "mpc_transitions",
@@ -30,10 +32,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("algo", ["sac", "mbpo", "mopac", "mdemorl"])
+@pytest.mark.integration
 def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, algo):
     out = tmp_path / "run"
     proc = train(tmp_path, "--task", "leg", "--algo", algo, "--epochs", "2", "--steps-per-epoch", "200",
-                 "--episode-steps", "100", "--seed", "3", "--init-alpha", "0.2", "--out", str(out), *TINY)
+                 "--episode-steps", "100", "--seed", "3", "--init-alpha", "0.2", "--model-dtype", "float32",
+                 "--out", str(out), *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_rows(out / "progress.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -50,6 +54,17 @@ def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, al
     assert config["init_alpha"] == 0.2
     assert config["real_ratio"] == 0.9  # --real-ratio -1: the leg's
     assert "elite_fraction" in config and "horizon_end" in config
+    assert config["sac_dtype"] == config["planner_dtype"] == config["device"] == "auto"  # as asked ...
+    assert config["model_dtype"] == "float32"  # ... or as given
+    resolved = config["resolved"]  # ... and what this host resolved them to
+    assert set(resolved) == {"device", "sac_dtype", "model_dtype", "planner_dtype", "cpu_capability",
+                             "float32_gflops", "bfloat16_gflops"}
+    assert resolved["device"] in ("cpu", "cuda") and resolved["model_dtype"] == "float32"
+    assert resolved["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    faster = "bfloat16" if resolved["bfloat16_gflops"] >= BF16_MIN_SPEEDUP * resolved["float32_gflops"] else "float32"
+    assert resolved["sac_dtype"] == resolved["planner_dtype"] == faster
+    assert TrainConfig.from_yaml(out / "config.yaml").sac_dtype == "auto"  # a run's config.yaml reads back
+    assert "compute: " in proc.stderr and f"SAC {faster}" in proc.stderr
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
     assert state["epoch"] == 2 and state["env_steps"] == 400
     assert state["sac"]["config"]["init_alpha"] == 0.2 and 0.0 < float(rows[-1]["alpha"]) < 0.2  # tuned down from 0.2
@@ -65,6 +80,7 @@ def test_each_algorithm_writes_progress_config_checkpoint_and_plots(tmp_path, al
 
 
 @pytest.mark.parametrize("task, plot", [("Hopper-v5", None), ("stochlite", "forward_speed.png")])
+@pytest.mark.integration
 def test_task_with_termination_runs(tmp_path, task, plot):
     out = tmp_path / "run"
     proc = train(tmp_path, "--task", task, "--algo", "mdemorl", "--epochs", "1", "--steps-per-epoch", "200",
@@ -91,7 +107,8 @@ def test_task_with_termination_runs(tmp_path, task, plot):
     (["--init-alpha", "-1"], "--init-alpha"),
     (["--real-ratio", "-0.5"], "--real-ratio must lie in [0, 1], or be -1 for the task's, got -0.5"),
     (["--imagined-reward", "oracle"], "--imagined-reward is 'oracle', not one of auto, model, task"),
-    (["--model-dtype", "float16"], "--model-dtype 'float16' is not one of float32, bfloat16"),
+    (["--model-dtype", "float16"], "--model-dtype 'float16' is not one of auto, float32, bfloat16"),
+    (["--device", "tpu"], "--device 'tpu' is not one of auto, cpu, cuda"),
     (["--task", "Hopper-v5", "--imagined-reward", "task"], "reward of Hopper-v5 cannot be computed from its observation; use 'model'"),
 ])
 def test_bad_value_is_one_clear_line_and_nonzero_exit(tmp_path, args, names):

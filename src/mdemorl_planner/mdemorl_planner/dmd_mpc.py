@@ -30,7 +30,7 @@ def horizon_cost(rewards: torch.Tensor, terminal_value: torch.Tensor, gamma: flo
     rewards [..., H], terminal_value [...] -> C [...].
     """
     horizon = rewards.shape[-1]
-    discounts = gamma ** torch.arange(horizon, dtype=rewards.dtype)
+    discounts = gamma ** torch.arange(horizon, dtype=rewards.dtype, device=rewards.device)
     return -(rewards * discounts).sum(dim=-1) - gamma ** horizon * terminal_value  # eq. 3
 
 
@@ -54,7 +54,8 @@ def sample_controls(mu_tilde: torch.Tensor, sigma: float | torch.Tensor, num_sam
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """u ~ N(mu~, sigma^2 I) per step, clipped to [-1, 1]: mu_tilde [B, H, m] -> U [B, M, H, m]."""
     batch, horizon, act_dim = mu_tilde.shape
-    noise = torch.randn(batch, num_samples, horizon, act_dim, generator=generator, dtype=mu_tilde.dtype)
+    noise = torch.randn(batch, num_samples, horizon, act_dim, generator=generator, dtype=mu_tilde.dtype,
+                        device=mu_tilde.device)
     return (mu_tilde.unsqueeze(1) + sigma * noise).clamp(-1.0, 1.0)  # eq. 11
 
 
@@ -72,7 +73,7 @@ def rollout(model: DynamicsModel, x0: torch.Tensor, controls: torch.Tensor,
     # sample-major rows (m, b): the model's contiguous per-member blocks then mix every start state's samples
     x = x0.unsqueeze(0).expand(num_samples, batch, -1).reshape(num_samples * batch, -1)
     flat_controls = controls.transpose(0, 1).reshape(num_samples * batch, horizon, act_dim)
-    alive = torch.ones(batch * num_samples, dtype=torch.bool)
+    alive = torch.ones(batch * num_samples, dtype=torch.bool, device=x0.device)
     states, rewards, alive_masks = [x], [], []
     for h in range(horizon):
         u = flat_controls[:, h]
@@ -115,7 +116,7 @@ def elite_weighted_mean(controls: torch.Tensor, costs: torch.Tensor, elite_idx: 
     weights = costs.max(dim=1, keepdim=True).values - elite_costs + eps
     weights = weights / weights.sum(dim=1, keepdim=True)
     batch, num_elites = elite_idx.shape
-    elite_controls = controls[torch.arange(batch).unsqueeze(1), elite_idx]
+    elite_controls = controls[torch.arange(batch, device=elite_idx.device).unsqueeze(1), elite_idx]
     return (weights.view(batch, num_elites, 1, 1) * elite_controls).sum(dim=1)  # eq. 14
 
 
@@ -144,8 +145,10 @@ class PlannerConfig:
         "mppi" and alpha = 1 the planner produces MoPAC-style improved rollouts.
     max_batch_rows: bound on B * M rows simulated at once; larger batches run in chunks of start
         states. Chunks of about 10k rows ran ~25 % faster than 200k on a 2-core CPU (activations stay in cache).
-    compute_dtype: "float32", or "bfloat16" to run the matmuls of the model, policy and critic under CPU
-        autocast (states accumulate and costs are ranked in float32). See bench/speed.py.
+    compute_dtype: "float32", or "bfloat16" to run the matmuls of the model, policy and critic under the
+        device's autocast (states accumulate and costs are ranked in float32). See bench/speed.py.
+    device: where the planner draws its noise and rolls out ("cpu", "cuda", ...); the model, policy and value
+        function must compute there.
     """
 
     horizon: int = 5
@@ -158,6 +161,7 @@ class PlannerConfig:
     mppi_temperature: float = 1.0
     max_batch_rows: int = 10_000
     compute_dtype: str = "float32"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.weighting not in ("cem", "mppi"):
@@ -166,8 +170,9 @@ class PlannerConfig:
             raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
 
     def autocast(self) -> torch.autocast:
-        """The autocast context of ``compute_dtype`` (disabled for float32)."""
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.compute_dtype == "bfloat16")
+        """The autocast context of ``compute_dtype`` on the device's type (disabled for float32)."""
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
+                              enabled=self.compute_dtype == "bfloat16")
 
 
 class DMDMPCPlanner:
@@ -180,7 +185,7 @@ class DMDMPCPlanner:
         self.policy_mean = policy_mean
         self.value_fn = value_fn
         self.termination_fn = termination_fn
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(config.device).manual_seed(seed)
 
     def _plan_chunk(self, x0: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -199,7 +204,8 @@ class DMDMPCPlanner:
 
     @torch.no_grad()
     def plan(self, x0: torch.Tensor) -> torch.Tensor:
-        """Updated expectation parameters mu_t [B, H, m] for start states x0 [B, n] (eqs. 10-14, 9)."""
+        """Updated expectation parameters mu_t [B, H, m] for start states x0 [B, n] on the config's device
+        (eqs. 10-14, 9)."""
         chunk = max(1, self.config.max_batch_rows // self.config.num_samples)
         with self.config.autocast():
             return torch.cat([self._plan_chunk(part).float() for part in x0.split(chunk)], dim=0)
@@ -211,16 +217,16 @@ class DMDMPCPlanner:
         Returns flat arrays obs, act, reward, next_obs, terminated holding, per start state, every
         transition up to and including the first predicted termination (start-state major order).
         """
-        start = torch.as_tensor(x0, dtype=torch.float32)
+        start = torch.as_tensor(x0, dtype=torch.float32, device=self.config.device)
         mu = self.plan(start)
         with self.config.autocast():
             states, rewards, alive = rollout(self.model, start, mu.unsqueeze(1), self.termination_fn, self.generator)
         states, rewards, alive = states[:, 0].float(), rewards[:, 0].float(), alive[:, 0]
         taken = torch.cat([torch.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)
         return {
-            "obs": states[:, :-1][taken].numpy(),
-            "act": mu[taken].numpy(),
-            "reward": rewards[taken].numpy(),
-            "next_obs": states[:, 1:][taken].numpy(),
-            "terminated": (~alive)[taken].numpy(),
+            "obs": states[:, :-1][taken].cpu().numpy(),
+            "act": mu[taken].cpu().numpy(),
+            "reward": rewards[taken].cpu().numpy(),
+            "next_obs": states[:, 1:][taken].cpu().numpy(),
+            "terminated": (~alive)[taken].cpu().numpy(),
         }

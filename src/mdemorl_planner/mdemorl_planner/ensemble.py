@@ -21,11 +21,15 @@ RANGE_MARGIN = 0.1  # predicted states and rewards may leave the fitted data's r
 
 
 class ProbabilisticEnsemble(nn.Module):
-    """K probabilistic MLPs (x, u) -> N(mean, var) over (x' - x, r), with elite selection."""
+    """K probabilistic MLPs (x, u) -> N(mean, var) over (x' - x, r), with elite selection.
+
+    Parameters, buffers, optimiser state and training data live on ``device``; the weights are drawn on the
+    CPU from ``seed``, so every device starts from the same ones.
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, num_members: int = 7, num_elites: int = 5,
                  hidden_size: int = 200, num_layers: int = 4, learning_rate: float = 1e-3,
-                 weight_decay: float = 5e-5, seed: int = 0) -> None:
+                 weight_decay: float = 5e-5, seed: int = 0, device: str = "cpu") -> None:
         super().__init__()
         if not 1 <= num_elites <= num_members:
             raise ValueError(f"need 1 <= num_elites ({num_elites}) <= num_members ({num_members})")
@@ -49,6 +53,8 @@ class ProbabilisticEnsemble(nn.Module):
         self.register_buffer("output_low", torch.full((self.out_dim,), -math.inf))  # bounds of (x', r): see step
         self.register_buffer("output_high", torch.full((self.out_dim,), math.inf))
         self._elite_cache: tuple[torch.dtype, list[torch.Tensor], list[torch.Tensor]] | None = None
+        self.device = torch.device(device)
+        self.to(self.device)
         self.optimizer = torch.optim.Adam([
             {"params": list(self.weights), "weight_decay": weight_decay},
             {"params": [*self.biases, self.max_logvar, self.min_logvar], "weight_decay": 0.0},
@@ -104,7 +110,7 @@ class ProbabilisticEnsemble(nn.Module):
     @torch.no_grad()
     def _member_mse(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-member MSE [K] of the predicted mean on un-normalised inputs x [N, in], target [N, out]."""
-        squared_error = torch.zeros(self.num_members)
+        squared_error = torch.zeros(self.num_members, device=self.device)
         for start in range(0, x.shape[0], EVAL_CHUNK_ROWS):
             chunk = self._normalize(x[start:start + EVAL_CHUNK_ROWS])
             mean, _ = self._forward(chunk.repeat(self.num_members, 1, 1))
@@ -121,17 +127,17 @@ class ProbabilisticEnsemble(nn.Module):
         training stops after ``max_epochs_since_improvement`` epochs without any member improving
         (or at ``max_epochs``) and every member is restored to its best snapshot. With no held-out
         rows (tiny data sets) the training split is used for validation. ``compute_dtype`` ``"bfloat16"``
-        runs the training forward passes under CPU autocast (1.3-1.6x faster here, the same held-out loss on
-        HalfCheetah and the leg); weights, optimiser, losses and validation stay float32.
+        runs the training forward passes under the device's autocast (on the CPU 1.3-1.6x faster here, the same
+        held-out loss on HalfCheetah and the leg); weights, optimiser, losses and validation stay float32.
         Returns {'val_loss': mean elite held-out MSE, 'train_loss': last epoch's mean NLL objective
         per member, 'epochs': epochs run}.
         """
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"ensemble compute_dtype {compute_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
-        inputs = torch.as_tensor(np.concatenate([obs, act], axis=-1), dtype=torch.float32)
+        inputs = torch.as_tensor(np.concatenate([obs, act], axis=-1), dtype=torch.float32, device=self.device)
         targets = torch.as_tensor(np.concatenate(
-            [next_obs - obs, np.reshape(reward, (-1, 1))], axis=-1), dtype=torch.float32)
-        permutation = torch.as_tensor(self._split_rng.permutation(inputs.shape[0]))
+            [next_obs - obs, np.reshape(reward, (-1, 1))], axis=-1), dtype=torch.float32, device=self.device)
+        permutation = torch.as_tensor(self._split_rng.permutation(inputs.shape[0]), device=self.device)
         num_holdout = min(int(inputs.shape[0] * holdout_fraction), max_holdout)
         train_x, train_y = inputs[permutation[num_holdout:]], targets[permutation[num_holdout:]]
         val_x, val_y = ((inputs[permutation[:num_holdout]], targets[permutation[:num_holdout]])
@@ -139,24 +145,24 @@ class ProbabilisticEnsemble(nn.Module):
 
         self.input_mean.copy_(train_x.mean(dim=0))
         outputs = torch.as_tensor(np.concatenate([np.concatenate([obs, next_obs]), np.reshape(
-            np.concatenate([reward, reward]), (-1, 1))], axis=-1), dtype=torch.float32)
+            np.concatenate([reward, reward]), (-1, 1))], axis=-1), dtype=torch.float32, device=self.device)
         low, high = outputs.min(dim=0).values, outputs.max(dim=0).values
         self.output_low.copy_(low - RANGE_MARGIN * (high - low))
         self.output_high.copy_(high + RANGE_MARGIN * (high - low))
         self.input_std.copy_(train_x.std(dim=0, correction=0).clamp_min(1e-6))
         num_train = train_x.shape[0]
-        bootstrap = torch.as_tensor(self._split_rng.integers(num_train, size=(self.num_members, num_train)))
+        bootstrap = self._split_rng.integers(num_train, size=(self.num_members, num_train))
 
         best_mse = self._member_mse(val_x, val_y)
         best_params = [p.detach().clone() for p in (*self.weights, *self.biases)]
         epochs_since_improvement, epoch, train_loss = 0, 0, float("nan")
         while epochs_since_improvement < max_epochs_since_improvement and (
                 max_epochs is None or epoch < max_epochs):
-            order = torch.as_tensor(self._split_rng.permuted(bootstrap.numpy(), axis=1))
+            order = torch.as_tensor(self._split_rng.permuted(bootstrap, axis=1), device=self.device)
             batch_losses = []
             for start in range(0, num_train, batch_size):
                 rows = order[:, start:start + batch_size]
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16"):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16"):
                     loss = self._nll_loss(self._normalize(train_x[rows]), train_y[rows])
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -193,27 +199,29 @@ class ProbabilisticEnsemble(nn.Module):
         row is predicted by a uniformly drawn elite at each step and the elites share the rows equally
         (callers lay out exchangeable rows so that blocks mix them: ``dmd_mpc.rollout`` puts samples
         first). A sample is drawn from that member's Gaussian. deterministic=True returns the mean of
-        the elites' predicted means (no randomness). Under CPU autocast the matmuls run in its dtype
+        the elites' predicted means (no randomness). Under the device's autocast the matmuls run in its dtype
         (the state update stays in float32). Next states and rewards are clamped to the range of the
         last ``fit``'s data widened by ``RANGE_MARGIN`` of its span, so that a rollout that leaves the
         data cannot compound into huge states and rewards (StochLite's reached 1e5 in 15 steps).
+        ``obs``, ``act`` and ``generator`` are on the ensemble's device.
         """
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        device_type = self.device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else torch.float32
         weights, biases = self._elite_layers(dtype)
         batch_shape = obs.shape[:-1]
         x = self._normalize(torch.cat([obs, act], dim=-1).reshape(-1, self.input_mean.shape[0])).to(dtype)
         num_rows, num_elites = x.shape[0], self.num_elites
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(device_type, enabled=False):
             if deterministic:
                 mean, _ = self._layers(x.expand(num_elites, -1, -1), weights, biases)
                 prediction = mean.mean(dim=0)
             else:
                 rows_per_member = -(-num_rows // num_elites)
                 grouped = F.pad(x, (0, 0, 0, rows_per_member * num_elites - num_rows))
-                perm = torch.randperm(num_elites, generator=generator)
+                perm = torch.randperm(num_elites, generator=generator, device=self.device)
                 mean, logvar = self._layers(grouped.view(num_elites, rows_per_member, -1),
                                             [w[perm] for w in weights], [b[perm] for b in biases])
-                noise = torch.randn(mean.shape, generator=generator)
+                noise = torch.randn(mean.shape, generator=generator, device=self.device)
                 prediction = (mean + torch.exp(0.5 * logvar) * noise).reshape(-1, self.out_dim)[:num_rows]
         prediction = prediction.reshape(*batch_shape, self.out_dim)
         next_obs = torch.clamp(obs + prediction[..., :-1], self.output_low[:-1], self.output_high[:-1])

@@ -15,6 +15,8 @@ import torch
 from builtin_interfaces.msg import Time
 from mdemorl_msgs.msg import Snapshot, TransitionBatch
 
+from .snapshots import to_cpu
+
 TRANSITION_FIELDS = ("obs", "act", "reward", "next_obs", "terminated")
 TORCH_STATE_DICT_FORMAT = "torch-state-dict"
 
@@ -148,16 +150,17 @@ def msg_to_payload(msg: Snapshot) -> bytes:
 
 
 def state_dict_to_bytes(state_dict: Mapping[str, torch.Tensor]) -> bytes:
-    """Serialise a module's ``state_dict`` (``torch.save``)."""
+    """Serialise a module's ``state_dict`` (``torch.save``) with its tensors on the CPU, so that any host loads it."""
     buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
+    torch.save(to_cpu(state_dict), buffer)
     return buffer.getvalue()
 
 
 def bytes_to_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`state_dict_to_bytes`, loading tensors only (``weights_only=True``)."""
+    """Inverse of :func:`state_dict_to_bytes`, loading tensors only (``weights_only=True``) onto the CPU (also
+    those of a payload written with tensors on a GPU)."""
     try:
-        state_dict = torch.load(io.BytesIO(payload), weights_only=True)
+        state_dict = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises EOFError, IndexError, RuntimeError, UnpicklingError, ...
         raise ValueError(f"payload of {len(payload)} bytes is not a torch state dict: {error}") from error
     if not isinstance(state_dict, dict):

@@ -20,8 +20,8 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
                                                declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
 
+from .compute import DEVICES, DTYPE_SETTINGS, resolve_node_compute
 from .cpu_setup import configure_cpu
-from .dmd_mpc import COMPUTE_DTYPES
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
 from .replay_buffer import ReplayBuffer
@@ -41,8 +41,11 @@ PARAMETERS = {
     "max_epochs": Param(int, "cap on training epochs per fit (early stopping usually ends sooner)", AT_LEAST_1),
     "holdout_fraction": Param(float, "fraction of D_ENV held out for early stopping and elite selection",
                               UNIT_OPEN_HIGH),
-    "compute_dtype": Param(str, "dtype of the training forward passes: bfloat16 (CPU autocast, about 1.5x faster, "
-                           "same held-out loss; validation stays float32) or float32", one_of(*COMPUTE_DTYPES)),
+    "compute_dtype": Param(str, "dtype of the training forward passes: auto (bfloat16 where a measured probe shows "
+                           "it faster, else float32), bfloat16 (autocast, same held-out loss; validation stays "
+                           "float32) or float32", one_of(*DTYPE_SETTINGS)),
+    "device": Param(str, "where this node computes: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda",
+                    one_of(*DEVICES)),
     "replay_size": Param(int, "capacity of D_ENV; the oldest transitions are dropped beyond it", AT_LEAST_1),
     "seed": Param(int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
     "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
@@ -62,6 +65,10 @@ class ModelTrainerNode(WorkerNode):
             raise parameter_error(self.get_name(), "num_elites",
                                   f"is {p['num_elites']} but must not exceed num_members ({p['num_members']})")
         configure_cpu(p["torch_threads"])
+        try:
+            self.compute = resolve_node_compute(p["device"], p["compute_dtype"], "model_dtype")
+        except ValueError as err:
+            raise parameter_error(NODE_NAME, "device", str(err)) from err
         self._lock = threading.Lock()  # guards D_ENV and the counters the worker reads
         self._d_env: ReplayBuffer | None = None  # created by the first batch, which fixes the dimensions
         self._model: ProbabilisticEnsemble | None = None
@@ -83,7 +90,8 @@ class ModelTrainerNode(WorkerNode):
             self.get_logger().info(f"resumed D_ENV: {self.received} transitions from {p['resume_log']}")
             self._worker.poke()
         self.get_logger().info(f"fitting the ensemble every {p['train_every_steps']} env transitions "
-                               f"(first at {max(p['min_steps'], p['train_every_steps'])})")
+                               f"(first at {max(p['min_steps'], p['train_every_steps'])}) on "
+                               f"{self.compute.device} in {self.compute.model_dtype}")
 
     def _add_env(self, batch: dict) -> None:
         """Store real transitions in D_ENV (the first batch fixes the dims); ValueError if they do not fit."""
@@ -112,7 +120,7 @@ class ModelTrainerNode(WorkerNode):
         p = self.params
         return ProbabilisticEnsemble(obs_dim, act_dim, num_members=p["num_members"], num_elites=p["num_elites"],
                                      hidden_size=p["hidden_size"], num_layers=p["num_layers"],
-                                     learning_rate=p["learning_rate"], seed=p["seed"])
+                                     learning_rate=p["learning_rate"], seed=p["seed"], device=self.compute.device)
 
     def _fit_if_due(self) -> None:
         """Worker thread: fit on a copy of D_ENV when a new block of ``train_every_steps`` is complete."""
@@ -126,7 +134,7 @@ class ModelTrainerNode(WorkerNode):
         start = time.monotonic()
         stats = self._model.fit(data["obs"], data["act"], data["reward"], data["next_obs"],
                                 holdout_fraction=p["holdout_fraction"], max_epochs=p["max_epochs"],
-                                compute_dtype=p["compute_dtype"])
+                                compute_dtype=self.compute.model_dtype)
         payload = state_dict_to_bytes(dynamics_payload(self._model, p["hidden_size"], p["num_layers"],
                                                        stats["val_loss"]))
         if self._worker.stopping:
@@ -143,7 +151,7 @@ class ModelTrainerNode(WorkerNode):
     def _publish_diagnostics(self) -> None:
         values = {"transitions": self.received, "fits": self.fits, "last_val_loss": self.last_val_loss,
                   "last_fit_seconds": self.last_fit_seconds, "fitting": self._worker.busy,
-                  "rejected_batches": self.rejected}
+                  "rejected_batches": self.rejected, **self.compute.values("model_dtype")}
         problem = f"{self.rejected} malformed transition batches rejected" if self.rejected else ""
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
 

@@ -110,7 +110,7 @@ class TwinQ(nn.Module):
             if i < last:
                 h = torch.baddbmm(b, h, w).relu_()
             else:  # Q in float32 under autocast too: bfloat16 would round a Q of 100 to a step of 0.5
-                with torch.autocast("cpu", enabled=False):
+                with torch.autocast(h.device.type, enabled=False):
                     h = twin_q_output(h.float(), w, b)
         return h
 

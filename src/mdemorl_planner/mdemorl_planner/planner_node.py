@@ -24,8 +24,9 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
+from .compute import DEVICES, DTYPE_SETTINGS, resolve_node_compute
 from .cpu_setup import configure_cpu
-from .dmd_mpc import COMPUTE_DTYPES, DMDMPCPlanner, PlannerConfig
+from .dmd_mpc import DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
 from .replay_buffer import ReplayBuffer
@@ -61,8 +62,11 @@ PARAMETERS = {
     "imagined_reward": Param(str, "reward of imagined transitions: model (the ensemble's reward head, as in the "
                              "paper), task (the robot's reward of the predicted next state; leg only) or auto "
                              "(task where possible, else model)", one_of(*IMAGINED_REWARDS)),
-    "compute_dtype": Param(str, "dtype of the planner's matmuls: bfloat16 (about 2.5x faster on CPUs with "
-                           "AVX512-BF16; states and costs stay float32) or float32", one_of(*COMPUTE_DTYPES)),
+    "compute_dtype": Param(str, "dtype of the planner's matmuls: auto (bfloat16 where a measured probe shows it "
+                           "faster, else float32), bfloat16 (states and costs stay float32) or float32",
+                           one_of(*DTYPE_SETTINGS)),
+    "device": Param(str, "where this node computes: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda",
+                    one_of(*DEVICES)),
     "publish_chunk": Param(int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
     "replay_size": Param(int, "capacity of the planner's D_ENV (start states)", AT_LEAST_1),
     "seed": Param(int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
@@ -100,6 +104,10 @@ class PlannerNode(WorkerNode):
             raise parameter_error(self.get_name(), "schedule_end_epoch", f"is {p['schedule_end_epoch']} but must "
                                   f"not precede schedule_start_epoch ({p['schedule_start_epoch']})")
         configure_cpu(p["torch_threads"])
+        try:
+            self.compute = resolve_node_compute(p["device"], p["compute_dtype"], "planner_dtype")
+        except ValueError as err:
+            raise parameter_error(NODE_NAME, "device", str(err)) from err
         self._horizon = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["horizon_start"],
                                        p["horizon_end"])
         self._batch = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["rollout_batch_start"],
@@ -138,7 +146,8 @@ class PlannerNode(WorkerNode):
             self._add_env(resumed)
             self.get_logger().info(f"resumed D_ENV: {self.env_steps} start states from {p['resume_log']}")
         self.get_logger().info(f"{p['algo']} imagination for {p['robot']}: H {p['horizon_start']}->{p['horizon_end']}, "
-                               f"batch {p['rollout_batch_start']}->{p['rollout_batch_max']}, M={p['num_samples']}")
+                               f"batch {p['rollout_batch_start']}->{p['rollout_batch_max']}, M={p['num_samples']}, on "
+                               f"{self.compute.device} in {self.compute.planner_dtype}")
 
     def _check_dims(self, obs_dim: int, act_dim: int, what: str) -> None:
         if self._dims is not None and (obs_dim, act_dim) != self._dims:
@@ -184,14 +193,14 @@ class PlannerNode(WorkerNode):
             return None
 
     def _on_policy(self, msg: Snapshot) -> None:
-        policy = self._read_snapshot(msg, "policy", load_policy)
+        policy = self._read_snapshot(msg, "policy", lambda state: load_policy(state, device=self.compute.device))
         if policy is not None:
             with self._lock:
                 self._policy = msg.version, policy
             self._worker.poke()
 
     def _on_dynamics(self, msg: Snapshot) -> None:
-        model = self._read_snapshot(msg, "dynamics", load_dynamics)
+        model = self._read_snapshot(msg, "dynamics", lambda state: load_dynamics(state, device=self.compute.device))
         if model is not None:
             with self._lock:
                 self._dynamics = msg.version, model
@@ -204,7 +213,7 @@ class PlannerNode(WorkerNode):
         return PlannerConfig(horizon=horizon, num_samples=p["num_samples"], elite_fraction=p["elite_fraction"],
                              alpha=1.0 if mppi else p["mirror_alpha"], sigma=p["sigma"], gamma=p["gamma"],
                              weighting="mppi" if mppi else "cem", mppi_temperature=p["mppi_temperature"],
-                             compute_dtype=p["compute_dtype"])
+                             compute_dtype=self.compute.planner_dtype, device=self.compute.device)
 
     def _imagine_if_due(self) -> None:
         """Worker thread: one imagination round with the latest dynamics and policy, then publish D_MPC."""
@@ -251,7 +260,8 @@ class PlannerNode(WorkerNode):
                   "imaginations": self.imaginations, "published_transitions": self.published,
                   "dropped_nonfinite": self.dropped_nonfinite, "last_imagine_seconds": self.last_imagine_seconds,
                   "last_publish_seconds": self.last_publish_seconds, "imagining": self._worker.busy,
-                  "rejected_batches": self.rejected_batches, "rejected_snapshots": self.rejected_snapshots}
+                  "rejected_batches": self.rejected_batches, "rejected_snapshots": self.rejected_snapshots,
+                  **self.compute.values("planner_dtype")}
         rejected = self.rejected_batches + self.rejected_snapshots
         problem = f"{rejected} malformed inputs rejected" if rejected else ""
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))

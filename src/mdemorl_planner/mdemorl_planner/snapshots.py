@@ -2,8 +2,13 @@
 
 policy:   {"actor", "critic", "obs_dim", "act_dim", "hidden_size", "num_layers"}
 dynamics: {"model", "obs_dim", "act_dim", "num_members", "num_elites", "hidden_size", "num_layers", "val_loss"}
+
+Payloads, like messages and checkpoints, travel with their tensors on the CPU (:func:`to_cpu`); the loaders put
+the modules on the device they are asked for.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -12,6 +17,21 @@ from .ensemble import ProbabilisticEnsemble
 from .networks import SquashedGaussianActor, TwinQ
 
 UNBOUNDED_BUFFERS = ("output_low", "output_high")  # +-inf until the ensemble is fitted: no bound yet
+
+
+def to_cpu(tree):
+    """``tree`` (tensors in nested dicts, lists and tuples) with every tensor on the CPU. A tensor already there
+    is itself, not a copy; the containers are shallow copies keeping their type and attributes (a state
+    dict's ``_metadata``)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        moved = copy.copy(tree)
+        moved.update((key, to_cpu(value)) for key, value in tree.items())
+        return moved
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_cpu(value) for value in tree)
+    return tree
 
 
 class PolicyValue:
@@ -68,24 +88,24 @@ def _load(module: nn.Module, state: object, key: str, kind: str) -> None:
             raise ValueError(f"{kind} snapshot: '{key}.{name}' holds non-finite values")
 
 
-def load_policy(state: dict) -> PolicyValue:
-    """Actor and twin critic of a policy payload; ValueError says what is wrong with it."""
+def load_policy(state: dict, device: str = "cpu") -> PolicyValue:
+    """Actor and twin critic of a policy payload, on ``device``; ValueError says what is wrong with it."""
     obs_dim, act_dim, hidden, layers = _sizes(state, ("obs_dim", "act_dim", "hidden_size", "num_layers"), "policy")
-    actor = SquashedGaussianActor(obs_dim, act_dim, hidden, layers)
-    critic = TwinQ(obs_dim, act_dim, hidden, layers)
+    actor = SquashedGaussianActor(obs_dim, act_dim, hidden, layers).to(device)
+    critic = TwinQ(obs_dim, act_dim, hidden, layers).to(device)
     _load(actor, state.get("actor"), "actor", "policy")
     _load(critic, state.get("critic"), "critic", "policy")
     return PolicyValue(actor.eval(), critic.eval(), obs_dim, act_dim)
 
 
-def load_dynamics(state: dict) -> ProbabilisticEnsemble:
-    """The ensemble of a dynamics payload; ValueError says what is wrong with it."""
+def load_dynamics(state: dict, device: str = "cpu") -> ProbabilisticEnsemble:
+    """The ensemble of a dynamics payload, on ``device``; ValueError says what is wrong with it."""
     obs_dim, act_dim, members, elites, hidden, layers = _sizes(
         state, ("obs_dim", "act_dim", "num_members", "num_elites", "hidden_size", "num_layers"), "dynamics")
     if elites > members:
         raise ValueError(f"dynamics snapshot: num_elites {elites} exceeds num_members {members}")
     model = ProbabilisticEnsemble(obs_dim, act_dim, num_members=members, num_elites=elites,
-                                  hidden_size=hidden, num_layers=layers)
+                                  hidden_size=hidden, num_layers=layers, device=device)
     _load(model, state.get("model"), "model", "dynamics")
     elite_ids = model.elite_indices
     if elite_ids.min() < 0 or elite_ids.max() >= members:

@@ -12,6 +12,7 @@ OBS_DIM, ACT_DIM = 3, 2
 A = np.array([[0.1, -0.2, 0.0], [0.05, 0.0, 0.1], [0.0, 0.2, -0.1]])
 B = np.array([[0.3, 0.0], [0.0, -0.2], [0.1, 0.1]])
 C = np.array([1.0, -0.5, 0.25])
+DEVICES = ["cpu", pytest.param("cuda:0", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 def linear_data(num: int, seed: int, noise: float = 0.01):
@@ -169,3 +170,28 @@ def test_fit_rejects_an_unknown_compute_dtype():
     model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=2, num_elites=1, hidden_size=8, num_layers=1)
     with pytest.raises(ValueError, match=r"ensemble compute_dtype 'float16' is not one of float32, bfloat16"):
         model.fit(*linear_data(100, seed=0), compute_dtype="float16")
+
+def test_parameters_buffers_and_optimiser_are_made_on_the_device():
+    """On the meta device: a parameter or buffer left on the CPU would show here."""
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=3, num_elites=2, hidden_size=8, num_layers=2,
+                                  device="meta")
+    optimised = [p for group in model.optimizer.param_groups for p in group["params"]]
+    assert len(optimised) == len(list(model.parameters())) == 2 * 3 + 2 and len(list(model.buffers())) == 5
+    assert {t.device.type for t in (*model.parameters(), *model.buffers(), *optimised)} == {"meta"}
+    assert model.device == torch.device("meta")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fit_and_step_on_the_device_start_from_the_cpus_weights(device):
+    model = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=3, num_elites=2, hidden_size=16, num_layers=2,
+                                  seed=3, device=device)
+    on_cpu = ProbabilisticEnsemble(OBS_DIM, ACT_DIM, num_members=3, num_elites=2, hidden_size=16, num_layers=2, seed=3)
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(model.parameters(), on_cpu.parameters(), strict=True))
+    model.fit(*linear_data(300, seed=1), max_epochs=2, compute_dtype="bfloat16")
+    adam = [t for state in model.optimizer.state.values() for key, t in state.items() if key != "step"]  # steps: CPU
+    assert len(adam) == 2 * len(list(model.parameters()))
+    assert {t.device for t in (*model.parameters(), *model.buffers(), *adam)} == {torch.device(device)}
+    obs, act = torch.zeros(5, OBS_DIM, device=device), torch.zeros(5, ACT_DIM, device=device)
+    for deterministic in (True, False):
+        outputs = model.step(obs, act, deterministic, torch.Generator(device).manual_seed(0))
+        assert {t.device for t in outputs} == {torch.device(device)} and outputs[0].shape == (5, OBS_DIM)

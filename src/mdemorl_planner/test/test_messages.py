@@ -1,5 +1,7 @@
 """Round trips and rejections of the message conversions (through real CDR serialisation)."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,22 @@ def test_snapshot_rejects_bad_arguments_and_payloads_that_are_not_state_dicts():
         bytes_to_state_dict(b"garbage")
     with pytest.raises(ValueError, match="payload holds a list, not a state dict"):
         bytes_to_state_dict(state_dict_to_bytes([torch.zeros(2)]))
+
+
+def test_a_payload_written_from_a_gpu_loads_on_the_cpu(monkeypatch):
+    """Tensors saved from cuda:0 (their storages tagged so) load as CPU tensors, also on a host without CUDA."""
+    module = torch.nn.Linear(4, 3)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        payload = state_dict_to_bytes({"model": module.state_dict(), "val_loss": 0.5})
+    state = bytes_to_state_dict(payload)
+    assert state["val_loss"] == 0.5
+    for name, tensor in module.state_dict().items():
+        assert state["model"][name].device == torch.device("cpu") and torch.equal(state["model"][name], tensor)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_state_dict_to_bytes_writes_gpu_tensors_from_the_cpu():
+    payload = state_dict_to_bytes({"model": torch.nn.Linear(4, 3).cuda().state_dict()})
+    state = torch.load(io.BytesIO(payload), weights_only=True)  # no map_location: the payload's own locations
+    assert {t.device for t in state["model"].values()} == {torch.device("cpu")}

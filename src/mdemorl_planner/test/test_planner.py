@@ -1,4 +1,6 @@
 """DMDMPCPlanner on an exact 1-D linear model x' = x + u with reward -x'^2 (optimum u* = -x0)."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig, rollout
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
 
 torch.set_num_threads(1)
+DEVICES = ["cpu", pytest.param("cuda:0", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 class IntegratorModel:
@@ -116,3 +119,35 @@ def test_rollout_gives_every_start_state_an_equal_share_of_each_elite(compute_dt
         offsets = (states[:, :, h + 1, 0] - states[:, :, h, 0]).round()
         for per_start in offsets:
             assert sorted(per_start.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+@pytest.mark.parametrize("weighting", ["cem", "mppi"])
+def test_plan_makes_every_tensor_on_the_start_states_device(weighting):
+    """On the meta device, any op that mixes in a tensor made on the CPU raises. The generator stays on the CPU
+    (meta has none; meta noise may be drawn from it)."""
+    terminate_above = lambda x, u, x_next: x_next[..., 0] > 0.9  # noqa: E731
+    planner = DMDMPCPlanner(PlannerConfig(horizon=3, num_samples=8, weighting=weighting), IntegratorModel(),
+                            lambda x: 0.3 * torch.tanh(x), lambda x: -x[..., 0], terminate_above)
+    mu = planner.plan(X0.to("meta"))
+    assert mu.device.type == "meta" and mu.shape == (3, 3, 1)
+
+
+def test_autocast_is_the_devices():
+    with PlannerConfig(compute_dtype="bfloat16").autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU build of torch warns that it disables CUDA autocast
+        on_gpu = PlannerConfig(compute_dtype="bfloat16", device="cuda").autocast()
+    with on_gpu:
+        assert not torch.is_autocast_enabled("cpu")
+        assert torch.is_autocast_enabled("cuda") == torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_plan_and_imagine_on_the_device(device):
+    """The planner's noise and rollouts are on config.device; imagine takes and hands back numpy."""
+    planner = DMDMPCPlanner(PlannerConfig(horizon=2, num_samples=10, device=device), IntegratorModel(),
+                            lambda x: 0.3 * torch.tanh(x), lambda x: -x[..., 0])
+    assert planner.generator.device == torch.device(device)
+    assert planner.plan(X0.to(device)).device == torch.device(device)
+    batch = planner.imagine(X0.numpy())
+    assert all(isinstance(v, np.ndarray) for v in batch.values()) and batch["obs"].shape == (6, 1)

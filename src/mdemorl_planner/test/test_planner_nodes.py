@@ -101,6 +101,7 @@ def overrides(**values):
     return [Parameter(k, value=v) for k, v in values.items()]
 
 
+@pytest.mark.integration
 def test_model_trainer_fits_the_linear_system_and_publishes_rising_versions(graph):
     executor, probe, add = graph
     trainer = add(ModelTrainerNode(parameter_overrides=overrides(
@@ -149,6 +150,7 @@ def _dynamics_snapshot(version, seed, obs_dim=OBS_DIM):
 BATCH, HORIZON, CHUNK = 30, 4, 50
 
 
+@pytest.mark.integration
 def test_planner_imagines_per_dynamics_snapshot_with_the_latest_policy(graph):
     executor, probe, add = graph
     planner = add(PlannerNode(parameter_overrides=overrides(
@@ -202,8 +204,8 @@ def test_invalid_planner_parameters_name_the_parameter_and_the_fix(name, value, 
 
 
 def test_invalid_model_trainer_parameters_name_the_parameter_and_the_fix():
-    with pytest.raises(ValueError, match=r"parameter 'compute_dtype' is 'float16' but must be one of float32, "
-                                         r"bfloat16") as error:
+    with pytest.raises(ValueError, match=r"parameter 'compute_dtype' is 'float16' but must be one of auto, "
+                                         r"float32, bfloat16") as error:
         ModelTrainerNode(parameter_overrides=overrides(compute_dtype="float16"))
     assert "config/model_trainer.yaml" in str(error.value)
 
@@ -250,6 +252,7 @@ def _stop(process, sig):
     return process.returncode, out
 
 
+@pytest.mark.integration
 def test_planner_process_exits_cleanly_on_sigterm(graph):
     executor, probe, _ = graph
     process = _start_node("planner_node", "planner")
@@ -258,6 +261,7 @@ def test_planner_process_exits_cleanly_on_sigterm(graph):
     assert code == 0 and "Traceback" not in out, out
 
 
+@pytest.mark.integration
 def test_model_trainer_process_exits_cleanly_on_sigint_in_the_middle_of_a_fit(graph):
     executor, probe, _ = graph
     process = _start_node("model_trainer_node", "model_trainer", "-p", "min_steps:=100", "-p",

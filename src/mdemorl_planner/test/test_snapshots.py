@@ -5,7 +5,9 @@ import torch
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
 from mdemorl_planner.messages import bytes_to_state_dict, state_dict_to_bytes
 from mdemorl_planner.networks import SquashedGaussianActor, TwinQ
-from mdemorl_planner.snapshots import dynamics_payload, load_dynamics, load_policy, policy_payload
+from mdemorl_planner.snapshots import dynamics_payload, load_dynamics, load_policy, policy_payload, to_cpu
+
+DEVICES = ["cpu", pytest.param("cuda:0", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 def _policy_state(obs_dim=3, act_dim=2, hidden=8, layers=1):
@@ -69,3 +71,33 @@ def test_fitted_output_bounds_travel_with_the_dynamics_and_nan_bounds_are_reject
     state["model"]["output_low"][0] = float("nan")
     with pytest.raises(ValueError, match=r"'model.output_low' holds non-finite"):
         load_dynamics(state)
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_to_cpu_moves_every_nested_tensor_and_keeps_the_containers(device):
+    """CPU tensors come back as themselves (no copy); containers keep their type and a state dict's _metadata."""
+    linear = torch.nn.Linear(3, 2).to(device)
+    tree = {"model": linear.state_dict(), "steps": [torch.ones(2, device=device), (torch.zeros(1, device=device), 4)],
+            "val_loss": 0.5}
+    moved = to_cpu(tree)
+    leaves = [*moved["model"].values(), moved["steps"][0], moved["steps"][1][0]]
+    assert {t.device for t in leaves} == {torch.device("cpu")}
+    assert type(moved["model"]) is type(tree["model"]) and moved["model"]._metadata == tree["model"]._metadata
+    assert type(moved["steps"][1]) is tuple and moved["steps"][1][1] == 4 and moved["val_loss"] == 0.5
+    originals = [*tree["model"].values(), tree["steps"][0], tree["steps"][1][0]]
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(leaves, originals, strict=True))
+    assert all((a is b) == (device == "cpu") for a, b in zip(leaves, originals))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_snapshots_load_onto_the_device_equal_to_the_modules_sent(device):
+    actor, critic, state = _policy_state(layers=2)
+    policy = load_policy(state, device=device)
+    for sent, loaded in ((actor, policy.actor), (critic, policy.critic)):
+        for (name, a), (_, b) in zip(sent.state_dict().items(), loaded.state_dict().items(), strict=True):
+            assert b.device == torch.device(device) and torch.equal(a, b.cpu()), name
+    model = ProbabilisticEnsemble(3, 2, num_members=3, num_elites=2, hidden_size=8, num_layers=2, seed=1)
+    model.elite_indices.copy_(torch.tensor([2, 0]))
+    loaded = load_dynamics(bytes_to_state_dict(state_dict_to_bytes(dynamics_payload(model, 8, 2, 0.5))), device)
+    assert loaded.device == torch.device(device) and loaded.elites == [2, 0]
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert b.device == torch.device(device) and torch.equal(a, b.cpu()), name

@@ -18,7 +18,11 @@ from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 
-from .node_table import LAUNCH_ARGUMENTS, NodeSpec, resolve_arguments, training_nodes
+import yaml
+
+from .node_parameters import config_defaults
+from .node_table import (COMPUTE_NODES, CONFIG_FILE, LAUNCH_ARGUMENTS, STALLS_FILE, NodeSpec, resolve_arguments,
+                         training_nodes)
 from .process_group import ProcessGroup
 
 USAGE = ("usage: mdemorl train [name:=value ...]            (mdemorl train --help lists the arguments)\n"
@@ -66,8 +70,27 @@ def print_help() -> None:
         print(f"  {a.name}:={a.default or '<empty>'}{choices}\n      {a.description}")
 
 
-def summary(run_dir: Path) -> str:
-    """The learner's last progress row and the files a person looks at."""
+def resolve_compute_choice(specs: list[NodeSpec], device: str):
+    """The device and dtypes the learning nodes among ``specs`` will resolve (the same function and per-host
+    probe cache as theirs, with their config files' compute_dtype); None when none of them runs here."""
+    dtypes = {key: config_defaults(f"{node}.yaml", node)["compute_dtype"] for node, key in COMPUTE_NODES.items()
+              if any(spec.name == node for spec in specs)}
+    if not dtypes:
+        return None
+    from mdemorl_planner.compute import resolve_compute  # torch: only for a part that learns
+    return resolve_compute(device, **dtypes)
+
+
+def write_run_config(run_dir: Path, args: dict[str, str], compute) -> None:
+    """run_dir/config.yaml: the launch arguments and what compute resolved to."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    content = {"launch": dict(args), "resolved": compute.as_dict()}
+    (run_dir / CONFIG_FILE).write_text("# mdemorl train: the launch arguments and the resolved compute choices\n"
+                                       + yaml.safe_dump(content, sort_keys=False))
+
+
+def summary(run_dir: Path, compute=None) -> str:
+    """The learner's last progress row, the compute choices, any stall, and the files a person looks at."""
     progress = run_dir / "progress.csv"
     if not progress.is_file():
         return f"no progress.csv in {run_dir}"
@@ -78,10 +101,15 @@ def summary(run_dir: Path) -> str:
     last, first = rows[-1], rows[0]
     files = [p.name for p in (run_dir / "learning_curve.png", run_dir / "foot_path.png",
                               run_dir / "checkpoints" / "latest.pt") if p.is_file()]
+    stalls_path = run_dir / STALLS_FILE
+    stalls = stalls_path.read_text().splitlines() if stalls_path.is_file() else []
+    where = f" Compute: {compute.describe()}." if compute is not None else ""
+    stalled = (f" WARNING: learning stalled {len(stalls)} time(s), first {stalls[0]} (all in {stalls_path})."
+               if stalls else "")
     return (f"{len(rows)} epochs, {last['env_steps']} env steps, {last['sac_updates']} SAC updates, "
             f"{last['mpc_transitions']} imagined transitions in {float(last['wall_s']):.0f} s; eval return "
             f"{float(first['eval_return']):.1f} after epoch 1 -> {float(last['eval_return']):.1f} after epoch "
-            f"{last['epoch']}. In {run_dir}: progress.csv, {', '.join(files)}")
+            f"{last['epoch']}.{where}{stalled} In {run_dir}: progress.csv, {CONFIG_FILE}, {', '.join(files)}")
 
 
 def train(words: list[str]) -> int:
@@ -93,6 +121,9 @@ def train(words: list[str]) -> int:
     specs = training_nodes(args)
     commands = {spec.name: node_command(spec) for spec in specs}
     run_dir = Path(args["run_dir"])
+    compute = resolve_compute_choice(specs, args["device"])
+    if compute is not None:  # the robot side alone learns nothing (and must not overwrite the workstation's file)
+        write_run_config(run_dir, args, compute)
     group = ProcessGroup(run_dir / "logs")
     stop = {"signal": None}
 
@@ -103,6 +134,8 @@ def train(words: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT explicitly: it may have been inherited as ignored
         signal.signal(sig, on_signal)
     print(f"mdemorl: starting {len(specs)} nodes ({', '.join(commands)}); logs in {run_dir / 'logs'}", flush=True)
+    if compute is not None:
+        print(f"mdemorl: compute: {compute.describe()} (in {run_dir / CONFIG_FILE})", flush=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     code = 0
     try:
@@ -113,7 +146,7 @@ def train(words: list[str]) -> int:
             node = group.wait_any()
             if node.exit_code == 0 and node.name == finisher:
                 print(f"mdemorl: {node.name} finished: the run is complete", flush=True)
-                print(f"mdemorl: {summary(run_dir)}", flush=True)
+                print(f"mdemorl: {summary(run_dir, compute)}", flush=True)
                 break
             if node.exit_code != 0:
                 print(f"mdemorl: node {node.name!r} died with exit code {node.exit_code}; its last lines:",

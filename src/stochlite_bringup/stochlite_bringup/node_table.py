@@ -25,6 +25,8 @@ class LaunchArgument:
 SIMULATORS = ("pybullet", "mujoco", "none")
 ROBOT_DESCRIPTIONS = {LEG_TASK_NAME: "leg_2r.urdf", STOCHLITE_TASK_NAME: "stochlite.urdf"}  # urdf/ files for rviz:=true
 RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
+STALLS_FILE = "stalls.log"  # in run_dir: one line per learning stall, written by the learner and the agent
+CONFIG_FILE = "config.yaml"  # in run_dir: the launch arguments and the resolved compute choices
 
 LAUNCH_ARGUMENTS = (
     LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, stochlite, or a gymnasium MuJoCo id", TASK_NAMES),
@@ -42,6 +44,9 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("part", "all", "which side of the graph to start: all; robot (the simulator or driver and the "
                    "agent, on the robot's computer); workstation (learner, model trainer, planner, recorder)",
                    ("all", "robot", "workstation")),
+    LaunchArgument("device", "auto", "where the learner, model trainer and planner compute: auto (CUDA when torch "
+                   "sees a GPU, else the CPU), cpu or cuda; each compute dtype then resolves on it (config/*.yaml "
+                   "compute_dtype, auto by default)", ("auto", "cpu", "cuda")),
     LaunchArgument("resume", "false", "continue the run in run_dir after a crash or a kill: D_ENV from its log, SAC "
                    "and the epoch count from its last checkpoint", ("true", "false")),
 )
@@ -90,6 +95,9 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
     return args
 
 
+COMPUTE_NODES = {"learner": "sac_dtype", "model_trainer": "model_dtype", "planner": "planner_dtype"}  # node: its dtype
+
+
 def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     """The nodes for resolved arguments: robot side (simulator or serial driver, agent), the learning nodes, the
     recorder; ``part`` keeps one side. The learner ends a whole or workstation run, the agent a robot-side run."""
@@ -99,6 +107,7 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     agent = {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "run_dir": args["run_dir"],
              "resume": resume}
     d_env_log = {"resume_log": str(Path(args["run_dir"]) / "d_env")} if resume else {}  # the learner's log
+    device = {"device": args["device"]}
     estimator = []
     if args["sim"] == "none" and robot == STOCHLITE_TASK_NAME:  # StochLite's profile; the estimator makes task_step
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "stochlite_hw_interface", "stochlite_hw_interface.yaml",
@@ -120,11 +129,11 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                  side="robot"),
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
                  {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
-                  "run_dir": args["run_dir"], "resume": resume}, ends_run=args["part"] != "robot"),
+                  "run_dir": args["run_dir"], "resume": resume, **device}, ends_run=args["part"] != "robot"),
         NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
-                 {"seed": seed, "train_every_steps": steps, "min_steps": steps, **d_env_log}),  # once per epoch
+                 {"seed": seed, "train_every_steps": steps, "min_steps": steps, **d_env_log, **device}),  # per epoch
         NodeSpec("mdemorl_planner", "planner_node", "planner", "planner.yaml",
-                 {"robot": robot, "steps_per_epoch": steps, "seed": seed, **d_env_log}),
+                 {"robot": robot, "steps_per_epoch": steps, "seed": seed, **d_env_log, **device}),
         NodeSpec("stochlite_bringup", "recorder_node", "recorder", "recorder.yaml",
                  {"robot": robot, "output": str(Path(args["run_dir"]) / RECORD_FILE)}),
     ] + ([NodeSpec("stochlite_bringup", "foxglove_bridge_node", "foxglove_bridge", "foxglove_bridge.yaml",

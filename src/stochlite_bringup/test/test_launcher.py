@@ -5,18 +5,21 @@ import time
 from xml.etree import ElementTree
 
 import pytest
+import torch
 import yaml
 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
-from stochlite_bringup.node_table import LAUNCH_ARGUMENTS, ROBOT_DESCRIPTIONS, resolve_arguments, training_nodes
+from stochlite_bringup.launcher import resolve_compute_choice, summary, write_run_config
+from stochlite_bringup.node_table import (COMPUTE_NODES, CONFIG_FILE, LAUNCH_ARGUMENTS, ROBOT_DESCRIPTIONS,
+                                          STALLS_FILE, resolve_arguments, training_nodes)
 from stochlite_bringup.process_group import ProcessGroup
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES as LEG_JOINT_NAMES
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES as STOCHLITE_JOINT_NAMES
 
 TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir", "foxglove",
-                          "part", "resume")
+                          "part", "device", "resume")
 
 
 def test_launch_arguments_are_exactly_those_of_train_launch():
@@ -58,6 +61,37 @@ def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
     assert [n.name for n in nodes] == ["sim_bridge", "agent", "learner", "model_trainer", "planner", "recorder"]
     assert all(n.parameters.get("robot", "HalfCheetah-v5") == "HalfCheetah-v5" for n in nodes)
     assert nodes[0].parameters == {"robot": "HalfCheetah-v5", "seed": 4}
+
+
+def test_device_goes_to_the_nodes_that_learn_and_their_dtypes_default_to_auto():
+    nodes = training_nodes(resolve_arguments({"device": "cpu"}))
+    assert {n.name for n in nodes if "device" in n.parameters} == set(COMPUTE_NODES)
+    assert all(n.parameters["device"] == "cpu" for n in nodes if n.name in COMPUTE_NODES)
+    assert all(config_defaults(f"{name}.yaml", name)["compute_dtype"] == "auto" for name in COMPUTE_NODES)
+    assert all(config_defaults(f"{name}.yaml", name)["device"] == "auto" for name in COMPUTE_NODES)
+
+
+def test_the_run_config_and_summary_name_the_compute_choice_and_any_stall(tmp_path):
+    args = resolve_arguments({"run_dir": str(tmp_path), "device": "cpu"})
+    compute = resolve_compute_choice(training_nodes(args), args["device"])
+    assert compute.device == "cpu" and compute.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    write_run_config(tmp_path, args, compute)
+    config = yaml.safe_load((tmp_path / CONFIG_FILE).read_text())
+    assert config["launch"]["device"] == "cpu" and config["resolved"] == compute.as_dict()
+    assert set(config["resolved"]) == {"device", "sac_dtype", "model_dtype", "planner_dtype", "cpu_capability",
+                                       "float32_gflops", "bfloat16_gflops"}
+    assert resolve_compute_choice(training_nodes({**args, "part": "robot"}), "cpu") is None  # learns nothing
+
+    (tmp_path / "progress.csv").write_text("epoch,env_steps,eval_return,sac_updates,mpc_transitions,wall_s\n"
+                                           "1,1000,10.0,0,0,20\n2,2000,50.0,800,3000,41\n")
+    line = summary(tmp_path, compute)
+    assert "eval return 10.0 after epoch 1 -> 50.0 after epoch 2" in line
+    assert f"Compute: {compute.describe()}." in line and f"SAC {compute.sac_dtype}" in line
+    assert "WARNING" not in line
+    (tmp_path / STALLS_FILE).write_text("learner: epoch 2: 0.10 SAC updates per real step against 1 configured\n"
+                                        "agent: learning stalled: waiting 31 s\n")
+    line = summary(tmp_path, compute)
+    assert "WARNING: learning stalled 2 time(s), first learner: epoch 2: 0.10 SAC updates per real step" in line
 
 
 def test_the_robot_and_workstation_parts_split_the_graph():
@@ -111,6 +145,7 @@ def test_rviz_shows_the_robots_urdf_with_the_joints_its_joint_states_name(robot,
     ({"robot": "leg", "sim": "mujoco"}, "robot:=leg is simulated in PyBullet"),
     ({"epochs": "ten"}, "epochs:=ten must be a positive integer"),
     ({"steps_per_epoch": "0"}, "steps_per_epoch:=0 must be a positive integer"),
+    ({"device": "gpu"}, "device:=gpu is not one of auto, cpu, cuda"),
 ])
 def test_bad_arguments_name_the_argument_and_the_fix(given, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
@@ -121,6 +156,7 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-u", "-c", code]
 
 
+@pytest.mark.integration
 def test_a_dead_node_is_reported_with_its_last_lines_and_the_rest_stop(tmp_path):
     echo = open(tmp_path / "echo.txt", "w")
     group = ProcessGroup(tmp_path / "logs", echo=echo)
@@ -138,6 +174,7 @@ def test_a_dead_node_is_reported_with_its_last_lines_and_the_rest_stop(tmp_path)
     assert "[steady] up" in (tmp_path / "echo.txt").read_text()
 
 
+@pytest.mark.integration
 def test_a_node_that_ignores_sigint_is_escalated_within_the_timeout(tmp_path):
     group = ProcessGroup(tmp_path / "logs", echo=open(tmp_path / "echo.txt", "w"))
     stubborn = group.start("stubborn", python(
@@ -174,6 +211,7 @@ def test_mdemorl_bad_input_is_one_error_line_and_exit_2(words, message):
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
 
 
+@pytest.mark.integration
 def test_nodes_do_not_outlive_a_killed_launcher(tmp_path):
     """SIGKILL on the supervising process still ends its nodes (parent-death signal)."""
     code = (
