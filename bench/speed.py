@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mdemorl_learner.sac import SAC, SACConfig
-from mdemorl_planner.compute import ISA_LIMIT_VARIABLES, cached_probe, resolve_dtype
+from mdemorl_planner.compute import cached_probe, isa_limits, resolve_dtype
 from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.dmd_mpc import DMDMPCPlanner, PlannerConfig
 from mdemorl_planner.ensemble import ProbabilisticEnsemble
@@ -283,9 +282,8 @@ def main() -> int:
     summary_path = results / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     suffix = "" if args.threads == DEFAULT_THREADS else f"_{args.threads}_threads"
-    isa_limits = {k: os.environ[k] for k in ISA_LIMIT_VARIABLES if k in os.environ}  # e.g. an emulated AVX2 host
     summary[name + suffix] = {**headline, "measured": {"machine": machine(), "cpu_capability": capability,
-                                                       "isa_limits": isa_limits, "date": date.today().isoformat(),
+                                                       "isa_limits": isa_limits(), "date": date.today().isoformat(),
                                                        "threads": args.threads}}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     plot(results / f"{name}.png", peak, {"model hidden layer + SiLU": layer, "model step (ensemble)": step,
@@ -321,7 +319,7 @@ def plot(path: Path, peak: dict, parts: dict[str, dict], sac: dict, fit: dict, a
     right.set(ylabel="SAC updates / s", title=f"SAC, batch 256, 2x256: {best / sac['plain']:.2f}x plain")
     model.bar(list(fit), list(fit.values()), color=["tab:blue", "tab:orange", "tab:purple"])
     model.set(ylabel="training rows / s", title=f"ensemble fit ({args.fit_rows} rows, {MEMBERS} members)")
-    limits = ", ".join(f"{k}={os.environ[k]}" for k in ISA_LIMIT_VARIABLES if k in os.environ)
+    limits = ", ".join(f"{k}={v}" for k, v in isa_limits().items())  # e.g. an emulated AVX2 host
     fig.suptitle(f"{date.today().isoformat()}, {machine()}, {torch.backends.cpu.get_cpu_capability()}"
                  f"{f' ({limits})' if limits else ''}, {args.threads} threads; auto = {auto}")
     fig.tight_layout()

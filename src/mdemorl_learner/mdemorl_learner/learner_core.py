@@ -52,9 +52,12 @@ class LearnerCore:
         with self._data_lock:
             self.d_env.add_batch(*(batch[k] for k in FIELDS))
             before, self.env_steps = self.env_steps, self.env_steps + len(batch["reward"])
-            first_eligible = max(self.start_steps, self.sac.config.batch_size)  # Trainer.env_step's condition
-            eligible = max(0, self.env_steps - max(before, first_eligible - 1))
-            self._credit += eligible * self.updates_per_step
+            self._credit += self.credited_steps(before, self.env_steps) * self.updates_per_step
+
+    def credited_steps(self, after: int, last: int) -> int:
+        """How many env steps with an index in (after, last] earn update credit (Trainer.env_step's condition)."""
+        first_eligible = max(self.start_steps, self.sac.config.batch_size)
+        return max(0, last - max(after, first_eligible - 1))
 
     def restore(self, d_env: dict[str, np.ndarray], sac_state: dict | None) -> None:
         """Resume: D_ENV from a log and, if given, the SAC state of a checkpoint. The update credit owed

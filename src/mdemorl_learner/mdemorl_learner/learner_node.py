@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from mdemorl_msgs.msg import Snapshot, TrainingStatus, TransitionBatch
-from mdemorl_planner.compute import DEVICES, DTYPE_SETTINGS, resolve_node_compute
+from mdemorl_planner.compute import DTYPE_SETTINGS
 from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.messages import (bytes_to_state_dict, msg_to_batch, msg_to_payload, snapshot_to_msg,
                                       state_dict_to_bytes)
+from mdemorl_planner.node_compute import DEVICE_PARAMETER, node_compute
 from mdemorl_planner.transition_log import TransitionLog
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -37,7 +38,7 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_LOW, Param,
-                                               Rule, declare_parameters, one_of, parameter_error)
+                                               Rule, declare_parameters, one_of)
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import TASK_NAMES
 from stochlite_bringup.tasks.dimensions import task_dimensions
@@ -83,8 +84,7 @@ PARAMETERS = {
     "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: auto (bfloat16 where a measured "
                            "probe shows it faster, else float32), float32, or bfloat16 (weights cast once per update; "
                            "Q values and losses stay float32)", one_of(*DTYPE_SETTINGS)),
-    "device": Param(str, "where this node computes: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda",
-                    one_of(*DEVICES)),
+    "device": DEVICE_PARAMETER,
     "resume": Param(bool, "continue the run in run_dir: D_ENV from run_dir/d_env, SAC and the epoch count from "
                     "checkpoints/latest.pt; false starts afresh (and empties run_dir/d_env)"),
 }
@@ -98,10 +98,7 @@ class LearnerNode(WorkerNode):
         p = declare_parameters(self, NODE_NAME, PARAMETERS)
         configure_cpu(p["torch_threads"])
         self.params = p
-        try:
-            self.compute = resolve_node_compute(p["device"], p["compute_dtype"], "sac_dtype")
-        except ValueError as err:
-            raise parameter_error(NODE_NAME, "device", str(err)) from err
+        self.compute = node_compute(NODE_NAME, p, "sac_dtype")
         dims = task_dimensions(p["robot"])
         obs_dim, act_dim = dims.obs_dim, dims.act_dim
         sac_config = SACConfig(hidden_size=p["hidden_size"], num_layers=p["num_layers"], gamma=p["gamma"],
@@ -122,7 +119,6 @@ class LearnerNode(WorkerNode):
         self._pending_evals: collections.deque[float] = collections.deque()  # returns of epochs not closed yet
         self._start = time.monotonic()
         self._updates_at_status = 0
-        self._epoch_start = (self._start, 0)  # (time, SAC updates) when D_ENV began the current epoch's steps
         self.stall = ""  # the update stall of the last epoch whose steps are all in D_ENV, if it had one
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +132,7 @@ class LearnerNode(WorkerNode):
             self._log.clear()
             self._write_progress([])
             (self.run_dir / STALLS_FILE).unlink(missing_ok=True)
-        self._epoch_start = (time.monotonic(), self.core.updates)
+        self._epoch_start = (time.monotonic(), self.core.updates)  # when D_ENV began the current epoch's steps
         self._paced_epochs = self.core.env_steps // p["steps_per_epoch"]
 
         self._policy_pub = self.create_publisher(Snapshot, POLICY_TOPIC, SNAPSHOT_QOS)
@@ -280,10 +276,8 @@ class LearnerNode(WorkerNode):
 
     def _pace_epoch(self, epoch: int, steps: int) -> None:
         p, now = self.params, time.monotonic()
-        first_eligible = max(p["start_steps"], p["batch_size"])  # as LearnerCore's update credit
-        eligible = max(0, epoch * steps - max((epoch - 1) * steps, first_eligible - 1))
-        pace = EpochPace(epoch, self.core.updates - self._epoch_start[1], eligible, steps,
-                         now - self._epoch_start[0])
+        credited = self.core.credited_steps((epoch - 1) * steps, epoch * steps)
+        pace = EpochPace(epoch, self.core.updates - self._epoch_start[1], credited, steps, now - self._epoch_start[0])
         self._epoch_start = (now, self.core.updates)
         self.stall = ""
         if update_ratio_stalled(pace, p["updates_per_step"]):

@@ -53,7 +53,3 @@ def record_stall(run_dir: Path | str, node: str, text: str) -> None:
     with path.open("a") as f:
         f.write(f"{node}: {text}\n")
 
-
-def read_stalls(run_dir: Path | str) -> list[str]:
-    path = Path(run_dir) / STALLS_FILE
-    return path.read_text().splitlines() if path.is_file() else []

@@ -1,8 +1,9 @@
 """The stall rule: fewer than half the owed SAC updates over a whole epoch, recorded for the run's summary."""
 import math
 
-from mdemorl_learner.stalls import (EpochPace, describe_update_stall, read_stalls, record_stall,
-                                    update_ratio_stalled)
+from stochlite_bringup.node_table import STALLS_FILE
+
+from mdemorl_learner.stalls import EpochPace, describe_update_stall, record_stall, update_ratio_stalled
 
 
 def test_an_epoch_is_stalled_below_half_the_configured_updates_per_step():
@@ -23,7 +24,8 @@ def test_the_description_names_the_ratio_the_rate_and_the_compute(tmp_path):
     text = describe_update_stall(pace, 1.0, "SAC bfloat16 on cpu (AVX2)")
     assert text == ("epoch 4: 0.14 SAC updates per real step against 1 configured (145 updates in 10 s, "
                     "14.5 updates/s; SAC bfloat16 on cpu (AVX2))")
-    assert read_stalls(tmp_path) == []
+    assert not (tmp_path / STALLS_FILE).exists()
     record_stall(tmp_path, "learner", text)
     record_stall(tmp_path, "agent", "waiting 31 s for a policy")
-    assert read_stalls(tmp_path) == [f"learner: {text}", "agent: waiting 31 s for a policy"]
+    lines = (tmp_path / STALLS_FILE).read_text().splitlines()
+    assert lines == [f"learner: {text}", "agent: waiting 31 s for a policy"]

@@ -120,8 +120,13 @@ def _cpu_model() -> str:
 def host_key(device: torch.device) -> str:
     """What the probe's result depends on: the processor (or GPU), torch's kernels and their ISA limits."""
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
-    isa_limits = ",".join(f"{k}={os.environ[k]}" for k in ISA_LIMIT_VARIABLES if k in os.environ)
-    return "|".join((device.type, hardware, torch.backends.cpu.get_cpu_capability(), torch.__version__, isa_limits))
+    limits = ",".join(f"{k}={v}" for k, v in isa_limits().items())
+    return "|".join((device.type, hardware, torch.backends.cpu.get_cpu_capability(), torch.__version__, limits))
+
+
+def isa_limits() -> dict[str, str]:
+    """The environment variables that cap torch's, oneDNN's and MKL's kernels below the CPU's ISA, as set."""
+    return {k: os.environ[k] for k in ISA_LIMIT_VARIABLES if k in os.environ}
 
 
 def cache_path() -> Path:
@@ -181,8 +186,3 @@ def resolve_compute(device: str = "auto", sac_dtype: str = "auto", model_dtype: 
         planner_dtype=resolve_dtype(planner_dtype, probe), cpu_capability=torch.backends.cpu.get_cpu_capability(),
         float32_gflops=probe.float32_gflops, bfloat16_gflops=probe.bfloat16_gflops)
 
-
-def resolve_node_compute(device: str, compute_dtype: str, dtype_key: str) -> ComputeChoice:
-    """A node's resolution: ``compute_dtype`` is its own dtype (``dtype_key``: sac_dtype, model_dtype or
-    planner_dtype); the others resolve as ``auto`` and are not used by the node."""
-    return resolve_compute(device, **{dtype_key: compute_dtype})

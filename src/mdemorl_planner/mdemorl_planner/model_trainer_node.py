@@ -20,10 +20,11 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
                                                declare_parameters, one_of, parameter_error)
 from stochlite_bringup.node_worker import WorkerNode
 
-from .compute import DEVICES, DTYPE_SETTINGS, resolve_node_compute
+from .compute import DTYPE_SETTINGS
 from .cpu_setup import configure_cpu
 from .ensemble import ProbabilisticEnsemble
 from .messages import msg_to_batch, snapshot_to_msg, state_dict_to_bytes
+from .node_compute import DEVICE_PARAMETER, node_compute
 from .replay_buffer import ReplayBuffer
 from .snapshots import dynamics_payload
 from .transition_log import read_transition_log
@@ -44,8 +45,7 @@ PARAMETERS = {
     "compute_dtype": Param(str, "dtype of the training forward passes: auto (bfloat16 where a measured probe shows "
                            "it faster, else float32), bfloat16 (autocast, same held-out loss; validation stays "
                            "float32) or float32", one_of(*DTYPE_SETTINGS)),
-    "device": Param(str, "where this node computes: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda",
-                    one_of(*DEVICES)),
+    "device": DEVICE_PARAMETER,
     "replay_size": Param(int, "capacity of D_ENV; the oldest transitions are dropped beyond it", AT_LEAST_1),
     "seed": Param(int, "seed of the ensemble's initial weights and data splits", NON_NEGATIVE),
     "torch_threads": Param(int, "torch intra-op threads; 0 keeps torch's default", NON_NEGATIVE),
@@ -65,10 +65,7 @@ class ModelTrainerNode(WorkerNode):
             raise parameter_error(self.get_name(), "num_elites",
                                   f"is {p['num_elites']} but must not exceed num_members ({p['num_members']})")
         configure_cpu(p["torch_threads"])
-        try:
-            self.compute = resolve_node_compute(p["device"], p["compute_dtype"], "model_dtype")
-        except ValueError as err:
-            raise parameter_error(NODE_NAME, "device", str(err)) from err
+        self.compute = node_compute(NODE_NAME, p, "model_dtype")
         self._lock = threading.Lock()  # guards D_ENV and the counters the worker reads
         self._d_env: ReplayBuffer | None = None  # created by the first batch, which fixes the dimensions
         self._model: ProbabilisticEnsemble | None = None

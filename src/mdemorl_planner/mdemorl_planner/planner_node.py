@@ -24,11 +24,12 @@ from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIV
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
-from .compute import DEVICES, DTYPE_SETTINGS, resolve_node_compute
+from .compute import DTYPE_SETTINGS
 from .cpu_setup import configure_cpu
 from .dmd_mpc import DMDMPCPlanner, PlannerConfig
 from .ensemble import ProbabilisticEnsemble
 from .messages import batch_to_msg, bytes_to_state_dict, msg_to_batch, msg_to_payload
+from .node_compute import DEVICE_PARAMETER, node_compute
 from .replay_buffer import ReplayBuffer
 from .schedules import LinearSchedule
 from .snapshots import PolicyValue, load_dynamics, load_policy
@@ -65,8 +66,7 @@ PARAMETERS = {
     "compute_dtype": Param(str, "dtype of the planner's matmuls: auto (bfloat16 where a measured probe shows it "
                            "faster, else float32), bfloat16 (states and costs stay float32) or float32",
                            one_of(*DTYPE_SETTINGS)),
-    "device": Param(str, "where this node computes: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda",
-                    one_of(*DEVICES)),
+    "device": DEVICE_PARAMETER,
     "publish_chunk": Param(int, "most transitions per TransitionBatch message on the mpc topic", AT_LEAST_1),
     "replay_size": Param(int, "capacity of the planner's D_ENV (start states)", AT_LEAST_1),
     "seed": Param(int, "seed of the start-state sampling and the planner's noise", NON_NEGATIVE),
@@ -104,10 +104,7 @@ class PlannerNode(WorkerNode):
             raise parameter_error(self.get_name(), "schedule_end_epoch", f"is {p['schedule_end_epoch']} but must "
                                   f"not precede schedule_start_epoch ({p['schedule_start_epoch']})")
         configure_cpu(p["torch_threads"])
-        try:
-            self.compute = resolve_node_compute(p["device"], p["compute_dtype"], "planner_dtype")
-        except ValueError as err:
-            raise parameter_error(NODE_NAME, "device", str(err)) from err
+        self.compute = node_compute(NODE_NAME, p, "planner_dtype")
         self._horizon = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["horizon_start"],
                                        p["horizon_end"])
         self._batch = LinearSchedule(p["schedule_start_epoch"], p["schedule_end_epoch"], p["rollout_batch_start"],
