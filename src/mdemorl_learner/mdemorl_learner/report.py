@@ -18,6 +18,9 @@ from stochlite_bringup.node_table import RECORD_FILE
 from .plotting import plot_foot_path, plot_learning_columns, plt
 
 REPORT_DIR = "report"
+USAGE = ("usage: mdemorl report RUN_DIR\n\nRebuilds the plots of an `mdemorl train` run from RUN_DIR/record.mcap "
+         f"alone, into RUN_DIR/{REPORT_DIR}/:\nlearning_curve.png, foot_path.png (leg), joint_states.png and "
+         "shifts_vs_tilt.png (StochLite).")
 
 LEG_CONTROL_DT_S = 0.002  # one foot-path marker point per 500 Hz control step
 
@@ -129,8 +132,11 @@ def report(run_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if len(argv) != 1:
-        print("usage: mdemorl report RUN_DIR", file=sys.stderr)
+        print(USAGE.splitlines()[0], file=sys.stderr)
         return 2
     try:
         written = report(Path(argv[0]))

@@ -23,8 +23,10 @@ import yaml
 from .node_parameters import config_defaults
 from .node_table import (COMPUTE_NODES, CONFIG_FILE, LAUNCH_ARGUMENTS, STALLS_FILE, NodeSpec, resolve_arguments,
                          training_nodes)
-from .process_group import ProcessGroup
+from .process_group import ProcessGroup, exit_decision
 
+COMMANDS = ("train", "report", "emulate")
+HELP_FLAGS = ("-h", "--help")  # print a command's usage and exit 0
 USAGE = ("usage: mdemorl train [name:=value ...]            (mdemorl train --help lists the arguments)\n"
          "       mdemorl report RUN_DIR                      (plots from the run's record.mcap)\n"
          "       mdemorl emulate robot:=leg [name:=value ...] (mdemorl emulate --help lists the faults)")
@@ -141,17 +143,18 @@ def train(words: list[str]) -> int:
     try:
         for spec in specs:
             group.start(spec.name, commands[spec.name], env)
-        finisher = next(s.name for s in specs if s.ends_run)
+        ends_run = {spec.name: spec.ends_run for spec in specs}
         while True:
             node = group.wait_any()
-            if node.exit_code == 0 and node.name == finisher:
-                print(f"mdemorl: {node.name} finished: the run is complete", flush=True)
-                print(f"mdemorl: {summary(run_dir, compute)}", flush=True)
-                break
-            if node.exit_code != 0:
-                print(f"mdemorl: node {node.name!r} died with exit code {node.exit_code}; its last lines:",
-                      *(f"    {line}" for line in node.tail), sep="\n", file=sys.stderr, flush=True)
+            decision = exit_decision(node.name, node.exit_code, ends_run[node.name])
+            if decision.failed:
+                print(f"mdemorl: {decision.reason}; its last lines:", *(f"    {line}" for line in node.tail),
+                      sep="\n", file=sys.stderr, flush=True)
                 code = 1
+                break
+            if decision.ends_run:
+                print(f"mdemorl: {decision.reason}", flush=True)
+                print(f"mdemorl: {summary(run_dir, compute)}", flush=True)
                 break
             group.nodes.remove(node)  # a node that ends its part cleanly (the agent) leaves the group
             node.log.close()
@@ -167,7 +170,7 @@ def train(words: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("-h", "--help"):
+    if not words or words[0] in HELP_FLAGS:
         print_help()
         return 0 if words else 2
     command, rest = words[0], words[1:]
@@ -177,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "emulate":
         from leg_driver.emulator_cli import main as emulate  # leg_driver builds on this package, not the reverse
         return emulate(rest)
-    if command != "train":
-        print(f"mdemorl: unknown command {command!r}: the commands are train, report and emulate (mdemorl --help)",
+    if command not in COMMANDS:
+        print(f"mdemorl: unknown command {command!r}: the commands are {', '.join(COMMANDS)} (mdemorl --help)",
               file=sys.stderr)
         return 2
-    if rest and rest[0] in ("-h", "--help"):
+    if rest and rest[0] in HELP_FLAGS:
         print_help()
         return 0
     try:

@@ -1,13 +1,15 @@
 """The training graph as data: its launch arguments and which nodes run for them.
 
-One definition, read by ``launch/train.launch.py`` (ROS installs) and by the ``mdemorl`` launcher
-(installs without ``launch``/``launch_ros``), so both start exactly the same graph.
+One definition, read by the launch files through ``launch_actions`` (ROS installs) and by the ``mdemorl``
+launcher (installs without ``launch``/``launch_ros``), so both start exactly the same graph and reject the
+same arguments.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Iterable, Mapping
 
 from .task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
 
@@ -52,6 +54,33 @@ LAUNCH_ARGUMENTS = (
 )
 
 ARGUMENTS_BY_NAME = {a.name: a for a in LAUNCH_ARGUMENTS}
+LAUNCH_TOOL_CONFIGURATIONS = ("launch-prefix", "launch-prefix-filter", "emulate_tty")  # read by launch itself
+
+
+def arguments_to_give(fixed: Collection[str] = ()) -> tuple[LaunchArgument, ...]:
+    """The launch arguments a user gives: all but those a launch file sets itself (part in robot.launch.py)."""
+    return tuple(a for a in LAUNCH_ARGUMENTS if a.name not in fixed)
+
+
+def check_argument_names(names: Iterable[str], fixed: Mapping[str, str] | None = None) -> None:
+    """ValueError on the first name that is not a launch argument, naming its closest match and the valid
+    ones; ``fixed`` maps the arguments a launch file sets itself to their values."""
+    fixed = fixed or {}
+    valid = [a.name for a in arguments_to_give(fixed)]
+    for name in sorted(names):
+        if name in fixed:
+            raise ValueError(f"this launch file sets {name}:={fixed[name]} itself: leave {name}:= out, or choose "
+                             f"the {name} with train.launch.py")
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown argument {name!r}{hint}; valid arguments: {', '.join(valid)}")
+
+
+def check_launch_configurations(names: Iterable[str], fixed: Mapping[str, str] | None = None) -> None:
+    """check_argument_names for a launch file's launch configurations: every ``name:=value`` given to
+    ``ros2 launch``, the declared arguments, and the configurations launch reads itself (``--launch-prefix``)."""
+    check_argument_names(set(names) - set(LAUNCH_TOOL_CONFIGURATIONS), fixed)
 
 
 @dataclass(frozen=True)
@@ -69,9 +98,7 @@ class NodeSpec:
 
 def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
     """Defaults filled in and every value checked; ValueError names the argument and the fix."""
-    unknown = sorted(set(given) - set(ARGUMENTS_BY_NAME))
-    if unknown:
-        raise ValueError(f"unknown argument {unknown[0]!r}; valid arguments: {', '.join(ARGUMENTS_BY_NAME)}")
+    check_argument_names(given)
     args = {a.name: given.get(a.name, a.default) for a in LAUNCH_ARGUMENTS}
     for a in LAUNCH_ARGUMENTS:
         if a.choices and args[a.name] not in a.choices:

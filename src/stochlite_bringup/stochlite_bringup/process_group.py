@@ -1,4 +1,5 @@
-"""Supervision of the graph's node processes: start, stream output, notice deaths, stop them all."""
+"""Supervision of the graph's node processes: start, stream output, notice deaths, stop them all; and the rule
+for what a node's exit means, which ``mdemorl train`` and the launch files share."""
 from __future__ import annotations
 
 import collections
@@ -23,6 +24,29 @@ def _prepare_child() -> None:
     as background jobs of a non-interactive shell are."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@dataclass(frozen=True)
+class ExitDecision:
+    """What a node's exit means for the run: whether the run ends, why, and whether as a failure."""
+
+    ends_run: bool
+    reason: str
+    failed: bool = False
+
+
+def exit_decision(node: str, returncode: int, ends_run: bool, stopping: bool = False) -> ExitDecision:
+    """Any node exiting non-zero ends the run as a failure; a node that ends the run (``NodeSpec.ends_run``)
+    completes it by exiting 0; another node exiting 0 has finished its part. Exits while the graph is
+    already ``stopping`` are the stop's doing."""
+    if stopping:
+        return ExitDecision(False, f"{node} stopped with exit code {returncode}")
+    if returncode != 0:
+        killed = f" ({signal.Signals(-returncode).name})" if -returncode in signal.valid_signals() else ""
+        return ExitDecision(True, f"node {node!r} died with exit code {returncode}{killed}", failed=True)
+    if ends_run:
+        return ExitDecision(True, f"{node} finished: the run is complete")
+    return ExitDecision(False, f"{node} finished its part")
 
 
 @dataclass

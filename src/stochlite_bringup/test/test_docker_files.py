@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stochlite_bringup.node_table import resolve_arguments, training_nodes
+from stochlite_bringup.node_table import check_argument_names, resolve_arguments, training_nodes
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER = ROOT / "docker"
@@ -105,15 +105,16 @@ def launch_arguments(command: list[str]) -> dict[str, str]:
     words = command[2:]
     if words[0].endswith(".launch.py"):  # a path inside the image
         path = ROOT / Path(words[0]).relative_to(IMAGE_ROOT)
-        given = {"part": LAUNCH_PARTS[path.name]}
+        fixed = {"part": LAUNCH_PARTS[path.name]}
         words = words[1:]
     else:  # package and launch file
         path = ROOT / "src" / words[0] / "launch" / words[1]
-        given = {}
+        fixed = {}
         words = words[2:]
     assert path.is_file(), f"{command}: {path} does not exist"
-    given.update(word.split(":=", 1) for word in words)
-    return given
+    given = dict(word.split(":=", 1) for word in words)
+    check_argument_names(given, fixed)  # as the launch file checks them
+    return {**given, **fixed}
 
 
 def compose_services(name: str) -> dict[str, dict]:

@@ -10,7 +10,7 @@ import yaml
 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
-from stochlite_bringup.launcher import resolve_compute_choice, summary, write_run_config
+from stochlite_bringup.launcher import COMMANDS, HELP_FLAGS, resolve_compute_choice, summary, write_run_config
 from stochlite_bringup.node_table import (COMPUTE_NODES, CONFIG_FILE, LAUNCH_ARGUMENTS, ROBOT_DESCRIPTIONS,
                                           STALLS_FILE, resolve_arguments, training_nodes)
 from stochlite_bringup.process_group import ProcessGroup
@@ -199,8 +199,18 @@ def test_mdemorl_help_lists_every_argument():
         assert f"{name}:=" in proc.stdout
 
 
+@pytest.mark.parametrize("words", [[flag] for flag in HELP_FLAGS] + [[command, flag] for command in COMMANDS
+                                                                     for flag in HELP_FLAGS], ids=" ".join)
+def test_every_mdemorl_command_prints_its_usage_on_help(words):
+    proc = mdemorl(*words)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: mdemorl {words[0] if words[0] in COMMANDS else ''}".rstrip())
+    assert "error" not in proc.stderr
+
+
 @pytest.mark.parametrize("words, message", [
     (["train", "sim:=gazebo"], "sim:=gazebo is not one of"),
+    (["train", "epoch:=1"], "unknown argument 'epoch' (did you mean epochs?); valid arguments: robot, sim,"),
     (["train", "epochs=3"], "not of the form name:=value"),
     (["fly"], "unknown command 'fly'"),
     (["report", "/no/such/run"], "/no/such/run/record.mcap does not exist"),

@@ -8,10 +8,10 @@ torques [N*m] with ``TORQUE_CONTROL`` for one physics step. See docs/leg_task.md
 from pathlib import Path
 
 import numpy as np
-import pybullet
 from numpy.typing import ArrayLike, NDArray
 
 from ..package_files import package_file
+from .quiet_pybullet import pybullet
 
 TIMESTEP_S = 0.002  # 500 Hz physics
 GRAVITY_M_PER_S2 = 9.81

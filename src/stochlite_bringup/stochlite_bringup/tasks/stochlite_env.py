@@ -10,10 +10,10 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import pybullet
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from .quiet_pybullet import pybullet
 from .stochlite_gait import ACTION_DIM, foot_targets, gait_command, joint_targets, leg_phases, standing_joint_targets
 from .stochlite_reward import StochliteReward, stochlite_reward
 from .stochlite_simulation import CONTROL_PERIOD_S, StochliteSimulation, StochliteState

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pybullet
 from numpy.typing import ArrayLike, NDArray
 
 from ..package_files import package_file
+from .quiet_pybullet import pybullet
 from .stochlite_gait import LEG_NAMES
 
 PHYSICS_TIMESTEP_S = 0.0001  # 10 kHz: the PD law's stability bound (the source: 5 kHz; see docs)
