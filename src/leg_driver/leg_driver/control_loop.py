@@ -1,15 +1,18 @@
 """The ROS-free 500 Hz torque loop: serial I/O on absolute deadlines, safety clamps, watchdogs, homing.
 
 Runs on its own thread. Each cycle: read the MCU's frames, decide the torque, send one TORQUE
-(armed) or HEARTBEAT (disarmed) frame, then hand the newest state to ``on_state``. The torque is
-zero unless all hold: armed (here and on the MCU), the link healthy (a new state within
-``state_timeout_cycles`` and the MCU acknowledging commands at most ``max_ack_lag_cycles`` late),
-and a command newer than ``command_timeout_s`` that arrived after the last arming, fault or
-homing. Then it is clamped to ``max_torque``, and a joint beyond its limits or faster than
-``max_velocity`` gets no torque that pushes it further.
+(armed) or HEARTBEAT (disarmed) frame, then hand the newest valid state to ``on_state``. The torque
+is zero unless all hold: armed (here and on the MCU, which disarms us when it reports
+OVER_TEMPERATURE), the link healthy for ``recovery_cycles`` cycles (valid states, a new one within
+``state_timeout_cycles``, acknowledgements less than ``max_ack_lag_cycles`` frames behind: see
+:mod:`~leg_driver.mcu_loop`), and a command newer than ``command_timeout_s`` that arrived after the
+last arming, fault or homing. Then it is clamped to ``max_torque``, and a joint beyond its limits or
+faster than ``max_velocity`` gets no torque that pushes it further; a value that is not finite
+gets none at all.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ import numpy as np
 
 from .loop_timing import request_realtime
 from .mcu_loop import CommandSlot, McuLoop, ResetRequest, values_problem
-from .protocol_frames import JOINTS, Enable, Heartbeat, State, Torque
+from .protocol_frames import JOINTS, Enable, Heartbeat, State, Status, Torque
 from .serial_link import SerialLink
 
 ZERO = (0.0, 0.0)
@@ -34,8 +37,12 @@ class SafetyLimits:
     joint_max: tuple[float, float]
 
     def clamp(self, torque, q, qdot) -> tuple[float, float]:
+        """``torque`` within the limits at joint state (``q``, ``qdot``); zero where any of them is not finite."""
         out = []
         for k in range(JOINTS):
+            if not all(math.isfinite(x) for x in (torque[k], q[k], qdot[k])):
+                out.append(0.0)
+                continue
             tau = min(max(torque[k], -self.max_torque), self.max_torque)
             if (q[k] > self.joint_max[k] and tau > 0) or (q[k] < self.joint_min[k] and tau < 0):
                 tau = 0.0
@@ -52,6 +59,9 @@ class LoopSettings:
     command_timeout_s: float = 0.02
     state_timeout_cycles: int = 2
     max_ack_lag_cycles: int = 4
+    recovery_cycles: int = 10
+    state_margin_rad: float = 0.5
+    state_max_velocity: float = 60.0
     realtime_priority: int = 0
     home_kp: tuple[float, float] = (60.0, 8.0)  # (hip, knee): the light shank needs far smaller gains
     home_kd: tuple[float, float] = (2.0, 0.2)
@@ -119,6 +129,10 @@ class ControlLoop(McuLoop):
         self.scheduling = request_realtime(self.settings.realtime_priority)
         super()._run()
 
+    def _check_state(self, state: State) -> None:
+        if state.status & Status.OVER_TEMPERATURE and self._armed:
+            self.set_armed(False)  # a hot motor must not keep being driven
+
     def _answer(self, now_ns: int) -> tuple[Torque | Heartbeat, tuple[float, float]]:
         torque = self._torque(now_ns)
         return Torque(torque) if self._armed else Heartbeat(), torque
@@ -140,10 +154,12 @@ class ControlLoop(McuLoop):
             return ZERO
         if now_ns > request.deadline_ns:
             joints = np.round(self.latest_state.position, 3).tolist() if self.latest_state else "?"
-            self._finish_reset(False, f"homing timed out; last fault: {self.fault or 'none'}; joints at {joints} rad")
+            self._finish_reset(False, f"homing timed out; last fault: {self.last_fault or 'none'}; joints at "
+                                      f"{joints} rad")
             return ZERO
-        if state is None:
+        if state is None:  # no usable state: start settling and integrating afresh once there is one
             request.settled = 0
+            request.integral = np.zeros(JOINTS)
             return ZERO
         s = self.settings
         error = np.subtract(request.target, state.position)

@@ -1,16 +1,27 @@
 """The ROS 2 shell both profiles' drivers share: parameters, joint states, commands, enable, reset, /diagnostics.
 
-A profile's node builds its loop handle as ``loop`` (``offer``, ``rejected``, ``set_armed``,
-``armed``, ``fault``, ``counters``) with :meth:`DriverNode._hand_over` as its state callback, starts
-it, and implements :meth:`DriverNode._start_reset`.
+A profile's node builds its loop handle as ``loop`` (``offer``, ``rejected``, ``set_armed``, ``counters``,
+and ``armed``, ``mcu_armed``, ``fault``, ``latest_state`` for :func:`~leg_driver.arming.arming_report`) with
+:meth:`DriverNode._hand_over` as its state callback, starts it, and implements :meth:`DriverNode._start_reset`.
+
+``<prefix>/enable`` true arms the loop, then waits up to ``enable_timeout_s`` for it to drive the robot
+(armed here and on the MCU, the link healthy, no over-temperature); otherwise it disarms and answers
+success=False with the reason and the fix.
+
+``/diagnostics`` reports every counter, and the level of the whole period since the last message: ERROR
+while the link is faulty or the MCU reports over-temperature, and after an over-temperature in the
+period; WARN after any other fault in the period (a counter of :data:`FAULT_COUNTERS` grew, or a fault
+of the last message ended); else OK. The message names what happened: the fault now, the counters
+that grew, the last link fault.
 """
 from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.time import Time as RosTime
 from sensor_msgs.msg import JointState
@@ -22,9 +33,18 @@ from stochlite_bringup.node_diagnostics import diagnostics_message
 from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters
 from stochlite_bringup.node_parameters import parameter_error
 
+from .arming import arming_problem, arming_report
 from .loop_timing import NS_PER_S
 
 STATE_BACKLOG = 8  # states queued for publishing while the executor is busy (a reset); older ones are dropped
+ARMING_POLL_S = 0.02  # while enable waits for the loop to drive, ask for its arming this often
+ARMING_ANSWER_S = 0.25  # a loop that gives no arming report within this does not answer
+NO_ANSWER = "no answer from the control loop"
+# any growth in a diagnostics period: at least WARN (a dict counter: any of its entries)
+FAULT_COUNTERS = ("link_faults", "invalid_states", "crc_errors", "resyncs", "skipped_bytes", "dropped_frames",
+                  "link_losses", "write_overruns", "mcu_errors", "mcu_flags", "servo_faults", "watchdog_trips",
+                  "rejected_commands")
+OVERHEAT_COUNTERS = ("mcu_flags.OVER_TEMPERATURE", "servo_faults")  # any growth in a diagnostics period: ERROR
 
 SERIAL_PARAMETERS = {
     "baud": Param(int, "Baud rate of a real UART (USB CDC and ptys ignore it).", AT_LEAST_1),
@@ -32,7 +52,21 @@ SERIAL_PARAMETERS = {
     "handshake_timeout_s": Param(float, "Resend HELLO after this long without HELLO_ACK [s].", POSITIVE),
     "reconnect_period_s": Param(float, "Retry a lost or unopenable port this often [s].", POSITIVE),
     "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
+    "enable_timeout_s": Param(float, "enable true waits this long [s] for the loop to drive (armed here and on the "
+                              "MCU, link healthy, no over-temperature), else disarms and answers no.", POSITIVE),
+    "state_timeout_cycles": Param(int, "Link fault (safe state) after more cycles than this without a valid state "
+                                  "frame.", AT_LEAST_1),
+    "max_ack_lag_cycles": Param(int, "Link fault (safe state) once the MCU's acknowledgement is this many frames "
+                                "behind what was sent.", AT_LEAST_1),
+    "recovery_cycles": Param(int, "A link fault ends only after this many healthy cycles in a row; more than "
+                             "state_timeout_cycles + 1, so that a starved state stream never re-arms.", AT_LEAST_1),
+    "state_margin_rad": Param(float, "A state frame whose joint position lies further than this outside the joint "
+                              "limits [rad] is invalid (a link fault).", NON_NEGATIVE),
+    "state_max_velocity": Param(float, "A state frame with a joint faster than this [rad/s] is invalid (a link "
+                                "fault).", POSITIVE),
 }
+LINK_SETTINGS = ("spin_us", "command_timeout_s", "state_timeout_cycles", "max_ack_lag_cycles", "recovery_cycles",
+                 "state_margin_rad", "state_max_velocity")  # the parameters that are the loop's settings as named
 
 
 class _Until:
@@ -70,19 +104,27 @@ class DriverNode(Node):
         if not p["port"]:
             raise parameter_error(node_name, "port", "is empty: set the MCU's serial device (port:=/dev/ttyACM0, "
                                   f"or the link `mdemorl emulate robot:={p['robot']}` prints)")
+        if p["recovery_cycles"] <= p["state_timeout_cycles"] + 1:
+            raise parameter_error(node_name, "recovery_cycles", f"= {p['recovery_cycles']} must exceed "
+                                  f"state_timeout_cycles + 1 = {p['state_timeout_cycles'] + 1}: a state stream "
+                                  "that only just beats the timeout would re-arm between its states")
         self.prefix = prefix or p["robot"]
         self._state_pub = self.create_publisher(JointState, f"{self.prefix}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._command_sub = self.create_subscription(Float64MultiArray, f"{self.prefix}/{command_topic}",
                                                      self._on_command, ROBOT_QOS)
-        self._enable_service = self.create_service(SetBool, f"{self.prefix}/{ENABLE_SERVICE}", self._on_enable)
-        # its own group: while the reset coroutine waits, the default group's callbacks keep running
+        # coroutines in groups of their own: while one waits, the default group's callbacks keep running; enable's
+        # is reentrant, so that enable false disarms at once even while an enable true waits
+        self._enable_service = self.create_service(SetBool, f"{self.prefix}/{ENABLE_SERVICE}", self._on_enable,
+                                                   callback_group=ReentrantCallbackGroup())
         self.create_service(Trigger, f"{self.prefix}/{RESET_SERVICE}", self._on_reset,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         self._new_states: collections.deque = collections.deque(maxlen=STATE_BACKLOG)
         self._state_ready = self.create_guard_condition(self._publish_states)
         self._window_start_ns = time.monotonic_ns()
+        self._reported: dict[str, int] = {}  # the fault counters in the last /diagnostics message
+        self._problems_reported: list[str] = []  # and what kept the driver from driving then
 
     def destroy_node(self) -> None:
         if hasattr(self, "loop"):  # absent when the constructor refused its parameters
@@ -125,14 +167,48 @@ class DriverNode(Node):
                 f"{self.REJECTED_ACTION} ({self.loop.rejected} rejected so far)",
                 throttle_duration_sec=self.params["reject_log_period_s"])
 
-    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+    async def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        """A coroutine: arming waits (up to ``enable_timeout_s``) for the loop to drive, or disarms and says why."""
         self.loop.set_armed(request.data)
-        response.success = True
-        response.message = self.ARMED_MESSAGE if request.data else self.DISARMED_MESSAGE
-        if request.data and self.loop.fault:
-            response.message += f", once the link is healthy ({self.loop.fault})"
-        self.get_logger().info(response.message)
+        problem = await self._arming_problem() if request.data else ""
+        if problem:
+            self.loop.set_armed(False)
+            response.success, response.message = False, f"cannot arm: {problem}; disarmed"
+            self.get_logger().error(f"{self._enable_service.service_name}: {response.message}")
+        else:
+            response.success = True
+            response.message = self.ARMED_MESSAGE if request.data else self.DISARMED_MESSAGE
+            self.get_logger().info(response.message)
         return response
+
+    async def _arming_problem(self) -> str:
+        """Why the loop does not drive the robot ('' once it does), after waiting up to ``enable_timeout_s``."""
+        deadline = time.monotonic() + self.params["enable_timeout_s"]
+        wake = self.create_timer(ARMING_POLL_S, lambda: None)  # the executor checks the wait at least this often
+        try:
+            while True:
+                report = await self._arming_report()
+                problem = arming_problem(report)
+                # a loop that disarmed meanwhile (over-temperature, enable false) stays so: no need to wait
+                if not problem or report.get("armed") is False or time.monotonic() >= deadline:
+                    return problem
+                next_poll = time.monotonic() + ARMING_POLL_S
+                await _Until(lambda: time.monotonic() >= next_poll)
+        finally:
+            self.destroy_timer(wake)
+
+    async def _arming_report(self) -> dict[str, object]:
+        """The loop's :func:`~leg_driver.arming.arming_report`, fresh (``fault`` says so if it does not answer)."""
+        answer = self._request_arming()
+        give_up = time.monotonic() + ARMING_ANSWER_S
+        await _Until(lambda: answer() is not None or time.monotonic() >= give_up)
+        return answer() or {"fault": NO_ANSWER}
+
+    def _request_arming(self) -> Callable[[], dict[str, object] | None]:
+        """Ask the loop for its arming report; a function that returns it once there (None before). A loop on a
+        thread of this process answers at once."""
+        report = arming_report(self.loop)
+        return lambda: report
 
     def _start_reset(self):
         """Start the profile's reset move; a request with ``done``, ``ok`` and ``message``."""
@@ -158,16 +234,71 @@ class DriverNode(Node):
         """A profile's own /diagnostics values (none by default)."""
         return {}
 
+    def _counters(self) -> dict[str, object]:
+        """The loop's counters with its arming report (an empty dict while the loop has never answered)."""
+        return {**arming_report(self.loop), **self.loop.counters()}
+
     def _publish_diagnostics(self) -> None:
         now = time.monotonic_ns()
-        counters = self.loop.counters()
+        loop_counters = self._counters()
+        counters = {**loop_counters, "rejected_commands": self.loop.rejected}  # counted where commands arrive
         elapsed_s = (now - self._window_start_ns) / NS_PER_S
         self._window_start_ns = now
+        counts = flat_counts(counters)
+        grown = {k: n - self._reported.get(k, 0) for k, n in counts.items() if n > self._reported.get(k, 0)}
+        problems = current_problems(counters) if loop_counters else [NO_ANSWER]
+        level, message = period_status(problems, self._problems_reported, grown, str(counters.get("last_fault", "")),
+                                       elapsed_s)
+        self._reported, self._problems_reported = counts, problems
         values = {
             "loop_rate_hz": round(counters.get("cycles", 0) / elapsed_s, 1),
             **{f"period_error_{p}_ms": round(counters.get(f"period_{p}_ms", 0.0), 4) for p in self.PERIOD_ERRORS},
-            **{k: v for k, v in counters.items() if k not in ("cycles", "fault") and not k.startswith("period_")},
-            "armed": self.loop.armed, "rejected_commands": self.loop.rejected, **self._extra_diagnostics(),
+            **{k: v for k, v in counters.items() if k not in ("cycles", "fault") and not k.startswith("period_")
+               and not isinstance(v, dict)},
+            **counts, **self._extra_diagnostics(),
         }
-        self._diagnostics_pub.publish(diagnostics_message(self, values, str(counters.get("fault", "no answer from the "
-                                                                                       "control loop process"))))
+        self._diagnostics_pub.publish(diagnostics_message(self, values, message, level))
+
+
+def flat_counts(counters: dict[str, object]) -> dict[str, int]:
+    """The :data:`FAULT_COUNTERS` in ``counters``; a dict counter as its total and each entry (``name.KEY``)."""
+    counts = {}
+    for name in FAULT_COUNTERS:
+        value = counters.get(name, 0)
+        if isinstance(value, dict):
+            counts[name] = sum(value.values())
+            counts.update({f"{name}.{key}": n for key, n in value.items()})
+        else:
+            counts[name] = int(value)
+    return counts
+
+
+def current_problems(counters: dict[str, object]) -> list[str]:
+    """What keeps the driver from driving now: a link fault, the MCU's over-temperature."""
+    problems = [f"link fault: {counters['fault']}"] if counters.get("fault") else []
+    if counters.get("over_temperature"):
+        problems.append("the MCU reports over-temperature (the driver disarmed)")
+    return problems
+
+
+def period_status(problems: list[str], problems_before: list[str], grown: dict[str, int], last_fault: str,
+                  period_s: float) -> tuple[bytes, str]:
+    """The /diagnostics level and message of a period: ``problems`` at its end, ``problems_before`` at its start
+    (the last message's), ``grown`` the fault counters that grew in it, by how much."""
+    events = [f"{name} +{n}" for name, n in grown.items()
+              if not any(entry.startswith(f"{name}.") for entry in grown)]  # a dict counter: by its entries
+    said = list(problems)
+    if problems_before and not problems:
+        said.append(f"over since the last report: {'; '.join(problems_before)}")
+    overheated = any(name in grown for name in OVERHEAT_COUNTERS)
+    if overheated and not any("over-temperature" in p for p in said):
+        said.append("the MCU reported over-temperature: the driver disarmed, enable true drives again")
+    if events:
+        said.append(f"in the last {period_s:.1f} s: {', '.join(events)}")
+        if last_fault and not any(last_fault in p for p in said):
+            said.append(f"last link fault: {last_fault}")
+    if problems or overheated:
+        level = DiagnosticStatus.ERROR
+    else:
+        level = DiagnosticStatus.WARN if said else DiagnosticStatus.OK
+    return level, "; ".join(said)

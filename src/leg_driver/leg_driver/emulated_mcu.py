@@ -12,6 +12,8 @@ probability per frame at any time. Each received command frame and each burst is
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
 import time
@@ -22,9 +24,13 @@ from pathlib import Path
 
 from .loop_timing import NS_PER_S, DeadlineClock, request_realtime
 from .protocol_frames import (PROTOCOL_VERSION, Enable, Error, ErrorCode, FrameDecoder, Heartbeat, Hello, HelloAck,
-                              Message, Robot, Status, encode)
+                              Message, Robot, Status, encode, encode_raw)
 
-FAULT_KINDS = ("garbage", "bad_crc", "drop", "stall", "delay", "disconnect")
+READ_CHUNK = 4096
+SPIN_NS = 200_000
+STARVE_EVERY = 10  # a starve burst sends one state frame in this many ticks
+UNKNOWN_FRAME_TYPE = 0x7E  # no message has this type
+
 FAULT_EFFECTS = {
     "garbage": "line noise: random bytes instead of state frames",
     "bad_crc": "every state frame with a corrupted CRC",
@@ -32,9 +38,18 @@ FAULT_EFFECTS = {
     "stall": "the MCU freezes: reads and sends nothing (commands queue up in the pty)",
     "delay": "state frames sent delay_ms late",
     "disconnect": "the pty is closed, then re-created behind the same link",
+    "nan_position": "state frames report the joint positions as NaN",
+    "inf_velocity": "state frames report the joint velocities as +inf",
+    "wild_position": "state frames report joint positions of 1e30 rad",
+    "starve": f"one state frame in {STARVE_EVERY} (the leg: 50 Hz instead of 500)",
+    "frozen_ack": "state frames repeat the ack_seq of the burst's start (commands are still applied)",
+    "unknown_frame": "a valid-CRC frame of an unknown type instead of each state frame",
+    "reboot": "the MCU reboots at the burst's start: it forgets the session and answers commands NO_SESSION",
+    "over_temperature": "state frames carry the over-temperature flag (StochLite: on its first servo)",
 }
-READ_CHUNK = 4096
-SPIN_NS = 200_000
+FAULT_KINDS = tuple(FAULT_EFFECTS)
+STATE_VALUE_FAULTS = {"nan_position": ("position", math.nan), "inf_velocity": ("velocity", math.inf),
+                      "wild_position": ("position", 1e30)}
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,7 @@ class EmulatedMcu:
         self._seq = 0
         self._delayed: deque[tuple[int, bytes]] = deque()  # (send at ns, frame)
         self._burst: tuple[int, str] | None = None
+        self._frozen_ack = 0
         self._t0_ns = 0
         self.ticks = 0
         self.overruns = 0
@@ -207,7 +223,7 @@ class EmulatedMcu:
         self.ticks += 1
         if kind in ("stall", "disconnect") or not self._session.open:
             return
-        self._send_state(self._state_frame(now_ns, applied), kind, now_ns)
+        self._send_state(self._faulty(self._state_message(now_ns, applied), kind), kind, now_ns)
 
     def _renewed_session(self, now_ns: int, open: bool = False, ack_seq: int = 0) -> McuSession:
         """The session after a HELLO (``open``) or a new pty: what survives of the last one is the profile's rule."""
@@ -225,8 +241,23 @@ class EmulatedMcu:
         """Apply the commands (or the safe state) and step the simulation one tick; what was applied."""
         raise NotImplementedError
 
-    def _state_frame(self, now_ns: int, applied) -> bytes:
+    def _state_message(self, now_ns: int, applied) -> Message:
         raise NotImplementedError
+
+    def _overheated(self, state: Message) -> Message:
+        """``state`` with the profile's over-temperature flag raised."""
+        raise NotImplementedError
+
+    def _faulty(self, state, kind: str | None):
+        """The state message as a burst of ``kind`` corrupts its values, ack or flags."""
+        if kind in STATE_VALUE_FAULTS:
+            name, value = STATE_VALUE_FAULTS[kind]
+            return dataclasses.replace(state, **{name: (value,) * len(getattr(state, name))})
+        if kind == "frozen_ack":
+            return dataclasses.replace(state, ack_seq=self._frozen_ack)
+        if kind == "over_temperature":
+            return self._overheated(state)
+        return state
 
     def _switch_burst(self, burst: tuple[int, str] | None, now_ns: int) -> None:
         if burst == self._burst:
@@ -245,6 +276,9 @@ class EmulatedMcu:
                 self.port.close()
                 self._decoder = FrameDecoder()
                 self._session = self._renewed_session(now_ns)
+            elif burst[1] == "reboot":
+                self._session = self._renewed_session(now_ns)
+            self._frozen_ack = self._session.ack_seq
         self._burst = burst
 
     def _receive(self, data: bytes, now_ns: int) -> None:
@@ -299,7 +333,10 @@ class EmulatedMcu:
         if self.port.master >= 0:
             self.port.write(self._frame(message))
 
-    def _send_state(self, frame: bytes, kind: str | None, now_ns: int) -> None:
+    def _send_state(self, state: Message, kind: str | None, now_ns: int) -> None:
+        if kind == "starve" and self.ticks % STARVE_EVERY:
+            return
+        frame = encode_raw(UNKNOWN_FRAME_TYPE, b"", self._seq) if kind == "unknown_frame" else self._frame(state)
         if kind is None and self.plan.noise and self._rng.random() < self.plan.noise:
             kind = self._rng.choice(("garbage_between", "bad_crc", "drop"))
         if kind == "garbage":

@@ -7,6 +7,7 @@ of received frames: :mod:`~leg_driver.emulated_mcu`.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +55,13 @@ class EmulatedLegMcu(EmulatedMcu):
             return np.zeros(JOINTS)
         return np.clip(np.asarray(s.torque, dtype=np.float64), -self._max_torque, self._max_torque)
 
-    def _state_frame(self, now_ns: int, torque: np.ndarray) -> bytes:
+    def _state_message(self, now_ns: int, torque: np.ndarray) -> State:
         s = self._session
         q, qdot = self.sim.joint_state()
         status = self._status(now_ns)
         if np.any(np.abs(s.torque) > self._max_torque):
             status |= Status.TORQUE_LIMITED
-        return self._frame(State((now_ns // 1000) % (1 << 32), s.ack_seq, status, tuple(q), tuple(qdot),
-                                 tuple(torque)))
+        return State((now_ns // 1000) % (1 << 32), s.ack_seq, status, tuple(q), tuple(qdot), tuple(torque))
+
+    def _overheated(self, state: State) -> State:
+        return dataclasses.replace(state, status=state.status | Status.OVER_TEMPERATURE)

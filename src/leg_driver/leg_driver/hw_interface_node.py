@@ -9,11 +9,14 @@ A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, which talks
   a reader thread here queues it and wakes the executor with a guard condition;
 * applies the latest ``<robot>/effort_commands`` ([hip, knee] N*m) as a zero-order hold; a NaN,
   inf or wrong-length command is rejected, counted, logged and replaced by zero torque;
-* ``<robot>/enable`` (SetBool) arms and disarms (starts disarmed); ``<robot>/reset`` (Trigger)
+* ``<robot>/enable`` (SetBool) arms and disarms (starts disarmed); arming answers success only once
+  the loop drives (armed here and on the MCU, link healthy, no over-temperature; see
+  :mod:`~leg_driver.driver_node`), else it disarms and says why; ``<robot>/reset`` (Trigger)
   moves the joints to the start of the desired foot path with PID and answers once they settle
   (armed only; a coroutine, so states keep flowing meanwhile);
-* ``/diagnostics`` every ``diagnostics_period_s``: loop rate, period error, missed cycles, link
-  counters, watchdog trips, command latency.
+* ``/diagnostics`` every ``diagnostics_period_s``: loop rate, period error, missed cycles, link and MCU
+  counters, watchdog trips, command latency; its level covers the whole period (a fault in it is WARN
+  or ERROR even if it is over).
 
 Parameters: ``stochlite_bringup/config/hw_interface.yaml``.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 from rclpy.node import Node
@@ -34,7 +38,7 @@ from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S,
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 
 from .control_loop import LoopSettings, SafetyLimits
-from .driver_node import SERIAL_PARAMETERS, DriverNode
+from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, DriverNode
 from .loop_process import HomeResult, LinkConfig, LoopProcess
 from .loop_timing import NS_PER_S, request_realtime
 
@@ -58,10 +62,6 @@ PARAMETERS = {
     "knee_max": Param(float, "Knee upper limit [rad]."),
     "command_timeout_s": Param(float, "Watchdog: zero torque when the newest effort command is older [s].",
                                POSITIVE),
-    "state_timeout_cycles": Param(int, "Link fault (zero torque) after more cycles than this without a state "
-                                  "frame.", AT_LEAST_1),
-    "max_ack_lag_cycles": Param(int, "Link fault (zero torque) when the MCU acknowledges commands more frames "
-                                "late than this.", AT_LEAST_1),
     "home_kp_hip": Param(float, "Reset: proportional gain of the hip [N*m/rad].", POSITIVE),
     "home_kp_knee": Param(float, "Reset: proportional gain of the knee [N*m/rad] (its light shank needs far less "
                           "than the hip: too much oscillates at 500 Hz).", POSITIVE),
@@ -99,8 +99,8 @@ class HwInterfaceNode(DriverNode):
         limits = SafetyLimits(p["max_torque"], p["max_velocity"], (p["hip_min"], p["knee_min"]),
                               (p["hip_max"], p["knee_max"]))
         gains = {f"home_{k}": (p[f"home_{k}_hip"], p[f"home_{k}_knee"]) for k in ("kp", "ki", "kd")}
-        settings = LoopSettings(p["loop_rate_hz"], p["spin_us"], p["command_timeout_s"], p["state_timeout_cycles"],
-                                p["max_ack_lag_cycles"], p["realtime_priority"], home_tolerance_rad=p["home_tolerance_rad"],
+        settings = LoopSettings(**{name: p[name] for name in LINK_SETTINGS}, rate_hz=p["loop_rate_hz"],
+                                realtime_priority=p["realtime_priority"], home_tolerance_rad=p["home_tolerance_rad"],
                                 home_timeout_s=p["home_timeout_s"], **gains)
         link = LinkConfig(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
                           int(p["reconnect_period_s"] * NS_PER_S))
@@ -136,6 +136,12 @@ class HwInterfaceNode(DriverNode):
             if self._all_latencies_ns is not None:
                 self._all_latencies_ns.append((now, now - self._last_state_ns))
         self._offer(msg.data, now)
+
+    def _request_arming(self) -> Callable[[], dict[str, object] | None]:
+        return self.loop.request_arming()
+
+    def _counters(self) -> dict[str, object]:
+        return self.loop.counters()
 
     def _start_reset(self) -> HomeResult:
         return self.loop.start_home(start_joint_angles(), self.params["home_timeout_s"])

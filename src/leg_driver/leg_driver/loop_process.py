@@ -3,8 +3,8 @@
 Measured (bench/driver_loop.py): with the loop thread and the rclpy executor in one process, the loop's
 p99 period error was 0.18-1.2 ms with stalls up to 28 ms, whatever their priorities; here 0.003-0.04 ms.
 :class:`LoopProcess` is the parent's handle: commands, arming and homing go down one pipe; states,
-homing results and counters come back up another, read by a thread of the parent. The child needs
-no ROS; it stops (zero torque, disarm) when the parent says so or disappears.
+homing results, counters and arming reports come back up another, read by a thread of the parent. The
+child needs no ROS; it stops (zero torque, disarm) when the parent says so or disappears.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .arming import arming_report
 from .control_loop import ControlLoop, HomeRequest, LoopSettings, SafetyLimits, StateSample, effort_commands
 from .loop_timing import request_realtime
 from .serial_link import SerialLink
@@ -77,7 +78,9 @@ def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSetti
                 if request.done.is_set():  # refused at once (disarmed)
                     home_done()
             elif kind == "counters":
-                send(("counters", loop.counters()))
+                send(("counters", loop.counters(), arming_report(loop)))
+            elif kind == "arming":
+                send(("arming", arming_report(loop)))
             elif kind == "stop":
                 break
     finally:
@@ -105,11 +108,12 @@ class LoopProcess:
         self._send_lock = threading.Lock()
         self._counters: dict[str, object] = {}
         self._counters_ready = threading.Event()
+        self._arming: dict[str, object] = {}  # the child's newest arming report (also part of its counters)
+        self._arming_ready = threading.Event()
         self._home: HomeResult | None = None
         self._stopped = threading.Event()
         self._reader = threading.Thread(target=self._read, name="leg_loop_reader", daemon=True)
         self.timing_log: list[tuple[int, int]] | None = None
-        self.armed = False
         self._commands = effort_commands()  # checked here, where rejections are counted and logged
 
     def start(self) -> None:
@@ -121,9 +125,14 @@ class LoopProcess:
         return self._commands.rejected
 
     @property
+    def armed(self) -> bool:
+        """The loop's own arming (it disarms itself on over-temperature), as of the child's last report."""
+        return bool(self._arming.get("armed", False))
+
+    @property
     def fault(self) -> str:
-        """Why the link is unusable ('' when healthy), as of the last :meth:`counters`."""
-        return str(self._counters.get("fault", "starting"))
+        """Why the link is unusable ('' when healthy), as of the child's last report."""
+        return str(self._arming.get("fault", "starting"))
 
     def offer(self, values, now_ns: int) -> str:
         """Pass an effort command on (zero torque if malformed); return the problem ('' if none)."""
@@ -132,7 +141,6 @@ class LoopProcess:
         return problem
 
     def set_armed(self, armed: bool) -> None:
-        self.armed = armed
         self._send(("arm", armed))
 
     def start_home(self, target, timeout_s: float) -> HomeResult:
@@ -140,8 +148,16 @@ class LoopProcess:
         self._send(("home", tuple(float(x) for x in target), timeout_s))
         return self._home
 
+    def request_arming(self) -> Callable[[], dict[str, object] | None]:
+        """Ask the child for its :func:`~leg_driver.arming.arming_report` without waiting; a function that returns
+        it once the answer arrived (None before)."""
+        self._arming_ready.clear()
+        self._send(("arming",))
+        return lambda: self._arming if self._arming_ready.is_set() else None
+
     def counters(self) -> dict[str, object]:
-        """The loop's counters, fresh from the child (the last ones if it does not answer within 1 s)."""
+        """The loop's counters and arming report, fresh from the child (the last ones if it does not answer within
+        1 s)."""
         self._counters_ready.clear()
         self._send(("counters",))
         self._counters_ready.wait(COUNTERS_TIMEOUT_S)
@@ -178,8 +194,12 @@ class LoopProcess:
                 self._home.done.set()
                 self._on_home_done()
             elif kind == "counters":
-                self._counters = args[0]
+                counters, self._arming = args
+                self._counters = {**self._arming, **counters}
                 self._counters_ready.set()
+            elif kind == "arming":
+                self._arming = args[0]
+                self._arming_ready.set()
             elif kind == "stopped":
                 self.timing_log = args[0]
                 self._stopped.set()

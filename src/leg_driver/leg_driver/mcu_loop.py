@@ -1,11 +1,13 @@
 """What the leg's torque loop and StochLite's position loop share: one cycle over the serial link on a thread.
 
 Each cycle: read the MCU's frames, check the link, let the profile decide its command, send it
-(after an ENABLE while the MCU's arming differs from ours), then hand the newest state on. The link
-is faulty when it is down, when no state came within ``state_timeout_cycles``, or when the MCU
-acknowledges commands more than ``max_ack_lag_cycles`` late. A command counts only if it is newer
-than ``command_timeout_s`` and arrived after the last arming, link fault or reset; a lapse is a
-watchdog trip. What the robot does then (its safe state) is the profile's business.
+(after an ENABLE while the MCU's arming differs from ours), then hand the newest valid state on. The
+link is faulty when it is down, when the newest state is invalid (:func:`state_problem`), when no
+valid state came within ``state_timeout_cycles``, or when the MCU's acknowledgement is
+``max_ack_lag_cycles`` frames behind; the fault ends only after ``recovery_cycles`` healthy cycles in a
+row. A command counts only if it is newer than ``command_timeout_s`` and arrived after the last
+arming, link fault or reset; a lapse is a watchdog trip. What the robot does then (its safe state) is
+the profile's business. Every invalid state, dropped frame, MCU error and MCU flag is counted.
 """
 from __future__ import annotations
 
@@ -18,10 +20,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .loop_timing import NS_PER_S, DeadlineClock, PeriodStats
-from .protocol_frames import Enable, Error, ErrorCode, Message, Status
+from .protocol_frames import Enable, Message, Status
 from .serial_link import SerialLink
 
 ENABLE_RESEND_CYCLES = 10
+COUNTED_FLAGS = (Status.WATCHDOG, Status.OVER_TEMPERATURE)  # counted when raised
+
+
+def state_problem(state, joint_min, joint_max, margin_rad: float, max_velocity: float) -> str:
+    """What makes a state impossible ('' if nothing): a value that is not finite, a position more than
+    ``margin_rad`` outside [``joint_min``, ``joint_max``], or a speed above ``max_velocity``
+    (docs/serial_protocol.md, "Invalid STATE values")."""
+    for name in ("position", "velocity", "torque"):
+        values = getattr(state, name)
+        for k, v in enumerate(values):
+            if not math.isfinite(v):
+                return f"{name}[{k}] = {v}"
+    for k, q in enumerate(state.position):
+        low, high = joint_min[k] - margin_rad, joint_max[k] + margin_rad
+        if not low <= q <= high:
+            return f"position[{k}] = {q:.4g} rad, outside [{low:.3g}, {high:.3g}] (joint limits +- state_margin_rad)"
+    for k, v in enumerate(state.velocity):
+        if abs(v) > max_velocity:
+            return f"velocity[{k}] = {v:.4g} rad/s, faster than state_max_velocity ({max_velocity:g})"
+    return ""
 
 
 def values_problem(values: list, count: int, expected: str) -> str:
@@ -75,7 +97,8 @@ class McuLoop:
     A profile sets ``STATE`` (its state frame type), ``SAMPLE`` (built from the state, its arrival
     time and the profile's answer), ``STOP_FRAMES`` (sent before the port closes) and
     ``THREAD_NAME``, and implements :meth:`_answer`. ``limits`` are the profile's; ``settings`` has at
-    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles`` and ``max_ack_lag_cycles``.
+    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles``, ``max_ack_lag_cycles``,
+    ``recovery_cycles``, ``state_margin_rad`` and ``state_max_velocity``.
     ``clock`` (monotonic time [ns]) and ``sleep`` [s] are the loop's only sources of time; tests inject a stepped
     clock and drive the loop cycle by cycle with :meth:`step`.
     """
@@ -95,8 +118,10 @@ class McuLoop:
         self.stats = PeriodStats()
         self.watchdog_trips = 0
         self.link_faults = 0
-        self.mcu_errors: dict[str, int] = {}
-        self.fault = "starting"  # why the link is unusable ('' when healthy)
+        self.invalid_states = 0
+        self.mcu_flags = {flag.name: 0 for flag in COUNTED_FLAGS}
+        self.fault = "starting"  # why the link is unusable ('' when healthy), or what it is recovering from
+        self.last_fault = ""  # the newest link problem, kept after it ended
         self.mcu_armed = False
         self.latest_state = None
         self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
@@ -107,6 +132,10 @@ class McuLoop:
         self._command_live = False
         self._state_cycle = -1
         self._ack_lag = 0
+        self._invalid = ""  # what is wrong with the newest state ('' if valid)
+        self._cause = "starting"  # the problem the link recovers from
+        self._healthy_cycles = 0
+        self._status = Status(0)
         self._enable_cycle = -ENABLE_RESEND_CYCLES
         self._reset: ResetRequest | None = None
         self._stop = threading.Event()
@@ -149,13 +178,16 @@ class McuLoop:
         """Timing of the cycles since the last call, and the link's and watchdog's counters since start."""
         link = self.link
         return {**self.stats.take_window(), "missed_cycles": self.clock.missed, "total_cycles": self.clock.cycle,
-                "crc_errors": link.crc_errors, "resyncs": link.resyncs, "reconnects": link.reconnects,
-                "link_losses": link.link_losses, "link_faults": self.link_faults,
+                "crc_errors": link.crc_errors, "resyncs": link.resyncs, "dropped_frames": link.dropped_frames,
+                "skipped_bytes": link.skipped_bytes, "invalid_states": self.invalid_states,
+                "reconnects": link.reconnects, "link_losses": link.link_losses, "link_faults": self.link_faults,
                 "watchdog_trips": self.watchdog_trips, "rejected_commands": self.commands.rejected}
 
     def _mcu_counters(self) -> dict[str, object]:
-        """The MCU's errors and arming, and the link's state."""
-        return {"mcu_errors": dict(self.mcu_errors), "link": self.link.state.value, "mcu_armed": self.mcu_armed}
+        """The MCU's errors, raised flags and arming, ours, the link's state and the newest link problem."""
+        return {"mcu_errors": dict(self.link.mcu_errors), "mcu_flags": dict(self.mcu_flags),
+                "link": self.link.state.value, "mcu_armed": self.mcu_armed, "armed": self._armed,
+                "last_fault": self.last_fault}
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -174,17 +206,14 @@ class McuLoop:
         new_state = None
         for frame in self.link.poll(now_ns):
             if isinstance(frame.message, self.STATE):
-                new_state = frame.message
-            elif isinstance(frame.message, Error):
-                code = frame.message.code
-                name = code.name if isinstance(code, ErrorCode) else str(code)
-                self.mcu_errors[name] = self.mcu_errors.get(name, 0) + 1
+                new_state = self._valid(frame.message)
         cycle = self.clock.cycle
         if new_state is not None:
             self.latest_state = new_state
             self.mcu_armed = bool(new_state.status & Status.ARMED)
             self._state_cycle = cycle
             self._ack_lag = (self.link.sent_seq - new_state.ack_seq) % 65536
+            self._count_flags(new_state.status)
             self._check_state(new_state)
         self._check_link(cycle, now_ns)
         message, answer = self._answer(now_ns)
@@ -196,27 +225,62 @@ class McuLoop:
         if new_state is not None:
             self._on_state(self.SAMPLE(new_state, now_ns, answer))
 
+    def _valid(self, state):
+        """``state`` if it passes :meth:`_state_problem`, else None (counted; the link is faulty until a valid one)."""
+        self._invalid = self._state_problem(state)
+        if self._invalid:
+            self.invalid_states += 1
+            return None
+        return state
+
+    def _state_problem(self, state) -> str:
+        """What makes ``state`` impossible for this profile ('' if nothing)."""
+        s = self.settings
+        return state_problem(state, self.limits.joint_min, self.limits.joint_max, s.state_margin_rad,
+                             s.state_max_velocity)
+
+    def _count_flags(self, status: Status) -> None:
+        for flag in COUNTED_FLAGS:
+            if status & flag and not self._status & flag:
+                self.mcu_flags[flag.name] += 1
+        self._status = status
+
     def _check_state(self, state) -> None:
-        """A profile's reaction to a new state (nothing by default)."""
+        """A profile's reaction to a new valid state (nothing by default)."""
 
     def _answer(self, now_ns: int) -> tuple[Message, object]:
         """The frame to send this cycle, and what to hand on with the state as the answer to it."""
         raise NotImplementedError
 
     def _check_link(self, cycle: int, now_ns: int) -> None:
+        """Update ``fault``: a problem this cycle starts (or restarts) it; ``recovery_cycles`` healthy ones end it."""
+        problem = self._link_problem(cycle)
+        if problem:
+            if not self.fault:
+                self.link_faults += 1
+            self.fault = self._cause = self.last_fault = problem
+            self._healthy_cycles = 0
+        elif self.fault:
+            self._healthy_cycles += 1
+            needed = self.settings.recovery_cycles
+            if self._healthy_cycles >= needed:
+                self.fault = ""
+                self._expect_fresh_command(now_ns)  # after a fault, only a command sent since counts
+            else:
+                self.fault = f"recovering ({self._healthy_cycles} of {needed} healthy cycles) from: {self._cause}"
+
+    def _link_problem(self, cycle: int) -> str:
+        """What makes the link unusable this cycle ('' if nothing)."""
+        s = self.settings
         if not self.link.connected:
-            fault = f"link {self.link.state.value}" + (f": {self.link.last_error}" if self.link.last_error else "")
-        elif self._state_cycle < 0 or cycle - self._state_cycle > self.settings.state_timeout_cycles:
-            fault = f"no state from the MCU for more than {self.settings.state_timeout_cycles} cycles"
-        elif self._ack_lag > self.settings.max_ack_lag_cycles:
-            fault = f"the MCU acknowledges commands {self._ack_lag} frames late"
-        else:
-            fault = ""
-        if fault and not self.fault:
-            self.link_faults += 1
-        if self.fault and not fault:
-            self._expect_fresh_command(now_ns)  # after a fault, only a command sent since counts
-        self.fault = fault
+            return f"link {self.link.state.value}" + (f": {self.link.last_error}" if self.link.last_error else "")
+        if self._invalid:
+            return f"invalid state from the MCU: {self._invalid}"
+        if self._state_cycle < 0 or cycle - self._state_cycle > s.state_timeout_cycles:
+            return f"no state from the MCU for more than {s.state_timeout_cycles} cycles"
+        if self._ack_lag >= s.max_ack_lag_cycles:
+            return f"the MCU acknowledges commands {self._ack_lag} frames late"
+        return ""
 
     def _expect_fresh_command(self, now_ns: int) -> None:
         """From now on only commands that arrive after ``now_ns`` count."""

@@ -1,7 +1,7 @@
 """StochLite's ROS-free 100 Hz position loop: 12 servo targets over the serial link, with the leg's safety rules.
 
 Each cycle: read the MCU's frames, decide the 12 targets, send one POSITION (armed) or HEARTBEAT
-(disarmed) frame, then hand the newest state to ``on_state``. Safe states (docs/serial_protocol.md):
+(disarmed) frame, then hand the newest valid state to ``on_state``. Safe states (docs/serial_protocol.md):
 
 * **disarmed** (at start, on ``set_armed(False)``, on a servo over-temperature): the MCU switches the
   servos' torque off (limp). A standing robot sinks, so disarm only when it is supported or lying.
@@ -9,6 +9,9 @@ Each cycle: read the MCU's frames, decide the 12 targets, send one POSITION (arm
   arming, link fault or reset): the targets stop at the joints' measured positions at that moment,
   so the robot keeps its posture instead of falling. The MCU does the same when the host is silent
   (lost port, stalled host), and keeps holding through a reconnect.
+* **link fault** (lost port, late or invalid states: :mod:`~leg_driver.mcu_loop`; an invalid IMU reading
+  counts too): HEARTBEAT only, so the MCU keeps its last target; the hold after it starts from a
+  valid measurement, never from a NaN.
 * every target is clamped to the URDF limits and moves at most ``max_step_rad`` per cycle from the
   previous one, so a jump in the commands (or in hold/reset targets) cannot slam a servo.
 """
@@ -26,6 +29,8 @@ from .protocol_frames import SERVOS, Enable, Heartbeat, Position, ServoFlags, St
 from .serial_link import SerialLink
 
 RESET_SETTLE_CYCLES = 10
+IMU_MAX_RATE_RAD_S = 35.0  # a gyro's usual full scale, 2000 deg/s: faster is not a measurement
+IMU_QUATERNION_NORM_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,9 @@ class PositionLimits:
 
     def limit(self, target: np.ndarray, previous: np.ndarray, max_step_rad: float | None = None) -> np.ndarray:
         """``target`` clamped to the joint limits, then moved at most ``max_step_rad`` (default: the limits') from
-        ``previous``."""
+        ``previous``; where ``target`` is not finite, ``previous`` stays."""
         step = self.max_step_rad if max_step_rad is None else min(max_step_rad, self.max_step_rad)
-        target = np.clip(target, self.joint_min, self.joint_max)
+        target = np.clip(np.where(np.isfinite(target), target, previous), self.joint_min, self.joint_max)
         return previous + np.clip(target - previous, -step, step)
 
 
@@ -49,6 +54,9 @@ class PositionSettings:
     command_timeout_s: float = 0.05
     state_timeout_cycles: int = 3
     max_ack_lag_cycles: int = 4
+    recovery_cycles: int = 5
+    state_margin_rad: float = 0.5
+    state_max_velocity: float = 50.0
     reset_tolerance_rad: float = 0.05
     reset_timeout_s: float = 5.0
     reset_max_step_rad: float = 0.01  # a reset stands the robot up from lying: slowly, or it flips
@@ -59,6 +67,21 @@ def base_tilt_rad(quaternion) -> float:
     """Angle [rad] between the base's z axis and the world's vertical, from the IMU quaternion (x, y, z, w)."""
     x, y = quaternion[0], quaternion[1]
     return math.acos(max(-1.0, min(1.0, 1.0 - 2.0 * (x * x + y * y))))
+
+
+def imu_problem(state: StochliteState) -> str:
+    """What makes the IMU part of a state impossible ('' if nothing): values that are not finite, an orientation
+    quaternion far from unit length, or a body rate beyond the gyro's full scale."""
+    for name in ("quaternion", "gyro", "accel"):
+        values = getattr(state, name)
+        if not all(math.isfinite(v) for v in values):
+            return f"IMU {name} {list(values)} is not finite"
+    norm = math.sqrt(sum(v * v for v in state.quaternion))
+    if abs(norm - 1.0) > IMU_QUATERNION_NORM_TOLERANCE:
+        return f"IMU quaternion has norm {norm:.3g}, not 1"
+    if max(abs(v) for v in state.gyro) > IMU_MAX_RATE_RAD_S:
+        return f"IMU gyro {list(state.gyro)} rad/s beyond its full scale ({IMU_MAX_RATE_RAD_S} rad/s)"
+    return ""
 
 
 def position_command_problem(values) -> str:
@@ -103,6 +126,9 @@ class PositionLoop(McuLoop):
         link = self.link
         return {**self._link_counters(), "servo_faults": self.servo_faults, "holding": self.holding,
                 **self._mcu_counters(), "fault": self.fault or (link.last_error if not link.connected else "")}
+
+    def _state_problem(self, state: StochliteState) -> str:
+        return super()._state_problem(state) or imu_problem(state)
 
     def _check_state(self, state: StochliteState) -> None:
         if any(f & ServoFlags.OVER_TEMPERATURE for f in state.servo_flags) and self._armed:

@@ -227,8 +227,12 @@ def unpack_payload(msg_type: MsgType, payload: bytes) -> Message:
 
 def encode(message: Message, seq: int) -> bytes:
     """One complete frame carrying ``message`` with sequence number ``seq`` (mod 2^16)."""
-    payload = message.pack()
-    body = HEADER.pack(START, len(payload), TYPES[type(message)], seq % SEQ_MODULO)[2:] + payload
+    return encode_raw(TYPES[type(message)], message.pack(), seq)
+
+
+def encode_raw(type_byte: int, payload: bytes, seq: int) -> bytes:
+    """One complete frame of any type byte and payload, with a valid CRC."""
+    body = HEADER.pack(START, len(payload), type_byte, seq % SEQ_MODULO)[2:] + payload
     return START + body + CRC.pack(crc16(body))
 
 

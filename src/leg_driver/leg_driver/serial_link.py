@@ -40,6 +40,7 @@ class SerialLink:
         self.write_overruns = 0
         self.sent_seq = 0
         self.mcu_rate_hz = 0
+        self.mcu_errors: dict[str, int] = {}  # ERROR frames of the MCU by code, those the link consumes too
         self._serial: serial.Serial | None = None
         self._decoder = FrameDecoder()
         self._retired = FrameDecoder()  # counters of decoders of closed ports
@@ -58,6 +59,15 @@ class SerialLink:
     def resyncs(self) -> int:
         return self._retired.resyncs + self._decoder.resyncs
 
+    @property
+    def dropped_frames(self) -> int:
+        """Frames with a valid CRC but an unknown type or a wrong length for their type."""
+        return self._retired.bad_frames + self._decoder.bad_frames
+
+    @property
+    def skipped_bytes(self) -> int:
+        return self._retired.skipped_bytes + self._decoder.skipped_bytes
+
     def poll(self, now_ns: int) -> list[Frame]:
         """Open or greet as needed, then every frame received since the last call (handshake frames consumed)."""
         if self.state is LinkState.CLOSED:
@@ -72,13 +82,15 @@ class SerialLink:
         frames = []
         for frame in self._decoder.feed(data):
             message = frame.message
+            if isinstance(message, Error):
+                self._count_error(message)
             if isinstance(message, HelloAck):
                 self._on_hello_ack(message)
             elif isinstance(message, Error) and message.code == ErrorCode.ROBOT_MISMATCH:
                 self.last_error = self._wrong_robot(message.detail)
             elif isinstance(message, Error) and message.code == ErrorCode.NO_SESSION:
                 self.restart_session(now_ns)
-            elif self.connected or isinstance(message, Error):
+            elif self.connected:
                 frames.append(frame)
         if self.state is LinkState.HANDSHAKING and now_ns - self._hello_ns > self.handshake_timeout_ns:
             self._greet(now_ns)
@@ -151,6 +163,10 @@ class SerialLink:
             self.mcu_rate_hz = ack.state_rate_hz
             self.state = LinkState.CONNECTED
             self.last_error = ""
+
+    def _count_error(self, error: Error) -> None:
+        name = error.code.name if isinstance(error.code, ErrorCode) else f"code {error.code}"
+        self.mcu_errors[name] = self.mcu_errors.get(name, 0) + 1
 
     def _lose(self, reason: str, now_ns: int) -> None:
         self.last_error = reason

@@ -18,9 +18,10 @@ test_stochlite_driver.py.
 """
 from __future__ import annotations
 
-import numpy as np
-import pybullet
+import dataclasses
 
+import numpy as np
+from stochlite_bringup.tasks.quiet_pybullet import pybullet
 from stochlite_bringup.tasks.stochlite_gait import standing_joint_targets
 from stochlite_bringup.tasks.stochlite_simulation import (CONTROL_PERIOD_S, JOINT_LOWER_RAD, JOINT_NAMES,
                                                           JOINT_UPPER_RAD, TORQUE_LIMIT_NM, StochliteSimulation)
@@ -126,12 +127,16 @@ class EmulatedStochliteMcu(EmulatedMcu):
             return np.clip(self._hold, JOINT_LOWER_RAD, JOINT_UPPER_RAD)
         return np.clip(self._targets, JOINT_LOWER_RAD, JOINT_UPPER_RAD)
 
-    def _state_frame(self, now_ns: int, applied: np.ndarray | None) -> bytes:
+    def _state_message(self, now_ns: int, applied: np.ndarray | None) -> StochliteState:
         s, st = self._session, self._state
         flags = [0] * SERVOS
         if applied is not None:
             limited = np.zeros(SERVOS, bool) if self._targets is None else applied != self._targets
             flags = [int(ServoFlags.TORQUE_ON) | (int(ServoFlags.POSITION_LIMITED) if x else 0) for x in limited]
-        return self._frame(StochliteState((now_ns // 1000) % (1 << 32), s.ack_seq, self._status(now_ns), tuple(st.q),
-                                          tuple(st.qdot), tuple(st.torque), tuple(flags), tuple(st.quaternion),
-                                          tuple(st.angular_velocity), tuple(st.linear_acceleration)))
+        return StochliteState((now_ns // 1000) % (1 << 32), s.ack_seq, self._status(now_ns), tuple(st.q),
+                              tuple(st.qdot), tuple(st.torque), tuple(flags), tuple(st.quaternion),
+                              tuple(st.angular_velocity), tuple(st.linear_acceleration))
+
+    def _overheated(self, state: StochliteState) -> StochliteState:
+        flags = (state.servo_flags[0] | ServoFlags.OVER_TEMPERATURE, *state.servo_flags[1:])
+        return dataclasses.replace(state, servo_flags=flags)

@@ -22,9 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet
 from numpy.typing import ArrayLike, NDArray
-
+from stochlite_bringup.tasks.quiet_pybullet import pybullet
 from stochlite_bringup.tasks.stochlite_env import is_fallen
 from stochlite_bringup.tasks.stochlite_gait import LEG_SIDES, leg_phases
 from stochlite_bringup.tasks.stochlite_kinematics import leg_forward_kinematics

@@ -7,9 +7,11 @@ periods the interpreter lock shared with rclpy costs little; the leg's 500 Hz lo
   ``base``: quaternion, gyro, specific force) for every state frame (stamp = host time of arrival);
 * applies the latest ``/stochlite/joint_commands`` (12 targets [rad], clamped and rate-limited);
   NaN, inf or a wrong length is rejected, counted, logged and ignored (the last safe target holds);
-* ``/stochlite/enable`` arms (servos hold until a fresh command) or disarms (torque off, limp);
+* ``/stochlite/enable`` arms (servos hold until a fresh command; it answers no, with the reason, while the
+  driver cannot arm: :mod:`~leg_driver.driver_node`) or disarms (torque off, limp);
   ``/stochlite/reset`` moves to the standing pose (armed only) and then publishes the episode's start
-  on ``/stochlite/episode_start`` for the estimator; ``/diagnostics`` every ``diagnostics_period_s``.
+  on ``/stochlite/episode_start`` for the estimator; ``/diagnostics`` every ``diagnostics_period_s`` (its
+  level covers the whole period).
 
 Parameters: ``stochlite_bringup/config/stochlite_hw_interface.yaml``.
 """
@@ -23,7 +25,7 @@ from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE
 from stochlite_bringup.tasks.stochlite_gait import standing_joint_targets
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_LOWER_RAD, JOINT_NAMES, JOINT_UPPER_RAD
 
-from .driver_node import SERIAL_PARAMETERS, DriverNode
+from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, DriverNode
 from .loop_timing import NS_PER_S
 from .mcu_loop import ResetRequest
 from .position_loop import PositionLimits, PositionLoop, PositionSettings
@@ -32,6 +34,7 @@ from .serial_link import SerialLink
 
 NODE_NAME = "stochlite_hw_interface"
 NAMESPACE = "/stochlite"
+RESET_SETTINGS = ("reset_tolerance_rad", "reset_timeout_s", "reset_max_step_rad", "reset_max_tilt_rad")
 EPISODE_START_TOPIC = "episode_start"  # std_msgs/Header: stamp = the first state of the episode after a reset
 
 PARAMETERS = {
@@ -44,9 +47,6 @@ PARAMETERS = {
     "joint_margin_rad": Param(float, "Targets stay this far inside the URDF limits [rad].", NON_NEGATIVE),
     "command_timeout_s": Param(float, "Watchdog: hold the measured positions when the newest command is older [s].",
                                POSITIVE),
-    "state_timeout_cycles": Param(int, "Link fault after more cycles than this without a state frame.", AT_LEAST_1),
-    "max_ack_lag_cycles": Param(int, "Link fault when the MCU acknowledges commands more frames late than this.",
-                                AT_LEAST_1),
     "reset_tolerance_rad": Param(float, "Reset succeeds once every servo is this close to the standing pose [rad] "
                                  "for 10 cycles.", POSITIVE),
     "reset_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
@@ -75,9 +75,8 @@ class StochliteHwInterfaceNode(DriverNode):
         p = self.params
         margin = p["joint_margin_rad"]
         limits = PositionLimits(tuple(JOINT_LOWER_RAD + margin), tuple(JOINT_UPPER_RAD - margin), p["max_step_rad"])
-        settings = PositionSettings(p["loop_rate_hz"], p["spin_us"], p["command_timeout_s"], p["state_timeout_cycles"],
-                                    p["max_ack_lag_cycles"], p["reset_tolerance_rad"], p["reset_timeout_s"],
-                                    p["reset_max_step_rad"], p["reset_max_tilt_rad"])
+        settings = PositionSettings(**{name: p[name] for name in (*LINK_SETTINGS, *RESET_SETTINGS)},
+                                    rate_hz=p["loop_rate_hz"])
         link = SerialLink(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
                           int(p["reconnect_period_s"] * NS_PER_S), Robot.STOCHLITE)
         self._imu_pub = self.create_publisher(Imu, f"{NAMESPACE}/{IMU_TOPIC}", ROBOT_QOS)

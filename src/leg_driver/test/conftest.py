@@ -1,16 +1,36 @@
-"""Real processes for the driver tests: the emulated MCU (`mdemorl emulate`) on a real pty, and rclpy."""
+"""Real parts for the driver tests: the emulated MCU (`mdemorl emulate`) on a real pty, and rclpy; and the ROS-free
+loops against an emulated MCU in this process on one stepped clock (``leg_rig``, ``stochlite_rig``)."""
+import array
 import csv
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import termios
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import rclpy
 from rclpy.context import Context
+from stochlite_bringup.node_parameters import config_defaults
+from stochlite_bringup.tasks.stochlite_simulation import JOINT_LOWER_RAD, JOINT_UPPER_RAD
 
+from leg_driver.control_loop import ControlLoop, LoopSettings, SafetyLimits
+from leg_driver.driver_node import LINK_SETTINGS
+from leg_driver.emulated_mcu import FaultPlan
+from leg_driver.emulator import EmulatedLegMcu
+from leg_driver.loop_timing import NS_PER_S
+from leg_driver.position_loop import PositionLimits, PositionLoop, PositionSettings
+from leg_driver.protocol_frames import Robot
+from leg_driver.serial_link import SerialLink
+from leg_driver.stochlite_emulator import EmulatedStochliteMcu
+
+LEG = config_defaults("hw_interface.yaml", "hw_interface")
+STOCHLITE = config_defaults("stochlite_hw_interface.yaml", "stochlite_hw_interface")
+COMMAND_DELAY_NS = 1_000_000  # a rig's command arrives this long after the cycle before it
 DOMAIN_ID = 60 + os.getpid() % 10
 ENV = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
 
@@ -86,3 +106,128 @@ def context():
         yield ros_context
     finally:
         rclpy.try_shutdown(context=ros_context)
+
+
+def link_settings(config: dict) -> dict:
+    """The loop settings a driver node takes from its parameters, as the shipped config file sets them."""
+    return {name: config[name] for name in LINK_SETTINGS}
+
+
+class SteppedClock:
+    """Monotonic time [ns] that moves only when the loop sleeps or the test advances it; starts at 0, where an emulated
+    MCU ticked by the test also starts its fault schedule."""
+
+    def __init__(self) -> None:
+        self.now_ns = 0
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def sleep(self, seconds: float) -> None:
+        self.now_ns += round(seconds * NS_PER_S)
+
+    def advance(self, ns: int) -> None:
+        self.now_ns += ns
+
+
+class Rig:
+    """A loop and an emulated MCU on one pty and one stepped clock."""
+
+    def __init__(self, make_loop, mcu) -> None:
+        self.clock = SteppedClock()
+        self.mcu = mcu
+        self.samples = []
+        self.loop = make_loop(self.clock, self.samples.append)
+        self.sent: dict[int, int] = {}  # loop cycle -> sequence number of the last frame it sent
+        self._read_bytes = 0  # of the MCU's, by the loop
+
+    def cycle(self, command=None, mcu_ticks: bool = True) -> int:
+        """One loop cycle, then (unless the MCU stalls) one MCU tick; then ``command``, if any, arrives. The cycle."""
+        seq = self.loop.link.sent_seq
+        self.loop.step()
+        self._read_bytes = self.mcu.port.written_bytes  # the loop read all that waited (see tick)
+        if self.loop.link.sent_seq != seq:
+            self.sent[self.loop.clock.cycle] = self.loop.link.sent_seq
+        if mcu_ticks:
+            self.tick()
+        if command is not None:
+            self.clock.advance(COMMAND_DELAY_NS)
+            self.loop.offer(command, self.clock())
+        return self.loop.clock.cycle
+
+    def tick(self) -> None:
+        """One MCU tick at the clock's instant; returns once the loop's end of the pty counts every byte it sent."""
+        self.mcu.tick(self.clock())
+        # the kernel passes pty input on from a worker thread: wait for it, or the loop's next read can miss a frame
+        deadline = time.monotonic() + 5.0
+        count = array.array("i", [0])
+        while True:
+            fcntl.ioctl(self.mcu.port.slave, termios.FIONREAD, count)
+            if count[0] >= self.mcu.port.written_bytes - self._read_bytes:
+                return
+            assert time.monotonic() < deadline, "the pty did not pass the MCU's bytes on within 5 s"
+            time.sleep(0.0001)
+
+    def start_armed(self) -> None:
+        """Handshake and ``recovery_cycles`` healthy cycles, arm, and wait until the MCU reports armed."""
+        for _ in range(5 + self.loop.settings.recovery_cycles):
+            self.cycle()
+        assert self.loop.link.connected and not self.loop.fault, self.loop.fault
+        self.loop.set_armed(True)
+        for _ in range(5):
+            self.cycle()
+        assert self.loop.mcu_armed
+
+    def received(self, cycle: int) -> tuple[float, ...]:
+        """The values of the command frame the MCU received from ``cycle``."""
+        for line in self.mcu.recorder.lines:
+            _, event, seq, *values, _ = line.split(",")
+            if int(seq) == self.sent[cycle]:
+                assert event in ("TORQUE", "POSITION"), line
+                return tuple(map(float, values))
+        raise AssertionError(f"the MCU did not receive cycle {cycle}'s frame (seq {self.sent[cycle]})")
+
+    def close(self) -> None:
+        self.loop.stop()
+        self.mcu.close()
+
+
+@pytest.fixture
+def leg_rig(tmp_path, request):
+    """The leg's 500 Hz torque loop (hw_interface.yaml) and its emulated MCU; an indirect parameter may override the loop's
+    ``settings`` (a dict) and set the MCU's fault ``plan``."""
+    params = getattr(request, "param", {})
+    settings = LoopSettings(**{**link_settings(LEG), "spin_us": 0, **params.get("settings", {})},
+                            rate_hz=LEG["loop_rate_hz"])
+    limits = SafetyLimits(LEG["max_torque"], LEG["max_velocity"], (LEG["hip_min"], LEG["knee_min"]),
+                          (LEG["hip_max"], LEG["knee_max"]))
+    mcu = EmulatedLegMcu(tmp_path / "leg.pty", params.get("plan", FaultPlan()), LEG["loop_rate_hz"],
+                         record=tmp_path / "record.csv")
+    link = SerialLink(str(mcu.port.link), LEG["baud"], int(LEG["handshake_timeout_s"] * NS_PER_S),
+                      int(LEG["reconnect_period_s"] * NS_PER_S))
+    rig = Rig(lambda clock, on_state: ControlLoop(link, limits, settings, on_state, clock=clock, sleep=clock.sleep),
+              mcu)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+@pytest.fixture
+def stochlite_rig(tmp_path, request):
+    """StochLite's 100 Hz position loop (stochlite_hw_interface.yaml) and its emulated MCU; an indirect parameter may
+    set the MCU's fault ``plan``."""
+    p = STOCHLITE
+    margin = p["joint_margin_rad"]
+    limits = PositionLimits(tuple(JOINT_LOWER_RAD + margin), tuple(JOINT_UPPER_RAD - margin), p["max_step_rad"])
+    settings = PositionSettings(**{**link_settings(p), "spin_us": 0}, rate_hz=p["loop_rate_hz"])
+    mcu = EmulatedStochliteMcu(tmp_path / "stochlite.pty", getattr(request, "param", {}).get("plan", FaultPlan()),
+                               p["loop_rate_hz"], record=tmp_path / "rec.csv")
+    link = SerialLink(str(mcu.port.link), p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
+                      int(p["reconnect_period_s"] * NS_PER_S), Robot.STOCHLITE)
+    rig = Rig(lambda clock, on_state: PositionLoop(link, limits, settings, on_state, clock=clock, sleep=clock.sleep),
+              mcu)
+    try:
+        yield rig
+    finally:
+        rig.close()

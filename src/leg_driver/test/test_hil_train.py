@@ -29,6 +29,21 @@ def test_train_through_the_serial_driver_and_the_emulated_mcu(start_emulator, ro
     assert [r.detail for r in rows if r.event == "ENABLE"][-1] == "0"  # disarmed at the end
 
 
+def test_train_on_the_other_robots_mcu_stops_with_the_drivers_reason(start_emulator, ros_env, tmp_path):
+    emulator = start_emulator("robot:=stochlite")  # the leg's driver refuses it: enable says no, the agent stops
+    proc = subprocess.run(
+        [sys.executable, "-m", "stochlite_bringup.launcher", "train", "robot:=leg", "sim:=none",
+         f"port:={emulator.link}", "epochs:=1", "steps_per_epoch:=200", f"run_dir:={tmp_path / 'mismatch'}"],
+        capture_output=True, text=True, env=ros_env, timeout=240)
+    rows = emulator.stop_records()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "node 'agent' died with exit code 1" in out, out[-3000:]
+    assert "/leg/enable refused to arm (attempt 1 of 3)" in out
+    assert "/leg/enable refused to arm 3 times, last: cannot arm: link fault" in out
+    assert "drives a stochlite, this driver the leg" in out
+    assert not rows  # the MCU never accepted a HELLO, an ENABLE or a command
+
+
 def test_train_stochlite_through_its_profile_the_estimator_and_the_emulated_mcu(start_emulator, tmp_path):
     emulator = start_emulator("robot:=stochlite")
     assert "train robot:=stochlite sim:=none" in emulator.proc.stdout.readline()

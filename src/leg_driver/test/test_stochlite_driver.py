@@ -278,6 +278,35 @@ def test_late_states_are_a_link_fault_the_robot_holds_and_commands_resume(rig):
     assert resumed and np.allclose(resumed[-1][1], stand, atol=1e-5)
 
 
+@pytest.mark.parametrize("rig", [("faults:=nan_position", "first_s:=3.0", "for_s:=2.0", "every_s:=100")],
+                         indirect=True)
+@pytest.mark.integration
+def test_nan_positions_never_become_a_target_and_enable_says_no_until_they_end(rig):
+    emulator, driver, client, executor = rig
+    assert call(executor, client.enable, SetBool.Request(data=True)).success  # holds where it lies
+    assert spin_until(executor, lambda: driver.loop.invalid_states > 0, 5.0), "no NaN burst"
+    call(executor, client.enable, SetBool.Request(data=False))
+    t_refused = time.monotonic_ns()
+    refused = call(executor, client.enable, SetBool.Request(data=True))  # arming holds the measured pose: NaN?
+    invalid = driver.loop.invalid_states
+    assert spin_until(executor, lambda: not driver.loop.fault, 5.0)
+    armed = call(executor, client.enable, SetBool.Request(data=True))
+    t_armed = time.monotonic_ns()
+    spin_until(executor, lambda: False, 0.3)
+    assert spin_until(executor, lambda: client.last_diagnostics()["invalid_states"] != "0")
+    diagnostics = client.last_diagnostics()
+    rows = emulator.stop_records()
+    start, end = (next(int(r["t_ns"]) for r in rows if r["event"] == event) for event in ("fault_start", "fault_end"))
+    assert start < t_refused < end < t_armed
+    assert not refused.success and "invalid state from the MCU: position[0] = nan" in refused.message, refused.message
+    assert armed.success, armed.message
+    assert invalid >= 50 and int(diagnostics["invalid_states"]) >= invalid  # 2 s of 100 Hz NaN states
+    targets = positions(rows)
+    assert targets and all(np.all(np.isfinite(p)) for _, p in targets)  # the hold never held a NaN
+    assert not positions(rows, start + 50_000_000, end)  # a link fault: HEARTBEAT only, the MCU keeps its target
+    assert positions(rows, t_armed)  # holding again after the burst
+
+
 @pytest.mark.integration
 def test_robot_side_publishes_task_steps_and_follows_joint_commands(rig):
     emulator, driver, client, executor = rig

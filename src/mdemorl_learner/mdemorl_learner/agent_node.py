@@ -9,9 +9,11 @@ and takes its action box (``agent_feedback``); StochLite reports ``<ns>/task_ste
 targets on ``<ns>/joint_commands`` from the trot generator the action shapes, and the agent publishes the
 decoded generator command on ``<ns>/gait_command``; ``<ns>`` is ``task_names.robot_namespace``. The robot
 is armed only once the learner subscribes to ``/mdemorl/transitions/env``, so that no transition is
-lost; they go there in batches. After every ``steps_per_epoch`` env steps a
-deterministic evaluation episode runs, its return goes to ``/mdemorl/eval_return`` and its
-leg's foot path to ``<ns>/foot_path`` / ``foot_path_desired`` markers and ``run_dir/foot_path.npz``.
+lost; they go there in batches. A robot whose ``<ns>/enable`` answers no (it cannot arm: its driver says
+why) is asked again, ``ENABLE_ATTEMPTS`` times in all, then the node stops with exit code 1 and the reason.
+After every ``steps_per_epoch`` env steps a deterministic evaluation episode runs, its return goes to
+``/mdemorl/eval_return`` and its leg's foot path to ``<ns>/foot_path`` / ``foot_path_desired`` markers
+and ``run_dir/foot_path.npz``.
 Pacing (``max_policy_lag`` > 0, lockstep simulation only; hardware must use 0): a command is
 held while the loaded policy lags the env steps too far (``AgentCore.must_wait``), the batch so
 far is flushed so the learner can train on it, and the held command goes out once a newer
@@ -66,6 +68,8 @@ MARKER_WIDTH_M = 0.004
 FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
 ARRIVALS_KEPT = 8  # policy snapshots (time, version) the learner's update rate is measured over
 DELIVERY_TIMEOUT_S = 10.0  # at the end, how long to wait for the learner to acknowledge the last batches
+ENABLE_ATTEMPTS = 3  # <ns>/enable true answered no this often (the robot cannot arm): the run fails, naming why
+ENABLE_RETRY_S = 2.0  # between two attempts (a robot whose link is still coming up arms on a later one)
 GAIT_LAYOUT = MultiArrayLayout(dim=[  # /stochlite/gait_command: 4 legs x (x, y, z) shift [m], then the step length
     MultiArrayDimension(label="fl_fr_bl_br_x_y_z_shift_m", size=12, stride=13),
     MultiArrayDimension(label="step_length_m", size=1, stride=1)])
@@ -176,6 +180,7 @@ class AgentNode(WorkerNode):
         self._reset_answered = False
         self._stop_code = 0
         self._stop_timer = None
+        self._enable_attempts = 0
         self._steps_since_diagnostics = 0
         self._hold_started = 0.0  # time.monotonic() when the current pacing hold began
         self._holds = 0
@@ -204,6 +209,8 @@ class AgentNode(WorkerNode):
         if p["resume"]:
             self.create_subscription(TrainingStatus, STATUS_TOPIC, self._on_status, STATUS_QOS)
         self._start_timer = self.create_timer(SERVICE_POLL_S, self._start)
+        self._enable_retry = self.create_timer(ENABLE_RETRY_S, self._arm)
+        self._enable_retry.cancel()  # started by a refusal
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         self._loader = self.start_worker(self._load_policy)
         # the loader thread triggers it after each swap: the held command goes out on this executor
@@ -237,8 +244,7 @@ class AgentNode(WorkerNode):
             return
         self._start_timer.cancel()
         if self.params["enable_on_start"]:
-            self._phase = Phase.ENABLING
-            self._call(self._enable, SetBool.Request(data=True), self._on_enabled)
+            self._arm()
         else:
             self._request_reset()
 
@@ -265,21 +271,43 @@ class AgentNode(WorkerNode):
         readers = {(i.node_name, i.node_namespace) for i in self.get_subscriptions_info_by_topic(ENV_TOPIC)}
         return bool(learners & readers) and self._env_pub.get_subscription_count() > 0
 
-    def _call(self, client, request, on_answer) -> None:
+    def _call(self, client, request, on_answer, on_refusal=None) -> None:
+        """Call ``client``; then ``on_answer()`` on success, ``on_refusal(message)`` on a "no" (default: stop)."""
         future = client.call_async(request)
-        future.add_done_callback(lambda done: self._answered(client, done, on_answer))
+        future.add_done_callback(lambda done: self._answered(client, done, on_answer, on_refusal))
 
-    def _answered(self, client, future: Future, on_answer) -> None:
+    def _answered(self, client, future: Future, on_answer, on_refusal) -> None:
         error = future.exception()
         response = future.result() if error is None else None
         if error is not None or not response.success:
             problem = error if error is not None else response.message
             if self._phase is Phase.STOPPING:
                 self.get_logger().warning(f"{client.service_name} failed while stopping: {problem}")
+            elif error is None and on_refusal is not None:
+                on_refusal(problem)
             else:
                 self._stop(1, f"{client.service_name} failed: {problem}")
             return
         on_answer()
+
+    def _arm(self) -> None:
+        """Ask the robot to arm (again after a refusal)."""
+        self._enable_retry.cancel()
+        if self._phase is Phase.STOPPING:
+            return
+        self._phase = Phase.ENABLING
+        self._enable_attempts += 1
+        self._call(self._enable, SetBool.Request(data=True), self._on_enabled, self._enable_refused)
+
+    def _enable_refused(self, reason: str) -> None:
+        """The robot cannot arm: try again a few times, then stop the run naming the robot's reason."""
+        service, attempt = self._enable.service_name, self._enable_attempts
+        if attempt >= ENABLE_ATTEMPTS:
+            self._stop(1, f"{service} refused to arm {attempt} times, last: {reason}")
+            return
+        self.get_logger().warning(f"{service} refused to arm (attempt {attempt} of {ENABLE_ATTEMPTS}): {reason}; "
+                                  f"trying again in {ENABLE_RETRY_S:g} s")
+        self._enable_retry.reset()
 
     def _on_enabled(self) -> None:
         if self._phase is Phase.ENABLING:
@@ -310,6 +338,7 @@ class AgentNode(WorkerNode):
         self._phase = Phase.STOPPING
         self._stop_code = code
         self._start_timer.cancel()
+        self._enable_retry.cancel()
         self._publish_batches(self.core.take_batches(flush=True))
         self._effort_pub.publish(Float64MultiArray(data=self.feedback.idle_command()))
         self._stop_timer = self.create_timer(self.params["disarm_timeout_s"], self._disarm_timed_out)
