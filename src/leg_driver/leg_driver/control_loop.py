@@ -8,7 +8,9 @@ OVER_TEMPERATURE), the link healthy for ``recovery_cycles`` cycles (valid states
 :mod:`~leg_driver.mcu_loop`), and a command newer than ``command_timeout_s`` that arrived after the
 last arming, fault or homing. Then it is clamped to ``max_torque``, and a joint beyond its limits or
 faster than ``max_velocity`` gets no torque that pushes it further; a value that is not finite
-gets none at all.
+gets none at all. A successful homing holds its target with the same PID until such a command
+arrives (a disarm, a link fault or a failed homing ends the hold), so an episode starts at the
+home pose at rest however long the agent takes to send its first command.
 """
 from __future__ import annotations
 
@@ -111,6 +113,7 @@ class ControlLoop(McuLoop):
         super().__init__(link, limits, settings, effort_commands(), on_state, on_home_done, record_timing, clock,
                          sleep)
         self.scheduling = ""
+        self._hold: HomeRequest | None = None  # the homing that succeeded last, holding until a fresh command
 
     def counters(self) -> dict[str, object]:
         """Timing of the cycles since the last call, and every counter since start (for /diagnostics)."""
@@ -120,7 +123,8 @@ class ControlLoop(McuLoop):
     def start_home(self, target, timeout_s: float) -> HomeRequest:
         """Drive the joints to ``target`` [rad] with PID until settled; ``done`` is set when it ends either way.
 
-        Commands are ignored meanwhile, and afterwards only those sent after it count.
+        Commands are ignored meanwhile, and afterwards only those sent after it count; until the first of them,
+        a successful homing holds ``target``.
         """
         return self._start_reset(HomeRequest((float(target[0]), float(target[1])), self._deadline_after(timeout_s)),
                                  "disarmed: arm the motors first (enable true), homing needs torque")
@@ -141,19 +145,25 @@ class ControlLoop(McuLoop):
         state = self.latest_state
         if not (self._armed and self.mcu_armed) or self.fault or state is None:
             self._command_live = False
+            self._hold = None
             return self._homing_tick(None, now_ns)
         if self._reset is not None:
             return self._homing_tick(state, now_ns)
         command = self._live_command(now_ns)
-        return ZERO if command is None else self.limits.clamp(command, state.position, state.velocity)
+        if command is not None:
+            self._hold = None
+            return self.limits.clamp(command, state.position, state.velocity)
+        hold = self._hold
+        return ZERO if hold is None else self._pid(hold, state)
 
     def _homing_tick(self, state: State | None, now_ns: int) -> tuple[float, float]:
-        """PID torque towards the home target (zero without a usable state); finishes the request."""
+        """PID torque towards the home target (zero without a usable state); finishes the request, which then holds."""
         request = self._reset
         if request is None or request.done.is_set():
             return ZERO
         if now_ns > request.deadline_ns:
             joints = np.round(self.latest_state.position, 3).tolist() if self.latest_state else "?"
+            self._hold = None
             self._finish_reset(False, f"homing timed out; last fault: {self.last_fault or 'none'}; joints at "
                                       f"{joints} rad")
             return ZERO
@@ -161,17 +171,24 @@ class ControlLoop(McuLoop):
             request.settled = 0
             request.integral = np.zeros(JOINTS)
             return ZERO
+        torque = self._pid(request, state)
+        tolerance = self.settings.home_tolerance_rad
+        error = np.subtract(request.target, state.position)
+        if np.abs(error).max() < tolerance and np.abs(state.velocity).max() < 10 * tolerance:
+            request.settled += 1
+        else:
+            request.settled = 0
+        if request.settled >= HOME_SETTLE_CYCLES:
+            self._hold = request
+            self._finish_reset(True, f"joints at {np.round(state.position, 4).tolist()} rad "
+                                     f"(target {list(request.target)})")
+        return torque
+
+    def _pid(self, request: HomeRequest, state: State) -> tuple[float, float]:
+        """The PID torque towards ``request.target`` at ``state``, within the limits; integrates the error."""
         s = self.settings
         error = np.subtract(request.target, state.position)
         request.integral = np.clip(request.integral + error / s.rate_hz, -HOME_INTEGRAL_LIMIT, HOME_INTEGRAL_LIMIT)
         torque = (np.multiply(s.home_kp, error) + np.multiply(s.home_ki, request.integral)
                   - np.multiply(s.home_kd, state.velocity))
-        if np.abs(error).max() < s.home_tolerance_rad and np.abs(state.velocity).max() < 10 * s.home_tolerance_rad:
-            request.settled += 1
-        else:
-            request.settled = 0
-        if request.settled >= HOME_SETTLE_CYCLES:
-            self._finish_reset(True, f"joints at {np.round(state.position, 4).tolist()} rad "
-                                     f"(target {list(request.target)})")
-            return ZERO
         return self.limits.clamp(torque, state.position, state.velocity)

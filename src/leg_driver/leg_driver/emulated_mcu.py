@@ -19,10 +19,11 @@ import random
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loop_timing import NS_PER_S, DeadlineClock, request_realtime
+from .loop_timing import NS_PER_S, DeadlineClock, MissedDeadlines
 from .protocol_frames import (PROTOCOL_VERSION, Enable, Error, ErrorCode, FrameDecoder, Heartbeat, Hello, HelloAck,
                               Message, Robot, Status, encode, encode_raw)
 
@@ -192,7 +193,8 @@ class EmulatedMcu:
         self._frozen_ack = 0
         self._t0_ns = 0
         self.ticks = 0
-        self.overruns = 0
+        self.deadlines = 0  # of the tick loop, missed ones included
+        self.missed_ticks = 0
         self.port.open()
 
     def close(self) -> None:
@@ -201,16 +203,24 @@ class EmulatedMcu:
         self.sim.close()
         self.recorder.save()
 
-    def run(self, should_stop, realtime_priority: int = 0) -> str:
-        """The tick loop at ``rate_hz``; returns how the thread was scheduled."""
-        scheduling = request_realtime(realtime_priority)
-        clock = DeadlineClock(NS_PER_S // self.rate_hz, SPIN_NS)
-        self._t0_ns = time.monotonic_ns()
+    def run(self, should_stop, report: Callable[[str], None], clock: Callable[[], int] = time.monotonic_ns,
+            sleep: Callable[[float], None] = time.sleep) -> None:
+        """The tick loop at ``rate_hz`` on absolute deadlines; a tick that overran skips the deadlines already past.
+
+        ``report`` gets a line at the end of each second that skipped some (:class:`MissedDeadlines`). ``clock``
+        [ns] and ``sleep`` [s] are injectable, so that a test can stall a tick.
+        """
+        deadlines = DeadlineClock(NS_PER_S // self.rate_hz, SPIN_NS, clock, sleep)
+        self._t0_ns = clock()
+        missed = MissedDeadlines(deadlines, self._t0_ns)
         while not should_stop():
-            clock.wait()
-            self.tick(time.monotonic_ns())
-        self.overruns = clock.missed
-        return scheduling
+            deadlines.wait()
+            now_ns = clock()
+            self.tick(now_ns)
+            self.deadlines, self.missed_ticks = deadlines.cycle, deadlines.missed
+            line = missed.line(now_ns)
+            if line:
+                report(line)
 
     def tick(self, now_ns: int) -> None:
         """One firmware cycle: faults, commands in, physics step, state out."""

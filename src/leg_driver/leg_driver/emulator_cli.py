@@ -1,4 +1,8 @@
-"""``mdemorl emulate robot:=leg|stochlite [name:=value ...]``: the emulated robot MCU on a pty until Ctrl-C."""
+"""``mdemorl emulate robot:=leg|stochlite [name:=value ...]``: the emulated robot MCU on a pty until Ctrl-C.
+
+A real MCU never waits for the host: the tick loop asks for SCHED_FIFO above the driver's loop (50) and says
+at start-up what it got; each second in which it missed ticks anyway is reported as it ends.
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +12,7 @@ from pathlib import Path
 
 from .emulated_mcu import FAULT_EFFECTS, FAULT_KINDS, FaultPlan
 from .emulator import EmulatedLegMcu
+from .loop_timing import request_realtime
 from .stochlite_emulator import EmulatedStochliteMcu
 
 ROBOTS = ("leg", "stochlite")
@@ -28,7 +33,9 @@ ARGUMENTS = {  # name: (default, description)
     "record": ("", "CSV file for every received command frame and fault burst (written at exit)"),
     "operator_s": ("1.0", "stochlite: an emulated operator sets the robot upright after it lay fallen this long [s] "
                    "(0: never; a reset then fails until the emulator restarts)"),
-    "realtime_priority": ("0", "SCHED_FIFO priority of the tick loop (0: normal scheduling)"),
+    "realtime_priority": ("60", "SCHED_FIFO priority of the tick loop, above the driver's loop (50) as a real MCU "
+                          "never waits for the host (0: normal scheduling; refused without CAP_SYS_NICE or an rtprio "
+                          "limit, which start-up says)"),
 }
 USAGE = "usage: mdemorl emulate robot:=leg|stochlite [name:=value ...]   (mdemorl emulate --help lists them)"
 
@@ -55,6 +62,8 @@ def parse(words: list[str]) -> dict[str, str]:
         raise ValueError(f"robot:={args['robot']} has no emulated MCU; use robot:=leg or robot:=stochlite")
     for name, default in ROBOT_DEFAULTS[args["robot"]].items():
         args[name] = args[name] or default
+    if not 0 <= number(args, "realtime_priority", int) <= 99:
+        raise ValueError(f"realtime_priority:={args['realtime_priority']} must be in 0..99 (0: normal scheduling)")
     return args
 
 
@@ -79,6 +88,15 @@ def build(args: dict[str, str]) -> EmulatedLegMcu | EmulatedStochliteMcu:
                           seed=number(args, "seed", int), record=record)
 
 
+def scheduling_line(priority: int) -> str:
+    """Ask for SCHED_FIFO at ``priority`` for this thread (the tick loop's); the start-up line saying what it got."""
+    scheduling = request_realtime(priority)
+    if os.sched_getscheduler(0) == os.SCHED_FIFO:
+        return f"mdemorl emulate: tick loop at {scheduling}"
+    return (f"mdemorl emulate: WARNING: tick loop at {scheduling}; on a loaded machine it will miss ticks "
+            f"(each second that does is reported here)")
+
+
 def main(words: list[str]) -> int:
     if words and words[0] in ("-h", "--help"):
         print_help()
@@ -98,11 +116,13 @@ def main(words: list[str]) -> int:
     print(f"mdemorl emulate: {robot} MCU on {link} (pty {mcu.port.slave_name}), protocol v2, {mcu.rate_hz} Hz; "
           f"fault bursts: {faults}", flush=True)
     print(f"mdemorl emulate: train with: mdemorl train robot:={robot} sim:=none port:={link}", flush=True)
+    print(scheduling_line(int(args["realtime_priority"])), flush=True)
     try:
-        scheduling = mcu.run(lambda: bool(stop), number(args, "realtime_priority", int))
+        mcu.run(lambda: bool(stop), lambda line: print(f"mdemorl emulate: WARNING: {line}", flush=True))
     finally:
         mcu.close()
-    print(f"mdemorl emulate: stopped after {mcu.ticks} ticks ({mcu.overruns} missed, {scheduling}, "
+    missed_pct = 100 * mcu.missed_ticks / max(mcu.deadlines, 1)
+    print(f"mdemorl emulate: stopped after {mcu.ticks} ticks ({mcu.missed_ticks} missed = {missed_pct:.2f} %, "
           f"{mcu.port.dropped_writes} writes lost to a full pty"
           f"{f', {mcu.rightings} fallen robot(s) set upright' if robot == 'stochlite' else ''})", flush=True)
     return 0

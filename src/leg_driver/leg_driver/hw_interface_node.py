@@ -12,8 +12,9 @@ A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, which talks
 * ``<robot>/enable`` (SetBool) arms and disarms (starts disarmed); arming answers success only once
   the loop drives (armed here and on the MCU, link healthy, no over-temperature; see
   :mod:`~leg_driver.driver_node`), else it disarms and says why; ``<robot>/reset`` (Trigger)
-  moves the joints to the start of the desired foot path with PID and answers once they settle
-  (armed only; a coroutine, so states keep flowing meanwhile);
+  moves the joints to the start of the desired foot path with PID, answers once they settle and
+  holds them there until the next effort command (armed only; a coroutine, so states keep flowing
+  meanwhile);
 * ``/diagnostics`` every ``diagnostics_period_s``: loop rate, period error, missed cycles, link and MCU
   counters, watchdog trips, command latency; its level covers the whole period (a fault in it is WARN
   or ERROR even if it is over).
@@ -70,7 +71,8 @@ PARAMETERS = {
     "home_kd_hip": Param(float, "Reset: derivative gain of the hip [N*m*s/rad].", NON_NEGATIVE),
     "home_kd_knee": Param(float, "Reset: derivative gain of the knee [N*m*s/rad].", NON_NEGATIVE),
     "home_tolerance_rad": Param(float, "Reset succeeds once each joint is this close [rad] and slower than 10x "
-                                "this [rad/s] for 50 ms.", POSITIVE),
+                                "this [rad/s] for 50 ms; the PID then holds the pose until the first effort "
+                                "command.", POSITIVE),
     "home_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
     "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
                                  "(all are counted)."),

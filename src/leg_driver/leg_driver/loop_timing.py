@@ -62,6 +62,30 @@ class DeadlineClock:
         return now - deadline
 
 
+class MissedDeadlines:
+    """Lines about the deadlines a :class:`DeadlineClock` skipped: one per window of at least ``window_ns`` in which
+    it skipped some, with the window's count and share and the totals since start."""
+
+    def __init__(self, clock: DeadlineClock, now_ns: int, window_ns: int = NS_PER_S) -> None:
+        self._clock = clock
+        self._window_ns = window_ns
+        self._window = (now_ns, clock.missed, clock.cycle)  # start [ns], missed and deadlines then
+
+    def line(self, now_ns: int) -> str:
+        """The line of the window that ends at ``now_ns``; '' while the window lasts or if it skipped nothing."""
+        start_ns, missed, deadlines = self._window
+        if now_ns - start_ns < self._window_ns:
+            return ""
+        clock = self._clock
+        self._window = (now_ns, clock.missed, clock.cycle)
+        window_missed, window_deadlines = clock.missed - missed, clock.cycle - deadlines
+        if not window_missed:
+            return ""
+        return (f"missed {window_missed} of {window_deadlines} ticks in the last {(now_ns - start_ns) / NS_PER_S:.1f} s "
+                f"({100 * window_missed / window_deadlines:.1f} %); {clock.missed} of {clock.cycle} since start "
+                f"({100 * clock.missed / clock.cycle:.2f} %)")
+
+
 class PeriodStats:
     """Wake-up lateness of each cycle in a window, and totals since start."""
 

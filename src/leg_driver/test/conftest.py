@@ -82,7 +82,7 @@ def start_emulator(tmp_path_factory):
         link = link or tmp_path / f"leg{len(started)}.pty"
         record = tmp_path / f"record{len(started)}.csv"
         command = [sys.executable, "-m", "stochlite_bringup.launcher", "emulate", "robot:=leg", f"link:={link}",
-                   f"record:={record}", "realtime_priority:=49", *words]
+                   f"record:={record}", *words]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                                 start_new_session=True)
         banner = proc.stdout.readline()
@@ -194,13 +194,15 @@ class Rig:
 
 @pytest.fixture
 def leg_rig(tmp_path, request):
-    """The leg's 500 Hz torque loop (hw_interface.yaml) and its emulated MCU; an indirect parameter may override the loop's
-    ``settings`` (a dict) and set the MCU's fault ``plan``."""
+    """The leg's 500 Hz torque loop (hw_interface.yaml, homing gains included) and its emulated MCU; an indirect
+    parameter may override the loop's ``settings`` and ``limits`` (dicts) and set the MCU's fault ``plan``."""
     params = getattr(request, "param", {})
-    settings = LoopSettings(**{**link_settings(LEG), "spin_us": 0, **params.get("settings", {})},
-                            rate_hz=LEG["loop_rate_hz"])
-    limits = SafetyLimits(LEG["max_torque"], LEG["max_velocity"], (LEG["hip_min"], LEG["knee_min"]),
-                          (LEG["hip_max"], LEG["knee_max"]))
+    homing = {f"home_{k}": (LEG[f"home_{k}_hip"], LEG[f"home_{k}_knee"]) for k in ("kp", "ki", "kd")}
+    settings = LoopSettings(**{**link_settings(LEG), **homing, "home_tolerance_rad": LEG["home_tolerance_rad"],
+                               "spin_us": 0, **params.get("settings", {})}, rate_hz=LEG["loop_rate_hz"])
+    limits = SafetyLimits(**{"max_torque": LEG["max_torque"], "max_velocity": LEG["max_velocity"],
+                             "joint_min": (LEG["hip_min"], LEG["knee_min"]),
+                             "joint_max": (LEG["hip_max"], LEG["knee_max"]), **params.get("limits", {})})
     mcu = EmulatedLegMcu(tmp_path / "leg.pty", params.get("plan", FaultPlan()), LEG["loop_rate_hz"],
                          record=tmp_path / "record.csv")
     link = SerialLink(str(mcu.port.link), LEG["baud"], int(LEG["handshake_timeout_s"] * NS_PER_S),
