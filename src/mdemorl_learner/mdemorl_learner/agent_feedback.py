@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,17 +21,7 @@ from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, OBS_DIM, LegT
 from stochlite_bringup.tasks.stochlite_gait import (GaitCommand, foot_targets, gait_command, joint_targets,
                                                     standing_joint_targets)
 
-
-@dataclass(frozen=True)
-class TaskSample:
-    """One state as the agent sees it: ``time_s`` since the episode started; the foot (leg only) in m."""
-
-    obs: NDArray[np.float32]
-    reward: float
-    time_s: float
-    terminated: bool = False
-    foot: NDArray[np.float64] | None = None
-    foot_desired: NDArray[np.float64] | None = None
+from .policy_runner import TaskSample
 
 
 def joint_state_arrays(

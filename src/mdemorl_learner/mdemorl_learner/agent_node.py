@@ -15,13 +15,14 @@ After every ``steps_per_epoch`` env steps a deterministic evaluation episode run
 ``/mdemorl/eval_return`` and its leg's foot path to ``<ns>/foot_path`` / ``foot_path_desired`` markers
 and ``run_dir/foot_path.npz``.
 Pacing (``max_policy_lag`` > 0, lockstep simulation only; hardware must use 0): a command is
-held while the loaded policy lags the env steps too far (``AgentCore.must_wait``), the batch so
+held while the loaded policy lags the env steps too far (``PolicyRunner.must_wait``), the batch so
 far is flushed so the learner can train on it, and the held command goes out once a newer
 snapshot has been loaded (a guard condition brings the loader's swap back to the executor).
-Policy snapshots from ``/mdemorl/policy`` are checked and loaded on a worker thread and swapped
-in as one reference, so loading never blocks control; a single-threaded executor runs everything
-else (it steps about 2x faster than rclpy's multi-threaded one). After the last evaluation the robot is
-disarmed and the node exits 0. Parameters: ``stochlite_bringup/config/agent.yaml``.
+The episodes, actions and batches are the ROS-free policy runner's (``policy_runner``), with the actor's
+forward pass in numpy (``numpy_actor``). Policy snapshots from ``/mdemorl/policy`` are checked and
+converted on a worker thread and swapped in as one reference, so loading never blocks control; a
+single-threaded executor runs everything else (it steps about 2x faster than rclpy's multi-threaded one).
+After the last evaluation the robot is disarmed and the node exits 0. Parameters: ``stochlite_bringup/config/agent.yaml``.
 """
 
 import collections
@@ -30,14 +31,13 @@ import math
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from mdemorl_msgs.msg import Snapshot, TaskStep, TrainingStatus, TransitionBatch
 from mdemorl_planner.cpu_setup import configure_cpu
 from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
-from mdemorl_planner.networks import SquashedGaussianActor
 from mdemorl_planner.snapshots import load_policy
 from rclpy.duration import Duration
 from rclpy.task import Future
@@ -57,8 +57,9 @@ from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TAS
 from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
 from visualization_msgs.msg import Marker
 
-from .agent_core import AgentCore, Batch, EpisodeEnd, pacing_can_progress, save_foot_path
 from .agent_feedback import LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback
+from .numpy_actor import NumpyActor
+from .policy_runner import Batch, EpisodeEnd, PolicyRunner, pacing_can_progress, save_foot_path
 from .stalls import record_stall
 
 NODE_NAME = "agent"
@@ -93,7 +94,7 @@ PARAMETERS = {
     "max_torque": Param(float, "leg: joint torque [N*m] of action 1.0 (the action scale); MuJoCo tasks map "
                         "[-1, 1] onto their action box", positive_up_to(STALL_TORQUE_NM)),
     "enable_on_start": Param(bool, "arm the robot (<ns>/enable true) before the first episode"),
-    "torch_threads": Param(int, "torch intra-op threads for the policy", AT_LEAST_1),
+    "torch_threads": Param(int, "torch intra-op threads for checking policy snapshots", AT_LEAST_1),
     "marker_frame": Param(str, "frame_id of the leg's foot-path markers (its hip frame)"),
     "diagnostics_period_s": Param(float, "seconds between two /diagnostics messages", POSITIVE),
     "policy_wait_warning_s": Param(float, "a pacing hold longer than this is a learning stall: a WARN in the log "
@@ -126,9 +127,9 @@ def _stamp_ns(stamp: Time) -> int:
     return stamp.sec * NS_PER_S + stamp.nanosec
 
 
-def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> tuple[SquashedGaussianActor, str]:
-    """The actor of a policy snapshot for a task of these dims, and where the learner computes (its ``compute``
-    entry, "unknown" if absent); ValueError if it is corrupt or unusable."""
+def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> tuple[NumpyActor, str]:
+    """The actor of a policy snapshot for a task of these dims, in numpy, and where the learner computes (its
+    ``compute`` entry, "unknown" if absent); ValueError if it is corrupt or unusable."""
     if msg.kind != "policy":
         raise ValueError(f"snapshot kind is {msg.kind!r}, expected 'policy'")
     payload = bytes_to_state_dict(msg_to_payload(msg))
@@ -136,12 +137,11 @@ def actor_from_snapshot(msg: Snapshot, obs_dim: int, act_dim: int) -> tuple[Squa
     if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
         raise ValueError(f"policy is for obs/act dims {policy.obs_dim}/{policy.act_dim}, the task has "
                          f"{obs_dim}/{act_dim}")
-    with torch.no_grad():
-        probe = policy.actor.mean_action(torch.zeros(obs_dim))
-    if not torch.isfinite(probe).all():
+    actor = NumpyActor.from_state_dict(policy.actor.state_dict())
+    if not np.isfinite(actor.mean_action(np.zeros(obs_dim, np.float32))).all():
         raise ValueError("policy produces non-finite actions")
     compute = payload.get("compute")
-    return policy.actor, compute if isinstance(compute, str) else "unknown"
+    return actor, compute if isinstance(compute, str) else "unknown"
 
 
 class Phase(enum.Enum):
@@ -166,13 +166,12 @@ class AgentNode(WorkerNode):
         robot, ns = p["robot"], robot_namespace(p["robot"])
         self.feedback = (LegFeedback(p["max_torque"]) if robot == LEG_TASK_NAME
                          else StochliteFeedback(robot) if robot == STOCHLITE_TASK_NAME else TaskStepFeedback(robot))
-        self.core = AgentCore(self.feedback.act_dim, p["episode_steps"], p["steps_per_epoch"], p["epochs"],
-                              p["start_steps"],
-                              p["transitions_per_batch"], p["seed"], p["max_policy_lag"])
+        self.core = PolicyRunner(self.feedback.act_dim, p["episode_steps"], p["steps_per_epoch"], p["epochs"],
+                                 p["start_steps"], p["transitions_per_batch"], p["seed"], p["max_policy_lag"])
         self.exit_code: int | None = None
         self.policy_errors = 0
         self.malformed_states = 0  # joint states or task steps
-        self._policy: tuple[SquashedGaussianActor | None, int] = (None, 0)  # swapped as one reference
+        self._policy: tuple[NumpyActor | None, int] = (None, 0)  # swapped as one reference
         self._snapshots: collections.deque[Snapshot] = collections.deque(maxlen=1)  # latest one not loaded yet
         self._phase = Phase.WAITING
         self._episode_start_ns = 0

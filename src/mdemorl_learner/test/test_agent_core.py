@@ -1,14 +1,15 @@
-"""AgentCore and the agent's feedback (ROS-free): episode/epoch schedule, actions, batches, terminations;
-joint-state parsing; task steps of MuJoCo tasks."""
+"""The agent's ROS-free core: the policy runner (episode/epoch schedule, actions, batches, terminations,
+pacing) and the agent's feedback (joint-state parsing; task steps of MuJoCo tasks)."""
 
 import numpy as np
 import pytest
 import torch
 
-from mdemorl_learner.agent_core import AgentCore, EpisodeEnd, Step, pacing_can_progress, save_foot_path
 from mdemorl_learner.agent_feedback import (LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback,
                                            joint_state_arrays)
 from mdemorl_learner.learner_core import LearnerCore
+from mdemorl_learner.numpy_actor import NumpyActor
+from mdemorl_learner.policy_runner import EpisodeEnd, PolicyRunner, Step, pacing_can_progress, save_foot_path
 from mdemorl_learner.sac import SACConfig
 from mdemorl_planner.networks import SquashedGaussianActor
 from stochlite_bringup.tasks.leg_task import ACT_DIM, JOINT_NAMES, OBS_DIM
@@ -23,7 +24,15 @@ def leg(q, qdot, t: float) -> TaskSample:
     return LEG.sample(JOINT_NAMES, q, qdot, t)
 
 
-def run_episode(core: AgentCore, actor, version: int = 0) -> tuple[int, object]:
+def numpy_actor(actor: SquashedGaussianActor) -> NumpyActor:
+    return NumpyActor.from_state_dict(actor.state_dict())
+
+
+def small_actor() -> NumpyActor:
+    return numpy_actor(SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1))
+
+
+def run_episode(core: PolicyRunner, actor, version: int = 0) -> tuple[int, object]:
     """Feed joint states until the episode ends; returns (actions taken, EpisodeEnd)."""
     core.start_episode()
     actions = 0
@@ -36,9 +45,9 @@ def run_episode(core: AgentCore, actor, version: int = 0) -> tuple[int, object]:
 
 
 def test_epochs_cut_training_at_the_boundary_then_evaluate_and_finish():
-    core = AgentCore(ACT_DIM, 3, steps_per_epoch=5, epochs=2, start_steps=2,
+    core = PolicyRunner(ACT_DIM, 3, steps_per_epoch=5, epochs=2, start_steps=2,
                      transitions_per_batch=4, seed=0)
-    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    actor = small_actor()
     ends = []
     while not core.finished:
         ends.append(run_episode(core, actor))
@@ -53,17 +62,31 @@ def test_epochs_cut_training_at_the_boundary_then_evaluate_and_finish():
 
 
 def test_policy_version_change_starts_a_new_batch_and_nan_actions_become_zero():
-    core = AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=0,
+    core = PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=0,
                      transitions_per_batch=50, seed=0)
-    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    torch_actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
     core.start_episode()
     for i in range(4):
-        core.step(leg(Q, QDOT, i * 0.002), actor, 1 if i < 2 else 2)
+        core.step(leg(Q, QDOT, i * 0.002), numpy_actor(torch_actor), 1 if i < 2 else 2)
     assert [(len(b.data["reward"]), b.policy_version) for b in core.take_batches()] == [(2, 1)]
     with torch.no_grad():
-        actor.net[-1].bias.fill_(float("nan"))
-    assert np.array_equal(core.step(leg(Q, QDOT, 0.008), actor, 2).action, np.zeros(ACT_DIM))
+        torch_actor.net[-1].bias.fill_(float("nan"))
+    assert np.array_equal(core.step(leg(Q, QDOT, 0.008), numpy_actor(torch_actor), 2).action, np.zeros(ACT_DIM))
     assert core.nonfinite_actions == 1
+
+
+def test_random_actions_and_policy_noise_come_from_the_seeds_two_streams():
+    actor = small_actor()
+    core = PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=3, transitions_per_batch=50,
+                        seed=5)
+    core.start_episode()
+    samples = [leg(Q + 0.01 * i, QDOT, 0.002 * i) for i in range(6)]
+    actions = [core.step(sample, actor, 1).action for sample in samples]
+    uniform, noise = np.random.default_rng(5), np.random.default_rng(5).spawn(1)[0]
+    for action in actions[:3]:  # env steps 0-2, before start_steps
+        np.testing.assert_array_equal(action, uniform.uniform(-1.0, 1.0, ACT_DIM).astype(np.float32))
+    for action, sample in zip(actions[3:], samples[3:]):
+        np.testing.assert_array_equal(action, actor.sample(sample.obs, noise))
 
 
 def test_joint_states_are_reordered_and_malformed_ones_rejected():
@@ -80,9 +103,9 @@ def test_joint_states_are_reordered_and_malformed_ones_rejected():
 
 def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer_one():
     # start_steps 2, bound 3: the transition that makes env_steps 6 has lag (6 - 2) - 0 = 4 > 3
-    core = AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=2,
+    core = PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=2,
                      transitions_per_batch=50, seed=0, max_policy_lag=3)
-    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    actor = small_actor()
     core.start_episode()
     steps = [core.step(leg(Q, QDOT, i * 0.002), actor, 0) for i in range(7)]
     assert [s.action is not None for s in steps] == [True] * 6 + [False]
@@ -106,7 +129,7 @@ def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer
 
 def test_no_pacing_before_start_steps_or_with_max_policy_lag_0():
     for lag, start_steps in ((0, 0), (3, 40)):
-        core = AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=start_steps,
+        core = PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=start_steps,
                          transitions_per_batch=50, seed=0, max_policy_lag=lag)
         core.start_episode()
         steps = [core.step(leg(Q, QDOT, i * 0.002), None, 0) for i in range(44)]
@@ -115,13 +138,14 @@ def test_no_pacing_before_start_steps_or_with_max_policy_lag_0():
         assert core.policy_lag(0) == 43 - start_steps
     assert core.step(leg(Q, QDOT, 0.088), None, 0).held and core.env_steps == 44
     with pytest.raises(ValueError, match="max_policy_lag=-1 must be >= 0"):
-        AgentCore(ACT_DIM, 1000, 10, 1, 0, 10, 0, max_policy_lag=-1)
+        PolicyRunner(ACT_DIM, 1000, 10, 1, 0, 10, 0, max_policy_lag=-1)
 
 
 def test_evaluation_starts_only_with_a_policy_within_the_bound():
-    core = AgentCore(ACT_DIM, 4, steps_per_epoch=5, epochs=1, start_steps=0,
+    core = PolicyRunner(ACT_DIM, 4, steps_per_epoch=5, epochs=1, start_steps=0,
                      transitions_per_batch=50, seed=0, max_policy_lag=2)
-    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    torch_actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
+    actor = numpy_actor(torch_actor)
     n, end = run_episode(core, actor, version=5)  # a fresh policy: no hold
     assert (n, end.evaluation) == (4, False)
     n, end = run_episode(core, actor, version=5)
@@ -131,7 +155,7 @@ def test_evaluation_starts_only_with_a_policy_within_the_bound():
     assert core.resume(actor, 2) is None
     first = core.resume(actor, 3)
     with torch.no_grad():
-        mean = actor.mean_action(torch.from_numpy(leg(Q, QDOT, 0.0).obs)).numpy()
+        mean = torch_actor.mean_action(torch.from_numpy(leg(Q, QDOT, 0.0).obs)).numpy()
     np.testing.assert_allclose(first, mean, rtol=1e-6)  # deterministic: the policy's mean
     actions = 1
     while (step := core.step(leg(Q, QDOT, actions * 0.002), actor, 3)).episode_end is None:
@@ -148,18 +172,18 @@ def test_pacing_rule_needs_a_bound_of_at_least_one_snapshot_period():
 
 
 def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_size: int, epochs: int = 2,
-                    steps_per_epoch: int = 150) -> tuple[AgentCore, LearnerCore, list[int], int]:
-    """AgentCore and LearnerCore wired as in the graph, with a learner that only works while the agent waits.
+                    steps_per_epoch: int = 150) -> tuple[PolicyRunner, LearnerCore, list[int], int]:
+    """PolicyRunner and LearnerCore wired as in the graph, with a learner that only works while the agent waits.
 
     The learner's worst case: it never updates while the agent is acting. Returns the agent, the
     learner, the lag of every command sent after ``start_steps`` and the number of holds. Fails if
     a hold is not released by the learner's snapshots (a deadlock).
     """
-    agent = AgentCore(ACT_DIM, 60, steps_per_epoch, epochs, start_steps, transitions_per_batch=25,
+    agent = PolicyRunner(ACT_DIM, 60, steps_per_epoch, epochs, start_steps, transitions_per_batch=25,
                       seed=0, max_policy_lag=max_policy_lag)
     learner = LearnerCore(OBS_DIM, ACT_DIM, SACConfig(hidden_size=8, num_layers=1, batch_size=batch_size), 0,
                           10_000, 100, start_steps, 1.0, 1.0)
-    actor, version = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1), 0
+    actor, version = small_actor(), 0
     lags, holds, t = [], 0, 0
     while not agent.finished:
         agent.start_episode()
@@ -224,7 +248,7 @@ def test_foot_path_is_saved_atomically_and_replaced_by_the_next_evaluation(tmp_p
 
 
 def test_a_terminal_state_ends_the_episode_and_marks_its_transition():
-    core = AgentCore(3, episode_steps=100, steps_per_epoch=100, epochs=1, start_steps=0, transitions_per_batch=50,
+    core = PolicyRunner(3, episode_steps=100, steps_per_epoch=100, epochs=1, start_steps=0, transitions_per_batch=50,
                      seed=0)
     core.start_episode()
     obs = [np.full(11, i, np.float32) for i in range(4)]
@@ -267,8 +291,8 @@ def test_stochlite_commands_are_the_trot_targets_at_the_states_episode_time():
 
 
 def test_resume_continues_the_epoch_count_with_fresh_noise():
-    def fresh() -> AgentCore:
-        return AgentCore(ACT_DIM, 100, steps_per_epoch=100, epochs=3, start_steps=1000, transitions_per_batch=50,
+    def fresh() -> PolicyRunner:
+        return PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=3, start_steps=1000, transitions_per_batch=50,
                          seed=4)
 
     original, resumed = fresh(), fresh()

@@ -3,19 +3,29 @@
 ``make_task(name)`` returns the env and a :class:`TaskSpec` with its dimensions,
 episode length, and the termination and (where the observation determines it) reward functions for
 model rollouts.
-"""
 
+Importing the package loads no simulator, gymnasium or torch: the envs (``LegTrackingEnv``,
+``StochliteEnv``) are imported on first use, and ``make_task`` imports what it builds. So a light module
+such as ``leg_task`` (the leg's observation and eq. 15's reward) loads only numpy, and serves processes
+that must stay light, such as the policy runner next to the hardware.
+"""
+from __future__ import annotations
+
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import gymnasium
+from typing import TYPE_CHECKING, Any
 
 from ..task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES
-from .leg_env import LegTrackingEnv
-from .leg_observed_reward import observed_reward_fn
 from .leg_reward import leg_tracking_reward
-from .stochlite_env import StochliteEnv, stochlite_termination_fn
+
+if TYPE_CHECKING:
+    import gymnasium
+
+    from .leg_env import LegTrackingEnv
+    from .stochlite_env import StochliteEnv
+
+ENV_MODULES = {"LegTrackingEnv": ".leg_env", "StochliteEnv": ".stochlite_env"}  # imported on first use
 
 DEFAULT_INIT_ALPHA = 1.0
 INIT_ALPHAS = {STOCHLITE_TASK_NAME: 0.05}
@@ -71,8 +81,10 @@ def make_task(
     """
     if name not in TASK_NAMES:
         raise ValueError(f"unknown task {name!r}; valid names: {', '.join(TASK_NAMES)}")
-    # Imported here because it loads torch: the leg simulation (sim_bridge_node) stays torch-free.
     from .gym_tasks import TERMINATION_FNS, make_env
+    from .leg_env import LegTrackingEnv
+    from .leg_observed_reward import observed_reward_fn
+    from .stochlite_env import StochliteEnv, stochlite_termination_fn
 
     own_envs = {LEG_TASK_NAME: LegTrackingEnv, STOCHLITE_TASK_NAME: StochliteEnv}
     if name in own_envs:
@@ -99,6 +111,13 @@ def make_task(
         reward_fn=observed_reward_fn(name),
     )
     return env, spec
+
+
+def __getattr__(name: str) -> Any:
+    """``LegTrackingEnv`` and ``StochliteEnv``, imported when first asked for (they load gymnasium and PyBullet)."""
+    if name in ENV_MODULES:
+        return getattr(importlib.import_module(ENV_MODULES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,18 +1,32 @@
-"""The agent's loop without ROS: episodes, epochs, actions and transition batches (Algorithm 1, line 4).
+"""The policy runner: pi_theta on a robot, ROS-free and torch-free (Algorithm 1, line 4).
+
+Each state the robot reports, as a :class:`TaskSample` (observation, reward of the previous action,
+termination), gives the previous action's transition and the next action, from a
+:class:`~mdemorl_learner.numpy_actor.NumpyActor`. The agent node runs it behind ROS (the lockstep
+simulation's path); on hardware it is meant to run inside the driver's loop process, so the same code
+trains in simulation and acts on the robot. It imports numpy only.
 
 Mirrors ``Trainer.env_step`` / ``Trainer.evaluate``: ``start_steps`` uniform random actions, then
 samples of the squashed-Gaussian policy; after every ``steps_per_epoch`` env steps one
 deterministic evaluation episode that is not recorded in D_ENV; ``epochs`` epochs in all. A
 training episode also ends at an epoch boundary, because the robot has to be reset for the
 evaluation (the single-process trainer uses a second env instead). An episode also ends on a terminal
-state (MuJoCo tasks); its last transition is recorded with ``terminated`` = 1.
+state (MuJoCo tasks); its last transition is recorded with ``terminated`` = 1. Transitions go out in
+batches of ``transitions_per_batch``, each produced by one policy version.
+
+Random streams: ``seed`` seeds ``rng`` (``np.random.default_rng(seed)``), which draws the uniform random
+actions (the first ``start_steps`` env steps, and any step before a policy has arrived); its first spawned
+child, ``noise_rng``, draws the policy's exploration noise (``act_dim`` float32 standard normals per
+sampled action). An evaluation with a policy takes its mean and draws nothing. :meth:`PolicyRunner.resume_at`
+reseeds both from ``[seed, env_steps]``. (The single-process trainer samples its policy in torch, with
+SAC's generator; its uniform actions come from ``default_rng(seed)`` as here.)
 
 Pacing (``max_policy_lag`` > 0, lockstep simulation only): after ``start_steps`` the learner
 does about one SAC update per env step and its snapshot versions count updates, so
-``(env_steps - start_steps) - policy_version`` is how far the newest policy the agent has loaded
-lags the data it was given. While that exceeds ``max_policy_lag`` the agent holds its next
-command (:attr:`Step.held`; the simulator waits) and :meth:`AgentCore.resume` releases it once a
-newer snapshot is in bounds. The same rule gates every step of an evaluation episode, so an
+``(env_steps - start_steps) - policy_version`` is how far the newest policy the runner has been given
+lags the data it was given. While that exceeds ``max_policy_lag`` the runner holds its next
+command (:attr:`Step.held`; the simulator waits) and :meth:`PolicyRunner.resume` releases it once a
+newer policy is in bounds. The same rule gates every step of an evaluation episode, so an
 evaluation only starts with a policy within the bound. 0 disables pacing: a real robot cannot
 pause between two commands.
 """
@@ -22,11 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from mdemorl_planner.networks import SquashedGaussianActor
 from numpy.typing import NDArray
 
-from .agent_feedback import TaskSample
+from .numpy_actor import NumpyActor
+
+
+@dataclass(frozen=True)
+class TaskSample:
+    """One state as the runner sees it: ``time_s`` since the episode started; the foot (leg only) in m."""
+
+    obs: NDArray[np.float32]
+    reward: float
+    time_s: float
+    terminated: bool = False
+    foot: NDArray[np.float64] | None = None
+    foot_desired: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +73,7 @@ class EpisodeEnd:
 @dataclass(frozen=True)
 class Step:
     """What to do after a joint state: apply ``action`` (in [-1, 1]), or the episode ended, or
-    ``held``: send nothing until :meth:`AgentCore.resume` gives the action (pacing)."""
+    ``held``: send nothing until :meth:`PolicyRunner.resume` gives the action (pacing)."""
 
     action: NDArray[np.float32] | None
     episode_end: EpisodeEnd | None = None
@@ -77,6 +101,12 @@ def pacing_can_progress(max_policy_lag: int, policy_period_updates: int) -> bool
     return max_policy_lag == 0 or (max_policy_lag > 0 and max_policy_lag >= policy_period_updates)
 
 
+def _streams(entropy: int | list[int]) -> tuple[np.random.Generator, np.random.Generator]:
+    """The random-action stream of ``entropy`` and its first spawned child, the policy-noise stream."""
+    actions = np.random.default_rng(entropy)
+    return actions, actions.spawn(1)[0]
+
+
 def save_foot_path(path: Path, end: EpisodeEnd) -> None:
     """Write ``end``'s foot path as ``foot``, ``foot_desired`` [T, 2] (m) and ``dt`` (s) to ``path`` (.npz).
 
@@ -91,15 +121,15 @@ def save_foot_path(path: Path, end: EpisodeEnd) -> None:
     os.replace(tmp, path)
 
 
-class AgentCore:
+class PolicyRunner:
     """Turns each state the robot reports (a :class:`TaskSample`) into an action and, for training
     episodes, a transition.
 
-    Call :meth:`start_episode` after each reset, then :meth:`step` on every sample;
-    :meth:`take_batches` returns the transitions to
+    Call :meth:`start_episode` after each reset, then :meth:`step` on every sample with the newest
+    policy and its version (None before the first); :meth:`take_batches` returns the transitions to
     publish. ``finished`` is set by the evaluation of the last epoch. With ``max_policy_lag`` > 0
     a step may be ``held`` (see the module docstring); call :meth:`resume` when a newer policy
-    has been loaded.
+    has arrived.
     """
 
     def __init__(
@@ -126,8 +156,7 @@ class AgentCore:
         self.transitions_per_batch = transitions_per_batch
         self.max_policy_lag = max_policy_lag
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rng, self.noise_rng = _streams(seed)
         self.env_steps = 0
         self.epoch = 0
         self.evaluating = False
@@ -154,9 +183,8 @@ class AgentCore:
                              f"{self.steps_per_epoch}: D_ENV lacks transitions of closed epochs")
         self.env_steps, self.epoch = env_steps, epoch
         self.evaluating = env_steps >= (epoch + 1) * self.steps_per_epoch
-        # new noise streams: the run's own seed would repeat the actions D_ENV already holds
-        self.rng = np.random.default_rng([self.seed, env_steps])
-        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        # new streams: the run's own seed would repeat the actions D_ENV already holds
+        self.rng, self.noise_rng = _streams([self.seed, env_steps])
         self.finished = epoch >= self.epochs
 
     def start_episode(self) -> None:
@@ -180,7 +208,7 @@ class AgentCore:
         """The pacing rule: hold while ``policy_lag(policy_version) > max_policy_lag`` (> 0)."""
         return self.max_policy_lag > 0 and self.policy_lag(policy_version) > self.max_policy_lag
 
-    def resume(self, actor: SquashedGaussianActor | None, policy_version: int) -> NDArray[np.float32] | None:
+    def resume(self, actor: NumpyActor | None, policy_version: int) -> NDArray[np.float32] | None:
         """The held step's action if ``policy_version`` is now within the bound; else None (still holding).
 
         None as well when nothing is held.
@@ -190,7 +218,7 @@ class AgentCore:
         obs, self._held = self._held, None
         return self._choose(obs, actor, policy_version)
 
-    def step(self, sample: TaskSample, actor: SquashedGaussianActor | None, policy_version: int) -> Step:
+    def step(self, sample: TaskSample, actor: NumpyActor | None, policy_version: int) -> Step:
         """Reward the previous action with this state, then choose the next action (or end the episode).
 
         Actions are uniform random during the first ``start_steps`` env steps and while no policy
@@ -228,25 +256,23 @@ class AgentCore:
         ready, self._ready = self._ready, []
         return ready
 
-    def _choose(self, obs: NDArray[np.float32], actor: SquashedGaussianActor | None,
+    def _choose(self, obs: NDArray[np.float32], actor: NumpyActor | None,
                 policy_version: int) -> NDArray[np.float32]:
         action = self._act(obs, actor)
         self._previous = (obs, action, policy_version)
         return action
 
-    def _act(self, obs: NDArray[np.float32], actor: SquashedGaussianActor | None) -> NDArray[np.float32]:
+    def _act(self, obs: NDArray[np.float32], actor: NumpyActor | None) -> NDArray[np.float32]:
         if actor is None or (not self.evaluating and self.env_steps < self.start_steps):
             return self.rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
-        with torch.no_grad():
-            action, _ = actor(torch.from_numpy(obs), deterministic=self.evaluating, with_logprob=False,
-                              generator=self.generator)
-        action = action.numpy()
+        action = actor.mean_action(obs) if self.evaluating else actor.sample(obs, self.noise_rng)
         if not np.isfinite(action).all():
             self.nonfinite_actions += 1
             return np.zeros(self.act_dim, np.float32)
         return action
 
-    def _record(self, obs, act, reward: float, next_obs, terminated: bool, version: int) -> None:
+    def _record(self, obs: NDArray[np.float32], act: NDArray[np.float32], reward: float,
+                next_obs: NDArray[np.float32], terminated: bool, version: int) -> None:
         if self._pending and version != self._pending_version:
             self._seal()
         self._pending_version = version
