@@ -12,7 +12,8 @@ success=False with the reason and the fix.
 while the link is faulty or the MCU reports over-temperature, and after an over-temperature in the
 period; WARN after any other fault in the period (a counter of :data:`FAULT_COUNTERS` grew, or a fault
 of the last message ended); else OK. The message names what happened: the fault now, the counters
-that grew, the last link fault.
+that grew, the last link fault. With a ``run_dir``, each of these is also a line of ``run_dir/health.log``
+(:func:`period_problems`), which the launcher's final summary names.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
 from stochlite_bringup.node_diagnostics import diagnostics_message
 from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters
 from stochlite_bringup.node_parameters import parameter_error
+from stochlite_bringup.run_health import HealthProblem, record_problem
 
 from .arming import arming_problem, arming_report
 from .loop_timing import NS_PER_S
@@ -52,6 +54,8 @@ SERIAL_PARAMETERS = {
     "handshake_timeout_s": Param(float, "Resend HELLO after this long without HELLO_ACK [s].", POSITIVE),
     "reconnect_period_s": Param(float, "Retry a lost or unopenable port this often [s].", POSITIVE),
     "diagnostics_period_s": Param(float, "Seconds between two /diagnostics messages.", POSITIVE),
+    "run_dir": Param(str, "If set, the run's directory: each fault of a /diagnostics period is also a line of its "
+                     "health.log, which the launcher's final summary names."),
     "enable_timeout_s": Param(float, "enable true waits this long [s] for the loop to drive (armed here and on the "
                               "MCU, link healthy, no over-temperature), else disarms and answers no.", POSITIVE),
     "state_timeout_cycles": Param(int, "Link fault (safe state) after more cycles than this without a valid state "
@@ -250,6 +254,9 @@ class DriverNode(Node):
         level, message = period_status(problems, self._problems_reported, grown, str(counters.get("last_fault", "")),
                                        elapsed_s)
         self._reported, self._problems_reported = counts, problems
+        if self.params["run_dir"]:
+            for problem in period_problems(self.get_name(), problems, grown, elapsed_s):
+                record_problem(self.params["run_dir"], problem)
         values = {
             "loop_rate_hz": round(counters.get("cycles", 0) / elapsed_s, 1),
             **{f"period_error_{p}_ms": round(counters.get(f"period_{p}_ms", 0.0), 4) for p in self.PERIOD_ERRORS},
@@ -281,12 +288,24 @@ def current_problems(counters: dict[str, object]) -> list[str]:
     return problems
 
 
+def counted_events(grown: dict[str, int]) -> dict[str, int]:
+    """The counters of ``grown`` to name: a dict counter by its entries (``name.KEY``), not its total."""
+    return {name: n for name, n in grown.items() if not any(entry.startswith(f"{name}.") for entry in grown)}
+
+
+def period_problems(node: str, problems: list[str], grown: dict[str, int], period_s: float) -> list[HealthProblem]:
+    """The health.log lines of a period: each fault at its end (``problems``) and each fault counter that grew
+    in it (``grown``, by how much)."""
+    faults = [HealthProblem(node, "fault", 1, problem) for problem in problems]
+    return faults + [HealthProblem(node, name, n, f"in the {period_s:.1f} s period")
+                     for name, n in counted_events(grown).items()]
+
+
 def period_status(problems: list[str], problems_before: list[str], grown: dict[str, int], last_fault: str,
                   period_s: float) -> tuple[bytes, str]:
     """The /diagnostics level and message of a period: ``problems`` at its end, ``problems_before`` at its start
     (the last message's), ``grown`` the fault counters that grew in it, by how much."""
-    events = [f"{name} +{n}" for name, n in grown.items()
-              if not any(entry.startswith(f"{name}.") for entry in grown)]  # a dict counter: by its entries
+    events = [f"{name} +{n}" for name, n in counted_events(grown).items()]
     said = list(problems)
     if problems_before and not problems:
         said.append(f"over since the last report: {'; '.join(problems_before)}")

@@ -2,7 +2,8 @@
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from leg_driver.arming import arming_problem
-from leg_driver.driver_node import current_problems, flat_counts, period_status
+from leg_driver.driver_node import current_problems, flat_counts, period_problems, period_status
+from stochlite_bringup.run_health import HealthProblem
 
 HEALTHY = {"armed": True, "mcu_armed": True, "fault": "", "over_temperature": False}
 
@@ -39,6 +40,15 @@ def test_over_temperature_now_or_in_the_period_is_an_error():
     assert period_status(current_problems({"over_temperature": True}), [], {}, "", 1.0)[0] == DiagnosticStatus.ERROR
     level, message = period_status([], [], {"mcu_flags": 1, "mcu_flags.OVER_TEMPERATURE": 1}, "", 1.0)
     assert level == DiagnosticStatus.ERROR and "reported over-temperature: the driver disarmed" in message
+
+
+def test_a_period_s_health_records_are_its_fault_now_and_each_counter_that_grew():
+    assert period_problems("hw_interface", [], {}, 1.0) == []
+    grown = {"watchdog_trips": 3, "mcu_flags": 2, "mcu_flags.OVER_TEMPERATURE": 2}
+    assert period_problems("hw_interface", ["link fault: link closed"], grown, 1.0) == [
+        HealthProblem("hw_interface", "fault", 1, "link fault: link closed"),
+        HealthProblem("hw_interface", "watchdog_trips", 3, "in the 1.0 s period"),
+        HealthProblem("hw_interface", "mcu_flags.OVER_TEMPERATURE", 2, "in the 1.0 s period")]
 
 
 def test_enable_says_why_the_loop_does_not_drive():

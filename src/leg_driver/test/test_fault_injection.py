@@ -4,7 +4,8 @@ One run: the driver node (its own process, /diagnostics every 0.25 s) drives the
 each joint state with a PD torque command and arms the leg again whenever /diagnostics says it is disarmed (an
 over-temperature disarms it); the emulator injects one burst of each fault kind. The emulator's record of the
 command frames it actually received shows, for each burst, that the driver sent zero torque from the 5th frame
-after the fault began, and non-zero torque again once the link was back; /diagnostics shows each burst.
+after the fault began, and non-zero torque again once the link was back; /diagnostics shows each burst, and so
+does the run's health.log.
 """
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from stochlite_bringup.package_files import package_file
+from stochlite_bringup.run_health import HealthProblem, read_problems
 from stochlite_bringup.sim_bridge_node import start_joint_angles
 
 from leg_driver.emulated_mcu import FAULT_KINDS
@@ -106,6 +108,7 @@ class FaultRun:
     alive: bool  # the driver, at the end
     code: int
     stderr: str
+    health: list[HealthProblem]  # the driver's health.log
 
     def last_values(self) -> dict[str, str]:
         return values(self.diagnostics[-1][1])
@@ -127,7 +130,7 @@ def fault_run(start_emulator, context, ros_env, tmp_path_factory) -> FaultRun:
     driver = subprocess.Popen(
         [sys.executable, "-m", "leg_driver.hw_interface_node", "--ros-args", "--params-file",
          str(package_file("config", "hw_interface.yaml")), "-p", f"port:={link}",
-         "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}"],
+         "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}", "-p", f"run_dir:={link.parent}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ros_env, start_new_session=True)
     client = Responder(context)
     executor = SingleThreadedExecutor(context=context)
@@ -148,7 +151,8 @@ def fault_run(start_emulator, context, ros_env, tmp_path_factory) -> FaultRun:
         alive = driver.poll() is None
         driver.send_signal(signal.SIGINT)
         _, stderr = driver.communicate(timeout=10)
-        yield FaultRun(rows, list(client.diagnostics), list(client.enables), alive, driver.returncode, stderr)
+        yield FaultRun(rows, list(client.diagnostics), list(client.enables), alive, driver.returncode, stderr,
+                       read_problems(link.parent))
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -262,3 +266,12 @@ def test_the_driver_stays_up_counts_the_faults_and_exits_cleanly(fault_run):
     assert int(diagnostics["invalid_states"]) >= 3 * 50  # nan, inf, 1e30: 75 states each
     assert int(diagnostics["dropped_frames"]) >= 50 and int(diagnostics["mcu_flags.OVER_TEMPERATURE"]) == 1
     assert diagnostics["link"] == "connected" and diagnostics["armed"] == "True"
+
+
+def test_the_health_log_records_each_fault_the_diagnostics_named(fault_run):
+    """Each period's faults are lines of health.log, so the launcher's summary can name them after the run."""
+    assert {p.node for p in fault_run.health} == {"hw_interface"}
+    assert {"fault", "link_faults", "crc_errors", "dropped_frames", "mcu_flags.OVER_TEMPERATURE"} <= {
+        p.kind for p in fault_run.health}
+    link_faults = sum(p.count for p in fault_run.health if p.kind == "link_faults")
+    assert link_faults >= int(fault_run.last_values()["link_faults"])  # the last message may not have arrived

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from stochlite_bringup.node_table import HEALTH_FILE, STALLS_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +22,11 @@ def test_train_through_the_serial_driver_and_the_emulated_mcu(start_emulator, ro
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "mdemorl: learner finished: the run is complete" in proc.stdout
     assert "[hw_interface]" in proc.stdout and "[sim_bridge]" not in proc.stdout
+    summary = next(line for line in proc.stdout.splitlines() if line.startswith("mdemorl: 1 epochs, 200 env steps"))
+    if (run_dir / HEALTH_FILE).is_file() or (run_dir / STALLS_FILE).is_file():  # the driver's faults, if any
+        assert "WARNING: the run was not healthy: " in summary, summary
+    else:
+        assert summary.endswith("No fault, stall or update-ratio shortfall was recorded."), summary
     with open(run_dir / "progress.csv") as stream:
         progress = list(csv.DictReader(stream))
     assert len(progress) == 1 and int(progress[0]["env_steps"]) == 200

@@ -4,7 +4,9 @@ Subscribes ``/mdemorl/transitions/env`` and ``/mdemorl/transitions/mpc`` into D_
 SAC updates run on a worker thread (``updates_per_step`` per env transition after
 ``start_steps``) so reception never waits for them. Publishes ``/mdemorl/policy`` (version =
 SAC updates so far: 0 at start, then every ``policy_period_updates``), ``/mdemorl/status`` and
-``/diagnostics``. The n-th ``/mdemorl/eval_return`` closes epoch n once D_ENV has received the
+``/diagnostics`` (WARN while the updates it owes against ``updates_per_step`` exceed ``RATIO_MARGIN`` of
+them and the backlog pacing allows: ``stalls.ratio_behind``; each onset is also a line of
+``run_dir/health.log``). The n-th ``/mdemorl/eval_return`` closes epoch n once D_ENV has received the
 epoch's n * ``steps_per_epoch`` transitions (topics are not ordered against each other): a row of
 ``run_dir/progress.csv`` (the single-process trainer's columns, ``env_steps`` = n * steps_per_epoch)
 and ``checkpoints/latest.pt``; after epoch ``epochs`` the node exits 0, which marks the run complete.
@@ -40,6 +42,7 @@ from stochlite_bringup.node_main import run_node
 from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT_OPEN_LOW, Param,
                                                Rule, declare_parameters, one_of)
 from stochlite_bringup.node_worker import WorkerNode
+from stochlite_bringup.run_health import HealthProblem, record_problem
 from stochlite_bringup.task_names import TASK_NAMES
 from stochlite_bringup.tasks.dimensions import task_dimensions
 from stochlite_bringup.tasks import task_init_alpha, task_real_ratio
@@ -48,7 +51,8 @@ from .learner_core import LearnerCore
 from .plotting import plot_foot_path, plot_learning_curve
 from .sac import SACConfig
 from .scalars import EpochScalars
-from .stalls import STALLS_FILE, EpochPace, describe_update_stall, record_stall, update_ratio_stalled
+from .stalls import (STALLS_FILE, EpochPace, PaceSample, describe_ratio_behind, describe_update_stall,
+                     ratio_behind, record_stall, update_ratio_stalled)
 from .trainer import EpochStats
 
 NODE_NAME = "learner"
@@ -56,6 +60,7 @@ TRAIN_RETURN_WINDOW = 5  # progress.csv's train_return: mean of the last 5 train
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 D_ENV_LOG = "d_env"  # in run_dir: the append-only TransitionLog of every real transition
 DIRECTORY = Rule(bool, "a directory path")
+RATIO_BEHIND = "update ratio behind"  # the health.log kind of a window whose update ratio fell behind
 
 PARAMETERS = {
     "robot": Param(str, "robot or task whose transitions arrive (fixes obs/act dims)", one_of(*TASK_NAMES)),
@@ -120,6 +125,7 @@ class LearnerNode(WorkerNode):
         self._start = time.monotonic()
         self._updates_at_status = 0
         self.stall = ""  # the update stall of the last epoch whose steps are all in D_ENV, if it had one
+        self.ratio_behind = ""  # the update ratio so far, while it is behind
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._progress = self.run_dir / "progress.csv"
@@ -341,9 +347,23 @@ class LearnerNode(WorkerNode):
                   "sac_updates": updates, "updates_per_s": round(rate, 1),
                   "update_backlog": int(self.core.backlog), "policy_version": self.policy_version,
                   "epoch": self.epoch, "rejected_messages": self.rejected, **self.compute.values("sac_dtype")}
+        self._check_ratio()
         problems = [f"{self.rejected} malformed messages rejected"] if self.rejected else []
-        problem = "; ".join(problems + ([f"learning stalled in {self.stall}"] if self.stall else []))
+        problems += [f"learning stalled in {self.stall}"] if self.stall else []
+        problems += [f"{RATIO_BEHIND}: {self.ratio_behind}"] if self.ratio_behind else []
+        problem = "; ".join(problems)
         self._diagnostics_pub.publish(diagnostics_message(self, values, problem))
+
+    def _check_ratio(self) -> None:
+        """Judge the update ratio so far; log and record in health.log when it falls behind."""
+        pace = PaceSample(self.core.credited_steps(0, self.core.env_steps), self.core.updates)
+        configured = self.params["updates_per_step"]
+        was_behind = bool(self.ratio_behind)
+        behind = ratio_behind(pace, configured, self.params["policy_period_updates"])
+        self.ratio_behind = describe_ratio_behind(pace, configured) if behind else ""
+        if behind and not was_behind:
+            self.get_logger().warning(f"{RATIO_BEHIND}: {self.ratio_behind}; {self.compute_text}")
+            record_problem(self.run_dir, HealthProblem(NODE_NAME, RATIO_BEHIND, 1, self.ratio_behind))
 
     def _publish_status(self) -> None:
         losses = self.core.last_losses

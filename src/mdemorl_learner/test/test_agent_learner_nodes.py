@@ -31,6 +31,7 @@ from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.node_table import resolve_arguments, training_nodes
 from stochlite_bringup.package_files import package_file
+from stochlite_bringup.run_health import read_problems
 from stochlite_bringup.sim_bridge_node import SimBridgeNode
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM, LegTask
 from visualization_msgs.msg import Marker
@@ -252,7 +253,8 @@ def test_learner_trains_on_batches_publishes_policies_status_progress_and_checkp
 @pytest.mark.integration
 def test_a_learner_that_falls_behind_says_so_with_its_rate_dtype_and_device(graph, tmp_path):
     """1000 updates owed per real step cannot be kept: epoch 2 (all past start_steps) is a stall, reported in the
-    log, /diagnostics (WARN, with the resolved compute) and stalls.log; epoch 1, partly before them, is not."""
+    log, /diagnostics (WARN, with the resolved compute) and stalls.log; epoch 1, partly before them, is not. The
+    update ratio so far is behind too: WARN in /diagnostics and a line of health.log."""
     (learner,) = graph(lambda c: LearnerNode(context=c, parameter_overrides=overrides(
         epochs=3, steps_per_epoch=50, start_steps=40, batch_size=32, hidden_size=16, num_layers=1,
         updates_per_step=1000.0, status_period_s=0.2, run_dir=str(tmp_path), device="cpu")))
@@ -280,6 +282,16 @@ def test_a_learner_that_falls_behind_says_so_with_its_rate_dtype_and_device(grap
     assert values["device"] == "cpu" and values["sac_dtype"] in ("float32", "bfloat16")
     assert values["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert float(values["float32_gflops"]) > 0 and float(values["bfloat16_gflops"]) > 0
+
+    assert wait_for(lambda: read_problems(tmp_path))
+    records = read_problems(tmp_path)
+    assert {(r.node, r.kind) for r in records} == {("learner", "update ratio behind")}
+    assert "SAC updates per real step against 1000 configured" in records[0].detail
+
+    def ratio_status():
+        return [s for d in diagnostics for s in d.status if s.name == "learner" and "update ratio behind: " in s.message]
+    assert wait_for(ratio_status)
+    assert all(s.level == DiagnosticStatus.WARN for s in ratio_status())
 
 
 def node_process(executable: str, tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:

@@ -6,7 +6,8 @@
 
 Starts the nodes of ``node_table`` as separate processes, streams their output prefixed with the node's
 name (and into RUN_DIR/logs/NODE.log), and ends every node within 10 s on Ctrl-C or SIGTERM. A node
-that dies is reported by name with its last lines. The run is complete when the learner exits cleanly.
+that dies is reported by name with its last lines. The run is complete when the learner exits cleanly; its
+final summary names every health problem the nodes recorded (``stalls.log``, ``health.log``).
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 import yaml
 
 from .node_parameters import config_defaults
-from .node_table import (COMPUTE_NODES, CONFIG_FILE, LAUNCH_ARGUMENTS, STALLS_FILE, NodeSpec, resolve_arguments,
-                         training_nodes)
+from .node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, LAUNCH_ARGUMENTS, STALLS_FILE, NodeSpec,
+                         resolve_arguments, training_nodes)
 from .process_group import ProcessGroup, exit_decision
+from .run_health import describe_problems, read_problems
 
 COMMANDS = ("train", "report", "emulate")
 HELP_FLAGS = ("-h", "--help")  # print a command's usage and exit 0
@@ -91,27 +93,47 @@ def write_run_config(run_dir: Path, args: dict[str, str], compute) -> None:
                                        + yaml.safe_dump(content, sort_keys=False))
 
 
-def summary(run_dir: Path, compute=None) -> str:
-    """The learner's last progress row, the compute choices, any stall, and the files a person looks at."""
+def health_problems(run_dir: Path) -> list[str]:
+    """Every health problem the run's nodes recorded: its learning stalls, then one phrase per node and kind of
+    health.log (the driver's faults, the learner's update ratio behind)."""
+    stalls_path, health_path = run_dir / STALLS_FILE, run_dir / HEALTH_FILE
+    stalls = stalls_path.read_text().splitlines() if stalls_path.is_file() else []
+    stalled = [f"learning stalled {len(stalls)} time(s), first {stalls[0]} (all in {stalls_path})"] if stalls else []
+    recorded = describe_problems(read_problems(run_dir))
+    return stalled + ([f"{'; '.join(recorded)} (all in {health_path})"] if recorded else [])
+
+
+def progress_summary(run_dir: Path, compute=None) -> str:
+    """The learner's last progress row, the compute choices, and the files a person looks at."""
     progress = run_dir / "progress.csv"
     if not progress.is_file():
-        return f"no progress.csv in {run_dir}"
+        return f"no progress.csv in {run_dir}."
     with open(progress, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        return f"{progress} has no epochs yet"
+        return f"{progress} has no epochs yet."
     last, first = rows[-1], rows[0]
     files = [p.name for p in (run_dir / "learning_curve.png", run_dir / "foot_path.png",
                               run_dir / "checkpoints" / "latest.pt") if p.is_file()]
-    stalls_path = run_dir / STALLS_FILE
-    stalls = stalls_path.read_text().splitlines() if stalls_path.is_file() else []
     where = f" Compute: {compute.describe()}." if compute is not None else ""
-    stalled = (f" WARNING: learning stalled {len(stalls)} time(s), first {stalls[0]} (all in {stalls_path})."
-               if stalls else "")
     return (f"{len(rows)} epochs, {last['env_steps']} env steps, {last['sac_updates']} SAC updates, "
             f"{last['mpc_transitions']} imagined transitions in {float(last['wall_s']):.0f} s; eval return "
             f"{float(first['eval_return']):.1f} after epoch 1 -> {float(last['eval_return']):.1f} after epoch "
-            f"{last['epoch']}.{where}{stalled} In {run_dir}: progress.csv, {CONFIG_FILE}, {', '.join(files)}")
+            f"{last['epoch']}.{where} In {run_dir}: progress.csv, {CONFIG_FILE}, {', '.join(files)}.")
+
+
+def summary(run_dir: Path, compute=None) -> str:
+    """The run's final line: its progress, then every health problem it had, or that none was recorded."""
+    problems = health_problems(run_dir)
+    health = (f"WARNING: the run was not healthy: {'; '.join(problems)}." if problems
+              else "No fault, stall or update-ratio shortfall was recorded.")
+    return f"{progress_summary(run_dir, compute)} {health}"
+
+
+def clear_health_records(run_dir: Path, resume: bool) -> None:
+    """A new run starts with no health.log; a resumed one keeps the problems of its earlier part."""
+    if not resume:
+        (run_dir / HEALTH_FILE).unlink(missing_ok=True)
 
 
 def train(words: list[str]) -> int:
@@ -126,6 +148,7 @@ def train(words: list[str]) -> int:
     compute = resolve_compute_choice(specs, args["device"])
     if compute is not None:  # the robot side alone learns nothing (and must not overwrite the workstation's file)
         write_run_config(run_dir, args, compute)
+    clear_health_records(run_dir, args["resume"] == "true")
     group = ProcessGroup(run_dir / "logs")
     stop = {"signal": None}
 
@@ -153,7 +176,8 @@ def train(words: list[str]) -> int:
                 code = 1
                 break
             if decision.ends_run:
-                print(f"mdemorl: {decision.reason}", flush=True)
+                unhealthy = ", but not healthy (below)" if health_problems(run_dir) else ""
+                print(f"mdemorl: {decision.reason}{unhealthy}", flush=True)
                 print(f"mdemorl: {summary(run_dir, compute)}", flush=True)
                 break
             group.nodes.remove(node)  # a node that ends its part cleanly (the agent) leaves the group

@@ -28,6 +28,7 @@ SIMULATORS = ("pybullet", "mujoco", "none")
 ROBOT_DESCRIPTIONS = {LEG_TASK_NAME: "leg_2r.urdf", STOCHLITE_TASK_NAME: "stochlite.urdf"}  # urdf/ files for rviz:=true
 RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
 STALLS_FILE = "stalls.log"  # in run_dir: one line per learning stall, written by the learner and the agent
+HEALTH_FILE = "health.log"  # in run_dir: one line per health problem (run_health), written by the driver and learner
 CONFIG_FILE = "config.yaml"  # in run_dir: the launch arguments and the resolved compute choices
 
 LAUNCH_ARGUMENTS = (
@@ -138,13 +139,13 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     estimator = []
     if args["sim"] == "none" and robot == STOCHLITE_TASK_NAME:  # StochLite's profile; the estimator makes task_step
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "stochlite_hw_interface", "stochlite_hw_interface.yaml",
-                              {"robot": robot, "port": args["port"]}, side="robot")
+                              {"robot": robot, "port": args["port"], "run_dir": args["run_dir"]}, side="robot")
         estimator = [NodeSpec("leg_driver", "stochlite_estimator_node", "stochlite_estimator",
                               "stochlite_estimator.yaml", side="robot")]
         agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
     elif args["sim"] == "none":
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
-                              {"robot": robot, "port": args["port"]}, side="robot")
+                              {"robot": robot, "port": args["port"], "run_dir": args["run_dir"]}, side="robot")
         agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
     else:
         robot_side = NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml",

@@ -10,10 +10,12 @@ import yaml
 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
-from stochlite_bringup.launcher import COMMANDS, HELP_FLAGS, resolve_compute_choice, summary, write_run_config
-from stochlite_bringup.node_table import (COMPUTE_NODES, CONFIG_FILE, LAUNCH_ARGUMENTS, ROBOT_DESCRIPTIONS,
-                                          STALLS_FILE, resolve_arguments, training_nodes)
+from stochlite_bringup.launcher import (COMMANDS, HELP_FLAGS, clear_health_records, health_problems,
+                                        resolve_compute_choice, summary, write_run_config)
+from stochlite_bringup.node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, LAUNCH_ARGUMENTS,
+                                          ROBOT_DESCRIPTIONS, STALLS_FILE, resolve_arguments, training_nodes)
 from stochlite_bringup.process_group import ProcessGroup
+from stochlite_bringup.run_health import HealthProblem, read_problems, record_problem
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES as LEG_JOINT_NAMES
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES as STOCHLITE_JOINT_NAMES
@@ -49,7 +51,8 @@ def test_stochlite_sim_none_runs_its_driver_profile_and_the_estimator_on_the_rob
     nodes = training_nodes(resolve_arguments(args))
     assert [n.name for n in nodes[:3]] == ["stochlite_hw_interface", "stochlite_estimator", "agent"]
     assert nodes[0].executable == "hw_interface_node" and nodes[0].parameters == {"robot": "stochlite",
-                                                                                   "port": "/dev/ttyUSB0"}
+                                                                                   "port": "/dev/ttyUSB0",
+                                                                                   "run_dir": "runs/graph"}
     assert nodes[1].executable == "stochlite_estimator_node"
     assert nodes[2].parameters["max_policy_lag"] == 0
     robot_side = training_nodes(resolve_arguments({**args, "part": "robot"}))
@@ -87,11 +90,38 @@ def test_the_run_config_and_summary_name_the_compute_choice_and_any_stall(tmp_pa
     line = summary(tmp_path, compute)
     assert "eval return 10.0 after epoch 1 -> 50.0 after epoch 2" in line
     assert f"Compute: {compute.describe()}." in line and f"SAC {compute.sac_dtype}" in line
-    assert "WARNING" not in line
+    assert "WARNING" not in line and line.endswith("No fault, stall or update-ratio shortfall was recorded.")
     (tmp_path / STALLS_FILE).write_text("learner: epoch 2: 0.10 SAC updates per real step against 1 configured\n"
                                         "agent: learning stalled: waiting 31 s\n")
     line = summary(tmp_path, compute)
-    assert "WARNING: learning stalled 2 time(s), first learner: epoch 2: 0.10 SAC updates per real step" in line
+    assert ("WARNING: the run was not healthy: learning stalled 2 time(s), first learner: epoch 2: 0.10 SAC "
+            "updates per real step") in line
+
+
+def test_the_summary_names_every_health_problem_of_the_run(tmp_path):
+    (tmp_path / "progress.csv").write_text("epoch,env_steps,eval_return,sac_updates,mpc_transitions,wall_s\n"
+                                           "1,1000,10.0,145,0,20\n")
+    for problem in (HealthProblem("hw_interface", "watchdog_trips", 3, "in the 1.0 s period"),
+                    HealthProblem("learner", "update ratio behind", 1, "0.15 SAC updates per real step against 1"),
+                    HealthProblem("hw_interface", "watchdog_trips", 4, "in the 1.0 s period"),
+                    HealthProblem("hw_interface", "fault", 1, "link fault: link closed")):
+        record_problem(tmp_path, problem)
+    line = summary(tmp_path)
+    assert line.startswith("1 epochs, 1000 env steps, 145 SAC updates")
+    assert line.endswith(
+        "WARNING: the run was not healthy: hw_interface watchdog_trips x7 over 2 reports (first: in the 1.0 s "
+        "period); learner update ratio behind x1 (first: 0.15 SAC updates per real step against 1); hw_interface "
+        f"fault x1 (first: link fault: link closed) (all in {tmp_path / HEALTH_FILE}).")
+    assert health_problems(tmp_path) == [line[line.index("hw_interface watchdog"):-1]]
+
+
+def test_a_new_run_starts_without_the_health_records_of_the_last_and_a_resumed_one_keeps_them(tmp_path):
+    record_problem(tmp_path, HealthProblem("learner", "update ratio behind", 1, "0.5 against 1"))
+    clear_health_records(tmp_path, resume=True)
+    assert read_problems(tmp_path) == [HealthProblem("learner", "update ratio behind", 1, "0.5 against 1")]
+    clear_health_records(tmp_path, resume=False)
+    assert read_problems(tmp_path) == [] and not (tmp_path / HEALTH_FILE).exists()
+    clear_health_records(tmp_path / "new", resume=False)  # a run_dir not made yet
 
 
 def test_the_robot_and_workstation_parts_split_the_graph():
