@@ -95,6 +95,16 @@ def test_leg_a_frozen_acknowledgement_zeroes_the_torque_from_the_fifth_frame(leg
     assert set(sent_after(rig, start + 4, start + 20)) == {ZERO}
 
 
+@pytest.mark.parametrize("leg_rig", [burst("unknown_frame", 10)], indirect=True)
+def test_leg_unknown_frames_are_dropped_counted_and_starve_the_link(leg_rig):
+    rig = leg_rig
+    faults = run_through_burst(rig, 60)
+    start = burst_tick(rig)
+    assert rig.loop.link.dropped_frames == 10 and rig.loop.counters()["dropped_frames"] == 10
+    assert faults[start + 3] == "no state from the MCU for more than 2 cycles"  # they carry no state
+    assert set(sent_after(rig, start + 3, start + 10)) == {ZERO}
+
+
 @pytest.mark.parametrize("leg_rig", [burst("over_temperature", 10)], indirect=True)
 def test_leg_over_temperature_disarms_and_is_counted(leg_rig):
     rig = leg_rig
