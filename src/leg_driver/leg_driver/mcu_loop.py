@@ -133,9 +133,7 @@ class McuLoop:
         self._state_cycle = -1
         self._ack_lag = 0
         self._invalid = ""  # what is wrong with the newest state ('' if valid)
-        self._cause = "starting"  # the problem the link recovers from
         self._healthy_cycles = 0
-        self._status = Status(0)
         self._enable_cycle = -ENABLE_RESEND_CYCLES
         self._reset: ResetRequest | None = None
         self._stop = threading.Event()
@@ -184,10 +182,10 @@ class McuLoop:
                 "watchdog_trips": self.watchdog_trips, "rejected_commands": self.commands.rejected}
 
     def _mcu_counters(self) -> dict[str, object]:
-        """The MCU's errors, raised flags and arming, ours, the link's state and the newest link problem."""
+        """The MCU's errors, raised flags and arming, the link's state and the newest link problem (the loop's own
+        arming: :func:`~leg_driver.arming.arming_report`)."""
         return {"mcu_errors": dict(self.link.mcu_errors), "mcu_flags": dict(self.mcu_flags),
-                "link": self.link.state.value, "mcu_armed": self.mcu_armed, "armed": self._armed,
-                "last_fault": self.last_fault}
+                "link": self.link.state.value, "mcu_armed": self.mcu_armed, "last_fault": self.last_fault}
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -209,11 +207,11 @@ class McuLoop:
                 new_state = self._valid(frame.message)
         cycle = self.clock.cycle
         if new_state is not None:
+            self._count_flags(new_state.status)
             self.latest_state = new_state
             self.mcu_armed = bool(new_state.status & Status.ARMED)
             self._state_cycle = cycle
             self._ack_lag = (self.link.sent_seq - new_state.ack_seq) % 65536
-            self._count_flags(new_state.status)
             self._check_state(new_state)
         self._check_link(cycle, now_ns)
         message, answer = self._answer(now_ns)
@@ -240,10 +238,11 @@ class McuLoop:
                              s.state_max_velocity)
 
     def _count_flags(self, status: Status) -> None:
+        """Count each flag of :data:`COUNTED_FLAGS` that ``status`` raises and the last valid state did not."""
+        before = self.latest_state.status if self.latest_state is not None else Status(0)
         for flag in COUNTED_FLAGS:
-            if status & flag and not self._status & flag:
+            if status & flag and not before & flag:
                 self.mcu_flags[flag.name] += 1
-        self._status = status
 
     def _check_state(self, state) -> None:
         """A profile's reaction to a new valid state (nothing by default)."""
@@ -258,7 +257,7 @@ class McuLoop:
         if problem:
             if not self.fault:
                 self.link_faults += 1
-            self.fault = self._cause = self.last_fault = problem
+            self.fault = self.last_fault = problem
             self._healthy_cycles = 0
         elif self.fault:
             self._healthy_cycles += 1
@@ -267,7 +266,8 @@ class McuLoop:
                 self.fault = ""
                 self._expect_fresh_command(now_ns)  # after a fault, only a command sent since counts
             else:
-                self.fault = f"recovering ({self._healthy_cycles} of {needed} healthy cycles) from: {self._cause}"
+                self.fault = (f"recovering ({self._healthy_cycles} of {needed} healthy cycles) from: "
+                              f"{self.last_fault or 'starting'}")
 
     def _link_problem(self, cycle: int) -> str:
         """What makes the link unusable this cycle ('' if nothing)."""
