@@ -258,6 +258,32 @@ def test_graph_vs_single_smoke(tmp_path):
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration
+def test_hil_vs_sim_smoke(tmp_path):
+    common = ["--epochs", "1", "--steps-per-epoch", "200", "--seeds", "0", "--name", "smoke", "--results-dir",
+              str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--domain-id", str(100 + os.getpid() % 50)]
+    proc = subprocess.run([sys.executable, str(HERE / "hil_vs_sim.py"), *common], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "smoke_summary.json").read_text())
+    assert set(summary["targets"]) == set(summary["met"]) and summary["manifest"]["epochs"] == 1
+    assert summary["updates_per_step_hil"] is None  # 200 steps < start_steps: no SAC update yet
+    assert summary["control_rate_hz_p1"] > 0 and summary["watchdog_trips_in_episodes"] is not None
+    assert set(summary["per_seed"][0]["final_eval_return"]) == {"sim", "hil"}
+    rows = (tmp_path / "smoke.csv").read_text().splitlines()
+    assert rows[0] == "path,seed,epoch,env_steps,eval_return,sac_updates,updates_per_step"
+    assert len(rows) == 1 + 2  # header + 2 paths x 1 epoch
+    assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "smoke_summary.json").unlink()
+    again = subprocess.run([sys.executable, str(HERE / "hil_vs_sim.py"), *common, "--summarize-only"],
+                           capture_output=True, text=True, timeout=300)  # nothing trained: the same figures
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    rebuilt = json.loads((tmp_path / "smoke_summary.json").read_text())
+    assert {k: v for k, v in rebuilt.items() if k != "manifest"} == {k: v for k, v in summary.items()
+                                                                     if k != "manifest"}
+    assert "runs of" not in again.stdout
+
+
 @pytest.mark.parametrize("design", [[], ["--in-process"]], ids=["graph", "in_process"])
 @pytest.mark.integration
 def test_driver_loop_smoke(tmp_path, design):

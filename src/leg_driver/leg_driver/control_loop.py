@@ -60,6 +60,7 @@ class LoopSettings:
     spin_us: int = 200  # busy-wait this long before each deadline (sleep is coarser)
     command_timeout_s: float = 0.02
     state_timeout_cycles: int = 2
+    state_wait_us: int = 0  # with no state at a deadline, keep reading this long for it before answering
     max_ack_lag_cycles: int = 4
     recovery_cycles: int = 10
     state_margin_rad: float = 0.5

@@ -42,6 +42,7 @@ STATE_BACKLOG = 8  # states queued for publishing while the executor is busy (a 
 ARMING_POLL_S = 0.02  # while enable waits for the loop to drive, ask for its arming this often
 ARMING_ANSWER_S = 0.25  # a loop that gives no arming report within this does not answer
 NO_ANSWER = "no answer from the control loop"
+STARTING = "starting"  # the fault of a loop before its first cycle
 # any growth in a diagnostics period: at least WARN (a dict counter: any of its entries)
 FAULT_COUNTERS = ("link_faults", "invalid_states", "crc_errors", "resyncs", "skipped_bytes", "dropped_frames",
                   "link_losses", "write_overruns", "mcu_errors", "mcu_flags", "servo_faults", "watchdog_trips",
@@ -174,7 +175,7 @@ class DriverNode(Node):
     async def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         """A coroutine: arming waits (up to ``enable_timeout_s``) for the loop to drive, or disarms and says why."""
         self.loop.set_armed(request.data)
-        problem = await self._arming_problem() if request.data else ""
+        problem = await self.arming_problem() if request.data else ""
         if problem:
             self.loop.set_armed(False)
             response.success, response.message = False, f"cannot arm: {problem}; disarmed"
@@ -185,7 +186,16 @@ class DriverNode(Node):
             self.get_logger().info(response.message)
         return response
 
-    async def _arming_problem(self) -> str:
+    async def wait_s(self, seconds: float) -> None:
+        """Awaitable in a coroutine callback: ``seconds`` pass while the executor runs other callbacks."""
+        end = time.monotonic() + seconds
+        wake = self.create_timer(ARMING_POLL_S, lambda: None)
+        try:
+            await _Until(lambda: time.monotonic() >= end)
+        finally:
+            self.destroy_timer(wake)
+
+    async def arming_problem(self) -> str:
         """Why the loop does not drive the robot ('' once it does), after waiting up to ``enable_timeout_s``."""
         deadline = time.monotonic() + self.params["enable_timeout_s"]
         wake = self.create_timer(ARMING_POLL_S, lambda: None)  # the executor checks the wait at least this often
@@ -238,6 +248,10 @@ class DriverNode(Node):
         """A profile's own /diagnostics values (none by default)."""
         return {}
 
+    def _warnings(self) -> list[str]:
+        """A profile's own problems of the period, each making /diagnostics at least WARN (none by default)."""
+        return []
+
     def _counters(self) -> dict[str, object]:
         """The loop's counters with its arming report (an empty dict while the loop has never answered)."""
         return {**arming_report(self.loop), **self.loop.counters()}
@@ -253,6 +267,10 @@ class DriverNode(Node):
         problems = current_problems(counters) if loop_counters else [NO_ANSWER]
         level, message = period_status(problems, self._problems_reported, grown, str(counters.get("last_fault", "")),
                                        elapsed_s)
+        warnings = self._warnings()
+        if warnings:
+            level = max(level, DiagnosticStatus.WARN)
+            message = "; ".join([message, *warnings] if message else warnings)
         self._reported, self._problems_reported = counts, problems
         if self.params["run_dir"]:
             for problem in period_problems(self.get_name(), problems, grown, elapsed_s):
@@ -282,7 +300,8 @@ def flat_counts(counters: dict[str, object]) -> dict[str, int]:
 
 def current_problems(counters: dict[str, object]) -> list[str]:
     """What keeps the driver from driving now: a link fault, the MCU's over-temperature."""
-    problems = [f"link fault: {counters['fault']}"] if counters.get("fault") else []
+    fault = counters.get("fault")
+    problems = [f"link fault: {fault}"] if fault and fault != STARTING else []  # a loop not started yet is no fault
     if counters.get("over_temperature"):
         problems.append("the MCU reports over-temperature (the driver disarmed)")
     return problems

@@ -12,10 +12,13 @@ probability per frame at any time. Each received command frame and each burst is
 """
 from __future__ import annotations
 
+import array
 import dataclasses
+import fcntl
 import math
 import os
 import random
+import termios
 import time
 import tty
 from collections import deque
@@ -27,7 +30,6 @@ from .loop_timing import NS_PER_S, DeadlineClock, MissedDeadlines
 from .protocol_frames import (PROTOCOL_VERSION, Enable, Error, ErrorCode, FrameDecoder, Heartbeat, Hello, HelloAck,
                               Message, Robot, Status, encode, encode_raw)
 
-READ_CHUNK = 4096
 SPIN_NS = 200_000
 STARVE_EVERY = 10  # a starve burst sends one state frame in this many ticks
 UNKNOWN_FRAME_TYPE = 0x7E  # no message has this type
@@ -103,6 +105,7 @@ class PtyPort:
     slave_name: str = ""
     dropped_writes: int = 0
     written_bytes: int = 0
+    read_bytes: int = 0
 
     def open(self) -> None:
         self.master, self.slave = os.openpty()
@@ -122,17 +125,16 @@ class PtyPort:
 
     def read(self) -> bytes:
         """Every byte the host has written, as a UART's receive FIFO holds it. The kernel passes each write to the
-        pty's reader from a worker, and a read that finds bytes waiting does not wait for it: one read can miss the
-        newest write."""
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(self.master, READ_CHUNK)
-            except (BlockingIOError, OSError):
-                return b"".join(chunks)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        pty's reader from a worker, so the newest write may not be there yet. Only what FIONREAD counts is read: a
+        read that finds nothing waits for that worker, a normal-priority thread that a loaded machine runs late."""
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(self.master, termios.FIONREAD, count)
+            data = os.read(self.master, count[0]) if count[0] > 0 else b""
+        except (BlockingIOError, OSError):
+            return b""
+        self.read_bytes += len(data)
+        return data
 
     def write(self, data: bytes) -> None:
         """Write what fits; like a UART without flow control, the rest is lost (counted)."""

@@ -5,6 +5,7 @@ at start-up what it got; each second in which it missed ticks anyway is reported
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .emulated_mcu import FAULT_EFFECTS, FAULT_KINDS, FaultPlan
 from .emulator import EmulatedLegMcu
-from .loop_timing import request_realtime
+from .loop_timing import lock_memory, request_realtime
 from .stochlite_emulator import EmulatedStochliteMcu
 
 ROBOTS = ("leg", "stochlite")
@@ -92,7 +93,7 @@ def scheduling_line(priority: int) -> str:
     """Ask for SCHED_FIFO at ``priority`` for this thread (the tick loop's); the start-up line saying what it got."""
     scheduling = request_realtime(priority)
     if os.sched_getscheduler(0) == os.SCHED_FIFO:
-        return f"mdemorl emulate: tick loop at {scheduling}"
+        return f"mdemorl emulate: tick loop at {scheduling}, {lock_memory()}"
     return (f"mdemorl emulate: WARNING: tick loop at {scheduling}; on a loaded machine it will miss ticks "
             f"(each second that does is reported here)")
 
@@ -117,6 +118,7 @@ def main(words: list[str]) -> int:
           f"fault bursts: {faults}", flush=True)
     print(f"mdemorl emulate: train with: mdemorl train robot:={robot} sim:=none port:={link}", flush=True)
     print(scheduling_line(int(args["realtime_priority"])), flush=True)
+    gc.freeze()  # the collector skips what start-up made: a full collection of it stalled a tick for ~12 ms
     try:
         mcu.run(lambda: bool(stop), lambda line: print(f"mdemorl emulate: WARNING: {line}", flush=True))
     finally:

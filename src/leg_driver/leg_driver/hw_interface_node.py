@@ -32,8 +32,9 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 from stochlite_bringup.graph_topics import EFFORT_COMMANDS_TOPIC
 from stochlite_bringup.node_main import run_node
-from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, Rule, one_of,
-                                               parameter_error, within)
+from mdemorl_learner.runner_parameters import RUNNER_PARAMETERS, RUNNER_SECTION, check_pacing
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, Rule, declare_parameters,
+                                               one_of, parameter_error, within)
 from stochlite_bringup.sim_robots import start_joint_angles
 from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S, STALL_TORQUE_NM
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES
@@ -41,9 +42,11 @@ from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 from .control_loop import LoopSettings, SafetyLimits
 from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, DriverNode
 from .loop_process import HomeResult, LinkConfig, LoopProcess
+from .onboard_runner import RunnerSettings
 from .loop_timing import NS_PER_S, request_realtime
 
 NODE_NAME = "hw_interface"
+RUNNER_PREFIX = "runner."  # the policy runner's parameters (defaults in config/agent.yaml)
 ROBOTS = ("leg",)  # robot:=stochlite: stochlite_hw_node.StochliteHwInterfaceNode, chosen in main()
 
 PARAMETERS = {
@@ -63,6 +66,9 @@ PARAMETERS = {
     "knee_max": Param(float, "Knee upper limit [rad]."),
     "command_timeout_s": Param(float, "Watchdog: zero torque when the newest effort command is older [s].",
                                POSITIVE),
+    "state_wait_us": Param(int, "With no new state at a deadline, keep reading for it this long [us] before answering "
+                           "without one: the MCU's states reach the host with some jitter (0: never wait).",
+                           NON_NEGATIVE),
     "home_kp_hip": Param(float, "Reset: proportional gain of the hip [N*m/rad].", POSITIVE),
     "home_kp_knee": Param(float, "Reset: proportional gain of the knee [N*m/rad] (its light shank needs far less "
                           "than the hip: too much oscillates at 500 Hz).", POSITIVE),
@@ -76,6 +82,9 @@ PARAMETERS = {
     "home_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
     "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
                                  "(all are counted)."),
+    "policy_runner": Param(bool, "Train: run the policy in the loop process with the runner.* settings (the agent's, "
+                           "config/agent.yaml), publish its transitions and returns, end the run after the last "
+                           "evaluation (leg_driver/onboard_agent.py); false: apply <robot>/effort_commands."),
     "timing_log": Param(str, "If set, an .npz written at exit with every cycle's deadline and wake-up lateness "
                         "and every command's arrival and state->command latency [ns, monotonic clock] (for "
                         "bench/driver_loop.py)."),
@@ -103,21 +112,55 @@ class HwInterfaceNode(DriverNode):
         gains = {f"home_{k}": (p[f"home_{k}_hip"], p[f"home_{k}_knee"]) for k in ("kp", "ki", "kd")}
         settings = LoopSettings(**{name: p[name] for name in LINK_SETTINGS}, rate_hz=p["loop_rate_hz"],
                                 realtime_priority=p["realtime_priority"], home_tolerance_rad=p["home_tolerance_rad"],
+                                state_wait_us=p["state_wait_us"],
                                 home_timeout_s=p["home_timeout_s"], **gains)
         link = LinkConfig(p["port"], p["baud"], int(p["handshake_timeout_s"] * NS_PER_S),
                           int(p["reconnect_period_s"] * NS_PER_S))
         self._last_state_ns = 0
         self._latencies_ns: list[int] = []  # this diagnostics window
         self._all_latencies_ns: list[tuple[int, int]] | None = [] if p["timing_log"] else None  # (arrival, latency)
-        # The executor answers commands ahead of the learning load: one step below the loop.
+        # The executor answers commands ahead of the learning load: one step below the loop. With the policy runner
+        # no command passes through it, and its work (publishing, policy snapshots) must not take realtime time.
         self._executor_scheduling = (os.sched_getscheduler(0), os.sched_getparam(0))
-        request_realtime(max(p["realtime_priority"] - 1, 0))
+        if not p["policy_runner"]:
+            request_realtime(max(p["realtime_priority"] - 1, 0))
+        self.runner_params = check_pacing(NODE_NAME, declare_parameters(
+            self, NODE_NAME, RUNNER_PARAMETERS, section=RUNNER_SECTION, prefix=RUNNER_PREFIX), RUNNER_PREFIX)
+        self.agent = None  # an OnboardAgent when training
+        self._exit_code: int | None = None
+        runner = self._runner_settings() if p["policy_runner"] else None
+        if runner is not None:
+            # imported here: the loop process re-imports this module, and must not load torch with it
+            from .onboard_agent import OnboardAgent
+            self.agent = OnboardAgent(self, self.runner_params, self.prefix)
         self.loop = LoopProcess(link, limits, settings, self._hand_over, self._state_ready.trigger,
-                                record_timing=bool(p["timing_log"]))
+                                record_timing=bool(p["timing_log"]), runner=runner,
+                                on_runner=self.agent.on_runner if self.agent else lambda message: None)
         self.loop.start()
         self.get_logger().info(
             f"driving {p['robot']!r} on {p['port']} at {p['loop_rate_hz']} Hz, torques clamped to {p['max_torque']} "
             f"N*m; disarmed until {self._enable_service.service_name} is called with true")
+
+    @property
+    def exit_code(self) -> int | None:
+        """With the policy runner, set once the run ended; else once a stop was requested."""
+        return self.agent.exit_code if self.agent is not None else self._exit_code
+
+    def request_stop(self) -> None:
+        """SIGINT/SIGTERM: a training run disarms and ends (exit 0); a plain driver just stops."""
+        if self.agent is not None:
+            self.agent.stop(0, "interrupted")
+        else:
+            self._exit_code = 0
+
+    def _runner_settings(self) -> RunnerSettings:
+        r = self.runner_params
+        if r["pacing"] == "step":
+            raise parameter_error(NODE_NAME, f"{RUNNER_PREFIX}pacing", "is step, which holds each command: a robot "
+                                  "cannot pause between two commands; use episode (or off)")
+        return RunnerSettings(r["episode_steps"], r["steps_per_epoch"], r["epochs"], r["start_steps"],
+                              r["transitions_per_batch"], r["seed"], r["pacing"], r["max_policy_lag"],
+                              r["max_torque"], start_joint_angles(), self.params["home_timeout_s"])
 
     def _loop_stopped(self) -> None:
         os.sched_setscheduler(0, *self._executor_scheduling)
@@ -150,7 +193,11 @@ class HwInterfaceNode(DriverNode):
 
     def _extra_diagnostics(self) -> dict[str, object]:
         latencies, self._latencies_ns = self._latencies_ns, []
-        return {"cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a"}
+        values = {"cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a"}
+        return {**values, **self.agent.diagnostics()} if self.agent is not None else values
+
+    def _warnings(self) -> list[str]:
+        return self.agent.take_warnings() if self.agent is not None else []
 
 
 def profile_node() -> Node:

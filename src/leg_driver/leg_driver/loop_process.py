@@ -4,10 +4,14 @@ Measured (bench/driver_loop.py): with the loop thread and the rclpy executor in 
 p99 period error was 0.18-1.2 ms with stalls up to 28 ms, whatever their priorities; here 0.003-0.04 ms.
 :class:`LoopProcess` is the parent's handle: commands, arming and homing go down one pipe; states,
 homing results, counters and arming reports come back up another, read by a thread of the parent. The
-child needs no ROS; it stops (zero torque, disarm) when the parent says so or disappears.
+child needs no ROS; it stops (zero torque, disarm) when the parent says so or disappears. Given
+:class:`~leg_driver.onboard_runner.RunnerSettings`, the child also runs the policy runner in the loop
+(:mod:`~leg_driver.onboard_runner`): policies go down, its batches and episode reports come up to ``on_runner``.
 """
 from __future__ import annotations
 
+import collections
+import gc
 import multiprocessing
 import signal
 import sys
@@ -17,10 +21,12 @@ from dataclasses import dataclass, field
 
 from .arming import arming_report
 from .control_loop import ControlLoop, HomeRequest, LoopSettings, SafetyLimits, StateSample, effort_commands
-from .loop_timing import request_realtime
+from .loop_timing import lock_memory, request_realtime
+from .onboard_runner import RUNNER_MESSAGES, OnboardRunner, RunnerSettings
 from .serial_link import SerialLink
 
 COUNTERS_TIMEOUT_S = 1.0
+STATE_BACKLOG = 64  # states waiting for the pipe; more are dropped (128 ms at 500 Hz)
 GIL_SWITCH_INTERVAL_S = 0.0002  # the loop thread waits at most this for the interpreter lock (default 5 ms)
 STOP_TIMEOUT_S = 5.0
 
@@ -42,18 +48,61 @@ class HomeResult:
     message: str = ""
 
 
-def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSettings, record_timing: bool) -> None:
+class Outbox:
+    """The child's messages to the parent, sent by a thread of their own: the loop never waits for the pipe (a busy
+    parent reads late). A state is dropped (counted) while :data:`STATE_BACKLOG` messages wait; other messages never."""
+
+    def __init__(self, up) -> None:
+        self.dropped_states = 0
+        self._up = up
+        self._messages: collections.deque = collections.deque()
+        self._ready = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._send, name="loop_outbox", daemon=True)
+        self._thread.start()
+
+    def put(self, message) -> None:
+        self._messages.append(message)
+        self._ready.set()
+
+    def put_state(self, message) -> None:
+        if len(self._messages) >= STATE_BACKLOG:
+            self.dropped_states += 1
+            return
+        self.put(message)
+
+    def close(self) -> None:
+        """Send what is waiting, then stop."""
+        self._closing = True
+        self._ready.set()
+        self._thread.join(STOP_TIMEOUT_S)
+
+    def _send(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            while self._messages:
+                message = self._messages.popleft()
+                try:
+                    self._up.send(message)
+                except (BrokenPipeError, OSError):
+                    return  # the parent is gone
+            if self._closing:
+                return
+
+
+def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSettings, record_timing: bool,
+           runner: RunnerSettings | None) -> None:
     """The child process: runs the loop and obeys the parent's messages until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     # as high as the loop thread: it holds the interpreter lock at times, and must not then wait for a core
-    request_realtime(settings.realtime_priority)
-    send_lock = threading.Lock()
+    if settings.realtime_priority > 0:
+        request_realtime(settings.realtime_priority)
+        lock_memory()  # no page fault stalls the loop while the learners allocate
     homing: list[HomeRequest] = []
-
-    def send(message) -> None:
-        with send_lock:
-            up.send(message)
+    outbox = Outbox(up)
+    send = outbox.put
 
     def home_done() -> None:
         if homing:
@@ -61,7 +110,11 @@ def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSetti
             send(("home", request.ok, request.message))
 
     loop = ControlLoop(SerialLink(link.port, link.baud, link.handshake_timeout_ns, link.reconnect_period_ns),
-                       limits, settings, lambda sample: send(("state", sample)), home_done, record_timing)
+                       limits, settings, lambda sample: outbox.put_state(("state", sample)), home_done, record_timing)
+    onboard = OnboardRunner(runner, loop, send) if runner is not None else None
+    if onboard is not None:
+        loop.policy = onboard.command
+    gc.freeze()  # the collector skips what start-up made: a full collection of it stalled a cycle for ~10 ms
     loop.start()
     try:
         while True:
@@ -78,32 +131,44 @@ def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSetti
                 if request.done.is_set():  # refused at once (disarmed)
                     home_done()
             elif kind == "counters":
-                send(("counters", loop.counters(), arming_report(loop)))
+                send(("counters", {**loop.counters(), "dropped_states": outbox.dropped_states}, arming_report(loop)))
             elif kind == "arming":
                 send(("arming", arming_report(loop)))
+            elif kind == "policy":
+                onboard.offer_policy(*args)
+            elif kind == "resume_at":
+                onboard.resume_at(*args)
+            elif kind == "run":
+                onboard.start()
             elif kind == "stop":
                 break
     finally:
+        if onboard is not None:
+            onboard.stop()
         loop.stop()
         send(("stopped", loop.timing_log))
+        outbox.close()
 
 
 class LoopProcess:
     """Parent-side handle of a :class:`ControlLoop` in a spawned child process.
 
-    ``on_state`` and ``on_home_done`` run on the parent's reader thread.
+    ``on_state``, ``on_home_done`` and ``on_runner`` (the runner's messages, with ``runner``) run on the parent's
+    reader thread.
     """
 
     def __init__(self, link: LinkConfig, limits: SafetyLimits, settings: LoopSettings,
                  on_state: Callable[[StateSample], None], on_home_done: Callable[[], None],
-                 record_timing: bool = False) -> None:
+                 record_timing: bool = False, runner: RunnerSettings | None = None,
+                 on_runner: Callable[[tuple], None] = lambda message: None) -> None:
         context = multiprocessing.get_context("spawn")  # a fork would copy rclpy's threads and locks
         down_r, self._down = context.Pipe(duplex=False)
         self._up, up_w = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(down_r, up_w, link, limits, settings, record_timing),
+        self._process = context.Process(target=_child, args=(down_r, up_w, link, limits, settings, record_timing, runner),
                                         name="leg_control_loop", daemon=True)
         self._on_state = on_state
         self._on_home_done = on_home_done
+        self._on_runner = on_runner
         self._priority = settings.realtime_priority
         self._send_lock = threading.Lock()
         self._counters: dict[str, object] = {}
@@ -147,6 +212,18 @@ class LoopProcess:
         self._home = HomeResult()
         self._send(("home", tuple(float(x) for x in target), timeout_s))
         return self._home
+
+    def offer_policy(self, actor, version: int) -> None:
+        """The runner's newest policy (a NumpyActor); it takes over at the next episode."""
+        self._send(("policy", actor, version))
+
+    def resume_at(self, env_steps: int, epoch: int) -> None:
+        """The runner continues a run at ``env_steps`` after ``epoch`` epochs (before :meth:`run_episodes`)."""
+        self._send(("resume_at", env_steps, epoch))
+
+    def run_episodes(self) -> None:
+        """The runner homes the (armed) robot and runs its episodes."""
+        self._send(("run",))
 
     def request_arming(self) -> Callable[[], dict[str, object] | None]:
         """Ask the child for its :func:`~leg_driver.arming.arming_report` without waiting; a function that returns
@@ -200,6 +277,8 @@ class LoopProcess:
             elif kind == "arming":
                 self._arming = args[0]
                 self._arming_ready.set()
+            elif kind in RUNNER_MESSAGES:
+                self._on_runner((kind, *args))
             elif kind == "stopped":
                 self.timing_log = args[0]
                 self._stopped.set()

@@ -1,6 +1,8 @@
 """Absolute-deadline loop clock, real-time priority and period statistics, for the driver and the emulator."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import time
 from collections.abc import Callable
@@ -8,6 +10,16 @@ from collections.abc import Callable
 import numpy as np
 
 NS_PER_S = 1_000_000_000
+MCL_CURRENT, MCL_FUTURE = 1, 2  # <sys/mman.h>
+
+
+def lock_memory() -> str:
+    """Keep every page of this process in RAM (``mlockall``), so that a realtime loop never waits on a page fault
+    while the machine reclaims memory for others; say what it got."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+        return f"memory not locked ({os.strerror(ctypes.get_errno())}): grant CAP_IPC_LOCK or a memlock limit"
+    return "memory locked"
 
 
 def request_realtime(priority: int) -> str:
@@ -43,6 +55,10 @@ class DeadlineClock:
     @property
     def deadline_ns(self) -> int:
         return self._start + self.cycle * self.period_ns
+
+    def shift(self, ns: int) -> None:
+        """Move every later deadline by ``ns`` (the loop locks its phase to the MCU's states)."""
+        self._start += ns
 
     def wait(self) -> int:
         """Wait for the next deadline; return the lateness of the wake-up [ns] (>= 0)."""

@@ -24,6 +24,10 @@ from .protocol_frames import Enable, Message, Status
 from .serial_link import SerialLink
 
 ENABLE_RESEND_CYCLES = 10
+# Two states in one cycle: the MCU's state arrived just after the last deadline (its clock and ours are in phase,
+# so jitter would alternate empty and double cycles); the deadlines move a quarter period later.
+PHASE_SHIFT_FRACTION = 4
+STATE_POLL_S = 50e-6  # while a cycle waits for its state, read this often
 COUNTED_FLAGS = (Status.WATCHDOG, Status.OVER_TEMPERATURE)  # counted when raised
 
 
@@ -97,7 +101,7 @@ class McuLoop:
     A profile sets ``STATE`` (its state frame type), ``SAMPLE`` (built from the state, its arrival
     time and the profile's answer), ``STOP_FRAMES`` (sent before the port closes) and
     ``THREAD_NAME``, and implements :meth:`_answer`. ``limits`` are the profile's; ``settings`` has at
-    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles``, ``max_ack_lag_cycles``,
+    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles``, ``state_wait_us``, ``max_ack_lag_cycles``,
     ``recovery_cycles``, ``state_margin_rad`` and ``state_max_velocity``.
     ``clock`` (monotonic time [ns]) and ``sleep`` [s] are the loop's only sources of time; tests inject a stepped
     clock and drive the loop cycle by cycle with :meth:`step`.
@@ -117,6 +121,7 @@ class McuLoop:
         self.commands = commands
         self.stats = PeriodStats()
         self.watchdog_trips = 0
+        self.phase_shifts = 0
         self.link_faults = 0
         self.invalid_states = 0
         self.mcu_flags = {flag.name: 0 for flag in COUNTED_FLAGS}
@@ -127,6 +132,9 @@ class McuLoop:
         self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
         self._on_state = on_state
         self._on_reset_done = on_reset_done
+        # called with each new valid state, its arrival and the cycle's deadline [ns] before the loop answers;
+        # a command it returns counts as arrived then (leg_driver.onboard_runner)
+        self.policy: Callable[[object, int, int], tuple[float, ...] | None] | None = None
         self._armed = False
         self._fresh_after_ns = 0  # commands older than this are ignored (arming, fault, reset)
         self._command_live = False
@@ -139,6 +147,7 @@ class McuLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
         self._now = clock
+        self._sleep = sleep
         self.clock = DeadlineClock(NS_PER_S // settings.rate_hz, settings.spin_us * 1000, clock, sleep)
 
     @property
@@ -179,7 +188,7 @@ class McuLoop:
                 "crc_errors": link.crc_errors, "resyncs": link.resyncs, "dropped_frames": link.dropped_frames,
                 "skipped_bytes": link.skipped_bytes, "invalid_states": self.invalid_states,
                 "reconnects": link.reconnects, "link_losses": link.link_losses, "link_faults": self.link_faults,
-                "watchdog_trips": self.watchdog_trips, "rejected_commands": self.commands.rejected}
+                "watchdog_trips": self.watchdog_trips, "phase_shifts": self.phase_shifts, "rejected_commands": self.commands.rejected}
 
     def _mcu_counters(self) -> dict[str, object]:
         """The MCU's errors, raised flags and arming, the link's state and the newest link problem (the loop's own
@@ -188,8 +197,12 @@ class McuLoop:
                 "link": self.link.state.value, "mcu_armed": self.mcu_armed, "last_fault": self.last_fault}
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self.step()
+        try:
+            while not self._stop.is_set():
+                self.step()
+        except Exception as error:  # the thread ends: say so where the fault is read (arming, /diagnostics)
+            self.fault = self.last_fault = f"the control loop stopped: {error!r}"
+            raise
 
     def step(self) -> None:
         """Wait for the next deadline, then run one :meth:`cycle` (the thread's loop; tests call it directly)."""
@@ -201,10 +214,19 @@ class McuLoop:
 
     def cycle(self, now_ns: int) -> None:
         """One cycle: frames in, link check, the profile's answer out, the new state handed on."""
+        frames = self.link.poll(now_ns)
+        if self.settings.state_wait_us and self.link.connected and not self._has_state(frames):
+            more, now_ns = self._await_state(now_ns)
+            frames += more
         new_state = None
-        for frame in self.link.poll(now_ns):
+        states = 0
+        for frame in frames:
             if isinstance(frame.message, self.STATE):
                 new_state = self._valid(frame.message)
+                states += 1
+        if states > 1 and not self.fault:  # the MCU's state came just after the last deadline: wake later
+            self.clock.shift(self.clock.period_ns // PHASE_SHIFT_FRACTION)
+            self.phase_shifts += 1
         cycle = self.clock.cycle
         if new_state is not None:
             self._count_flags(new_state.status)
@@ -214,6 +236,10 @@ class McuLoop:
             self._ack_lag = (self.link.sent_seq - new_state.ack_seq) % 65536
             self._check_state(new_state)
         self._check_link(cycle, now_ns)
+        if new_state is not None and self.policy is not None:
+            command = self.policy(new_state, now_ns, self.clock.deadline_ns)
+            if command is not None:
+                self.commands.offer(command, now_ns)
         message, answer = self._answer(now_ns)
         if self.link.connected:
             if self._armed != self.mcu_armed and cycle - self._enable_cycle >= ENABLE_RESEND_CYCLES:
@@ -222,6 +248,22 @@ class McuLoop:
             self.link.send(message, now_ns)
         if new_state is not None:
             self._on_state(self.SAMPLE(new_state, now_ns, answer))
+
+    def _has_state(self, frames) -> bool:
+        return any(isinstance(frame.message, self.STATE) for frame in frames)
+
+    def _await_state(self, now_ns: int) -> tuple[list, int]:
+        """Keep reading until a state arrives or ``state_wait_us`` past the deadline: the frames and the time then."""
+        give_up_ns = self.clock.deadline_ns + self.settings.state_wait_us * 1000
+        frames: list = []
+        while now_ns < give_up_ns:
+            self._sleep(STATE_POLL_S)
+            now_ns = self._now()
+            new = self.link.poll(now_ns)
+            frames += new
+            if self._has_state(new):
+                break
+        return frames, now_ns
 
     def _valid(self, state):
         """``state`` if it passes :meth:`_state_problem`, else None (counted; the link is faulty until a valid one)."""

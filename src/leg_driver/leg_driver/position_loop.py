@@ -53,6 +53,7 @@ class PositionSettings:
     spin_us: int = 200
     command_timeout_s: float = 0.05
     state_timeout_cycles: int = 3
+    state_wait_us: int = 0  # with no state at a deadline, keep reading this long for it before answering
     max_ack_lag_cycles: int = 4
     recovery_cycles: int = 5
     state_margin_rad: float = 0.5

@@ -133,6 +133,8 @@ class SteppedClock:
 class Rig:
     """A loop and an emulated MCU on one pty and one stepped clock."""
 
+    command_delay_ns = COMMAND_DELAY_NS
+
     def __init__(self, make_loop, mcu) -> None:
         self.clock = SteppedClock()
         self.mcu = mcu
@@ -156,17 +158,13 @@ class Rig:
         return self.loop.clock.cycle
 
     def tick(self) -> None:
-        """One MCU tick at the clock's instant; returns once the loop's end of the pty counts every byte it sent."""
+        """One MCU tick at the clock's instant, once the MCU's end of the pty counts every byte the loop sent; returns
+        once the loop's end counts every byte the MCU sent. The kernel passes pty input on from a worker thread and
+        both ends read only what is there, so without these waits a frame could reach its reader a cycle late."""
+        port = self.mcu.port
+        wait_for_pty(port.master, self.loop.link.written_bytes - port.read_bytes)
         self.mcu.tick(self.clock())
-        # the kernel passes pty input on from a worker thread: wait for it, or the loop's next read can miss a frame
-        deadline = time.monotonic() + 5.0
-        count = array.array("i", [0])
-        while True:
-            fcntl.ioctl(self.mcu.port.slave, termios.FIONREAD, count)
-            if count[0] >= self.mcu.port.written_bytes - self._read_bytes:
-                return
-            assert time.monotonic() < deadline, "the pty did not pass the MCU's bytes on within 5 s"
-            time.sleep(0.0001)
+        wait_for_pty(port.slave, port.written_bytes - self._read_bytes)
 
     def start_armed(self) -> None:
         """Handshake and ``recovery_cycles`` healthy cycles, arm, and wait until the MCU reports armed."""
@@ -190,6 +188,18 @@ class Rig:
     def close(self) -> None:
         self.loop.stop()
         self.mcu.close()
+
+
+def wait_for_pty(fd: int, count: int) -> None:
+    """Return once the pty end ``fd`` has ``count`` bytes waiting to be read."""
+    deadline = time.monotonic() + 5.0
+    waiting = array.array("i", [0])
+    while True:
+        fcntl.ioctl(fd, termios.FIONREAD, waiting)
+        if waiting[0] >= count:
+            return
+        assert time.monotonic() < deadline, f"the pty did not pass {count} bytes on within 5 s"
+        time.sleep(0.0001)
 
 
 @pytest.fixture

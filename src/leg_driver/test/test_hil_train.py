@@ -5,47 +5,58 @@ import subprocess
 import sys
 
 import pytest
+from leg_driver.onboard_agent import EPISODES_FILE
 from stochlite_bringup.node_table import HEALTH_FILE, STALLS_FILE
 
 pytestmark = pytest.mark.integration
 
 
 def test_train_through_the_serial_driver_and_the_emulated_mcu(start_emulator, ros_env, tmp_path):
+    """Two epochs of 1000 real steps, the policy acting in the driver's loop process: the learner keeps Algorithm 1's
+    update ratio (episode pacing holds the homed robot between episodes) and no watchdog trips inside an episode."""
     emulator = start_emulator()
     assert f"port:={emulator.link}" in emulator.proc.stdout.readline()  # the banner tells the user what to run
     run_dir = tmp_path / "hil"
     proc = subprocess.run(
         [sys.executable, "-m", "stochlite_bringup.launcher", "train", "robot:=leg", "sim:=none",
-         f"port:={emulator.link}", "epochs:=1", "steps_per_epoch:=200", f"run_dir:={run_dir}"],
-        capture_output=True, text=True, env=ros_env, timeout=240)
+         f"port:={emulator.link}", "epochs:=2", "steps_per_epoch:=1000", f"run_dir:={run_dir}"],
+        capture_output=True, text=True, env=ros_env, timeout=600)
     rows = emulator.stop()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "mdemorl: learner finished: the run is complete" in proc.stdout
-    assert "[hw_interface]" in proc.stdout and "[sim_bridge]" not in proc.stdout
-    summary = next(line for line in proc.stdout.splitlines() if line.startswith("mdemorl: 1 epochs, 200 env steps"))
+    assert "[hw_interface]" in proc.stdout and "[sim_bridge]" not in proc.stdout and "[agent]" not in proc.stdout
+    summary = next(line for line in proc.stdout.splitlines() if line.startswith("mdemorl: 2 epochs, 2000 env steps"))
     if (run_dir / HEALTH_FILE).is_file() or (run_dir / STALLS_FILE).is_file():  # the driver's faults, if any
         assert "WARNING: the run was not healthy: " in summary, summary
     else:
         assert summary.endswith("No fault, stall or update-ratio shortfall was recorded."), summary
     with open(run_dir / "progress.csv") as stream:
         progress = list(csv.DictReader(stream))
-    assert len(progress) == 1 and int(progress[0]["env_steps"]) == 200
+    assert [int(row["env_steps"]) for row in progress] == [1000, 2000]
+    # learner.yaml: 1 update per real step after start_steps 1000
+    assert 0.8 <= int(progress[-1]["sac_updates"]) / (2000 - 1000) <= 1.2, progress[-1]
+    with open(run_dir / EPISODES_FILE) as stream:
+        episodes = list(csv.DictReader(stream))
+    assert [(row["evaluation"], int(row["commands"])) for row in episodes] == [("False", 1000), ("True", 1000)] * 2
+    assert all(int(row["watchdog_trips"]) == 0 for row in episodes), episodes
+    # the second training episode waited for the learner (lag 1000 - 0 > 250): pacing, not streaming
+    assert int(episodes[3]["policy_version"]) >= 1000 - 250, episodes[3]
     torques = [r.torque for r in rows if r.event == "TORQUE"]
-    assert sum(t != (0.0, 0.0) for t in torques) > 1000  # 200 training + 1000 evaluation steps, plus resets
+    assert sum(t != (0.0, 0.0) for t in torques) > 4000  # 2 x (1000 training + 1000 evaluation) steps, plus homing
     assert [r.detail for r in rows if r.event == "ENABLE"][-1] == "0"  # disarmed at the end
 
 
 def test_train_on_the_other_robots_mcu_stops_with_the_drivers_reason(start_emulator, ros_env, tmp_path):
-    emulator = start_emulator("robot:=stochlite")  # the leg's driver refuses it: enable says no, the agent stops
+    emulator = start_emulator("robot:=stochlite")  # the leg's driver refuses it: it cannot arm, and stops
     proc = subprocess.run(
         [sys.executable, "-m", "stochlite_bringup.launcher", "train", "robot:=leg", "sim:=none",
          f"port:={emulator.link}", "epochs:=1", "steps_per_epoch:=200", f"run_dir:={tmp_path / 'mismatch'}"],
         capture_output=True, text=True, env=ros_env, timeout=240)
     rows = emulator.stop_records()
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "node 'agent' died with exit code 1" in out, out[-3000:]
-    assert "/leg/enable refused to arm (attempt 1 of 3)" in out
-    assert "/leg/enable refused to arm 3 times, last: cannot arm: link fault" in out
+    assert proc.returncode != 0 and "node 'hw_interface' died with exit code 1" in out, out[-3000:]
+    assert "cannot arm (attempt 1 of 3): link fault" in out
+    assert "the robot refused to arm 3 times, last: link fault" in out
     assert "drives a stochlite, this driver the leg" in out
     assert not rows  # the MCU never accepted a HELLO, an ENABLE or a command
 

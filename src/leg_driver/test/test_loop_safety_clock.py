@@ -116,3 +116,31 @@ def test_stochlite_holds_the_measured_pose_from_the_first_cycle_more_than_50_ms_
         previous = limits.limit(hold, previous)
         np.testing.assert_allclose(sent, previous, atol=1e-6)
     np.testing.assert_allclose(previous, hold, atol=1e-6)
+
+
+def test_leg_a_cycle_that_reads_two_states_moves_its_deadlines_a_quarter_period_later(leg_rig):
+    rig = leg_rig
+    rig.start_armed()
+    rig.cycle(TORQUE, mcu_ticks=False)
+    rig.tick()
+    rig.tick()  # the MCU's state of this period came after the loop's deadline: two wait for the next cycle
+    period = rig.loop.clock.period_ns
+    before = rig.loop.clock.deadline_ns
+    rig.cycle(TORQUE)
+    assert rig.loop.phase_shifts == 1 and rig.loop.clock.deadline_ns == before + period + period // 4
+    rig.cycle(TORQUE)
+    assert rig.loop.phase_shifts == 1  # one state per cycle again
+
+
+@pytest.mark.parametrize("leg_rig", [{"settings": {"state_wait_us": LEG["state_wait_us"]}}], indirect=True)
+def test_leg_a_cycle_without_a_state_reads_on_for_state_wait_us_then_answers(leg_rig):
+    rig = leg_rig
+    rig.start_armed()
+    rig.cycle(TORQUE)
+    on_time = rig.cycle(TORQUE)
+    assert rig.clock() == rig.loop.clock.deadline_ns + rig.command_delay_ns  # a state was there: no wait
+    rig.cycle(TORQUE, mcu_ticks=False)  # the MCU skips a tick: the next cycle has no state
+    late = rig.cycle(TORQUE)  # it reads on for 1 ms, then sends
+    waited_ns = rig.clock() - rig.command_delay_ns - rig.loop.clock.deadline_ns
+    assert LEG["state_wait_us"] * 1000 <= waited_ns < LEG["state_wait_us"] * 1000 + 100_000
+    assert rig.received(on_time) == rig.received(late) == TORQUE and not rig.loop.fault

@@ -14,10 +14,11 @@ why) is asked again, ``ENABLE_ATTEMPTS`` times in all, then the node stops with 
 After every ``steps_per_epoch`` env steps a deterministic evaluation episode runs, its return goes to
 ``/mdemorl/eval_return`` and its leg's foot path to ``<ns>/foot_path`` / ``foot_path_desired`` markers
 and ``run_dir/foot_path.npz``.
-Pacing (``max_policy_lag`` > 0, lockstep simulation only; hardware must use 0): a command is
-held while the loaded policy lags the env steps too far (``PolicyRunner.must_wait``), the batch so
-far is flushed so the learner can train on it, and the held command goes out once a newer
-snapshot has been loaded (a guard condition brings the loader's swap back to the executor).
+Pacing (``pacing``: ``step`` in lockstep simulation, ``episode``, or ``off``): a command (``step``) or an
+episode's first command (``episode``) is held while the loaded policy lags the env steps too far
+(``PolicyRunner.must_wait``), the batch so far is flushed so the learner can train on it, and the held command
+goes out once a newer snapshot has been loaded (a guard condition brings the loader's swap back to the
+executor). On the real leg the hardware interface runs the policy itself (``leg_driver.onboard_runner``).
 The episodes, actions and batches are the ROS-free policy runner's (``policy_runner``), with the actor's
 forward pass in numpy (``numpy_actor``). Policy snapshots from ``/mdemorl/policy`` are checked and
 converted on a worker thread and swapped in as one reference, so loading never blocks control; a
@@ -29,98 +30,56 @@ import collections
 import enum
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Point
-from mdemorl_msgs.msg import Snapshot, TaskStep, TrainingStatus, TransitionBatch
+from mdemorl_msgs.msg import Snapshot, TaskStep, TrainingStatus
 from mdemorl_planner.cpu_setup import configure_cpu
-from mdemorl_planner.messages import batch_to_msg, bytes_to_state_dict, msg_to_payload
+from mdemorl_planner.messages import bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.snapshots import load_policy
-from rclpy.duration import Duration
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
-from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray, MultiArrayDimension, MultiArrayLayout
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 from std_srvs.srv import SetBool, Trigger
-from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENABLE_SERVICE, ENV_TOPIC,
-                                            EVAL_RETURN_TOPIC, GAIT_COMMAND_TOPIC, JOINT_STATES_TOPIC, MARKER_QOS, POLICY_TOPIC, RESET_SERVICE, RETURNS_QOS, ROBOT_QOS,
-                                            SNAPSHOT_QOS, STATUS_QOS, STATUS_TOPIC, TASK_STEP_TOPIC,
-                                            TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
+from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENABLE_SERVICE, ENV_TOPIC, GAIT_COMMAND_TOPIC,
+                                            JOINT_STATES_TOPIC, POLICY_TOPIC, RESET_SERVICE, ROBOT_QOS, SNAPSHOT_QOS,
+                                            STATUS_QOS, STATUS_TOPIC, TASK_STEP_TOPIC)
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S, diagnostics_message
 from stochlite_bringup.node_main import run_node
-from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of,
-                                               parameter_error, positive_up_to)
+from stochlite_bringup.node_parameters import AT_LEAST_1, POSITIVE, Param, declare_parameters, one_of
 from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES, robot_namespace
-from stochlite_bringup.tasks.leg_simulation import STALL_TORQUE_NM
-from visualization_msgs.msg import Marker
 
 from .agent_feedback import LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback
+from .episode_reports import EpisodeReporter
 from .numpy_actor import NumpyActor
-from .policy_runner import Batch, EpisodeEnd, PolicyRunner, pacing_can_progress, save_foot_path
+from .policy_runner import Batch, EpisodeEnd, PolicyRunner
+from .runner_parameters import RUNNER_PARAMETERS, check_pacing
 from .stalls import record_stall
 
 NODE_NAME = "agent"
 SERVICE_POLL_S = 0.2
 NS_PER_S = 1_000_000_000
-MARKER_WIDTH_M = 0.004
-FOOT_PATH_FILE = "foot_path.npz"  # in run_dir: the last evaluation's foot path, for the launcher's plot
 ARRIVALS_KEPT = 8  # policy snapshots (time, version) the learner's update rate is measured over
-DELIVERY_TIMEOUT_S = 10.0  # at the end, how long to wait for the learner to acknowledge the last batches
 ENABLE_ATTEMPTS = 3  # <ns>/enable true answered no this often (the robot cannot arm): the run fails, naming why
 ENABLE_RETRY_S = 2.0  # between two attempts (a robot whose link is still coming up arms on a later one)
 GAIT_LAYOUT = MultiArrayLayout(dim=[  # /stochlite/gait_command: 4 legs x (x, y, z) shift [m], then the step length
     MultiArrayDimension(label="fl_fr_bl_br_x_y_z_shift_m", size=12, stride=13),
     MultiArrayDimension(label="step_length_m", size=1, stride=1)])
-FOOT_COLOR = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
-DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
 
 
 PARAMETERS = {
     "robot": Param(str, "robot: leg, or a gymnasium MuJoCo id driven through the sim bridge; its namespace "
                    "prefixes the topics (<ns>/joint_states, ...)", one_of(*TASK_NAMES)),
-    "epochs": Param(int, "training epochs; after the last evaluation the robot is disarmed and the node exits 0",
-                    AT_LEAST_1),
-    "steps_per_epoch": Param(int, "env steps (training transitions) per epoch, each epoch followed by one "
-                             "deterministic evaluation episode", AT_LEAST_1),
-    "start_steps": Param(int, "uniform random actions for the first N env steps", NON_NEGATIVE),
-    "episode_steps": Param(int, "control steps per episode (leg: 1000 = 2 s at 500 Hz; MuJoCo tasks also end on "
-                           "a terminal state)", AT_LEAST_1),
-    "transitions_per_batch": Param(int, "transitions per TransitionBatch; partial batches go out at episode end",
-                                   AT_LEAST_1),
-    "seed": Param(int, "seed of the random actions and of the policy's sampling noise", NON_NEGATIVE),
-    "max_torque": Param(float, "leg: joint torque [N*m] of action 1.0 (the action scale); MuJoCo tasks map "
-                        "[-1, 1] onto their action box", positive_up_to(STALL_TORQUE_NM)),
+    **RUNNER_PARAMETERS,
     "enable_on_start": Param(bool, "arm the robot (<ns>/enable true) before the first episode"),
     "torch_threads": Param(int, "torch intra-op threads for checking policy snapshots", AT_LEAST_1),
-    "marker_frame": Param(str, "frame_id of the leg's foot-path markers (its hip frame)"),
     "diagnostics_period_s": Param(float, "seconds between two /diagnostics messages", POSITIVE),
-    "policy_wait_warning_s": Param(float, "a pacing hold longer than this is a learning stall: a WARN in the log "
-                                   "and /diagnostics, and a line in run_dir/stalls.log", POSITIVE),
     "disarm_timeout_s": Param(float, "seconds to wait for <ns>/enable false when stopping", POSITIVE),
-    "max_policy_lag": Param(int, "pacing: after start_steps, hold the next command while (env_steps - "
-                            "start_steps) - policy_version > max_policy_lag, until a newer policy snapshot arrives "
-                            "(lockstep simulation waits meanwhile); 0 or >= policy_period_updates. 0 disables "
-                            "pacing: hardware runs MUST use 0, a real robot cannot pause between two commands"),
-    "policy_period_updates": Param(int, "the learner's policy_period_updates (SAC updates between two policy "
-                                   "snapshots); only checks max_policy_lag", AT_LEAST_1),
-    "resume": Param(bool, "continue a run: wait for the learner's /mdemorl/status and carry on from its env steps "
-                    "and epoch"),
     "run_dir": Param(str, "directory for foot_path.npz (the last evaluation's foot path: foot and foot_desired "
                      "[T, 2] in m, dt in s); empty: not written"),
 }
-
-
-def _checked(params: dict) -> dict:
-    """``params`` if max_policy_lag suits policy_period_updates; else ValueError naming it and the fix."""
-    lag, period = params["max_policy_lag"], params["policy_period_updates"]
-    if not pacing_can_progress(lag, period):
-        raise parameter_error(NODE_NAME, "max_policy_lag", f"is {lag} but must be 0 (no pacing) or >= "
-                              f"policy_period_updates ({period}): the learner publishes a snapshot only every "
-                              f"policy_period_updates updates, so a smaller lag could wait forever")
-    return params
 
 
 def _stamp_ns(stamp: Time) -> int:
@@ -160,14 +119,15 @@ class AgentNode(WorkerNode):
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        p = _checked(declare_parameters(self, NODE_NAME, PARAMETERS))
+        p = check_pacing(NODE_NAME, declare_parameters(self, NODE_NAME, PARAMETERS))
         configure_cpu(p["torch_threads"])
         self.params = p
         robot, ns = p["robot"], robot_namespace(p["robot"])
         self.feedback = (LegFeedback(p["max_torque"]) if robot == LEG_TASK_NAME
                          else StochliteFeedback(robot) if robot == STOCHLITE_TASK_NAME else TaskStepFeedback(robot))
         self.core = PolicyRunner(self.feedback.act_dim, p["episode_steps"], p["steps_per_epoch"], p["epochs"],
-                                 p["start_steps"], p["transitions_per_batch"], p["seed"], p["max_policy_lag"])
+                                 p["start_steps"], p["transitions_per_batch"], p["seed"], p["pacing"],
+                                 p["max_policy_lag"])
         self.exit_code: int | None = None
         self.policy_errors = 0
         self.malformed_states = 0  # joint states or task steps
@@ -191,11 +151,7 @@ class AgentNode(WorkerNode):
         self._effort_pub = self.create_publisher(Float64MultiArray, f"{ns}/{self.feedback.command_topic}", ROBOT_QOS)
         self._gait_pub = (self.create_publisher(Float64MultiArray, f"{ns}/{GAIT_COMMAND_TOPIC}", ROBOT_QOS)
                           if isinstance(self.feedback, StochliteFeedback) else None)
-        self._env_pub = self.create_publisher(TransitionBatch, ENV_TOPIC, TRANSITIONS_QOS)
-        self._eval_pub = self.create_publisher(Float64, EVAL_RETURN_TOPIC, RETURNS_QOS)
-        self._train_pub = self.create_publisher(Float64, TRAIN_RETURN_TOPIC, RETURNS_QOS)
-        self._foot_pub = self.create_publisher(Marker, f"{ns}/foot_path", MARKER_QOS)
-        self._desired_pub = self.create_publisher(Marker, f"{ns}/foot_path_desired", MARKER_QOS)
+        self.reports = EpisodeReporter(self, ns, p["marker_frame"], p["run_dir"])
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._enable = self.create_client(SetBool, f"{ns}/{ENABLE_SERVICE}")
         self._reset = self.create_client(Trigger, f"{ns}/{RESET_SERVICE}")
@@ -233,7 +189,7 @@ class AgentNode(WorkerNode):
             self.get_logger().info(f"waiting for {self._enable.service_name} and {self._reset.service_name}",
                                    throttle_duration_sec=LOG_THROTTLE_S)
             return
-        if not self._learner_listening():
+        if not self.reports.learner_listening():
             # transitions published before the learner subscribed would be lost (volatile topic), and
             # pacing would then wait for updates on them forever; the robot stays disarmed meanwhile
             self.get_logger().info(f"waiting for the learner (the publisher of {POLICY_TOPIC}) to subscribe to "
@@ -263,12 +219,6 @@ class AgentNode(WorkerNode):
             self._stop(0, f"nothing to resume: all {self.core.epochs} epochs are done")
             return False
         return True
-
-    def _learner_listening(self) -> bool:
-        """A node that publishes policy snapshots (the learner) subscribes to our transitions, and they reach it."""
-        learners = {(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(POLICY_TOPIC)}
-        readers = {(i.node_name, i.node_namespace) for i in self.get_subscriptions_info_by_topic(ENV_TOPIC)}
-        return bool(learners & readers) and self._env_pub.get_subscription_count() > 0
 
     def _call(self, client, request, on_answer, on_refusal=None) -> None:
         """Call ``client``; then ``on_answer()`` on success, ``on_refusal(message)`` on a "no" (default: stop)."""
@@ -354,16 +304,8 @@ class AgentNode(WorkerNode):
     def _finish(self) -> None:
         self._stop_timer.cancel()
         if self.exit_code is None:
-            self._await_delivery()
+            self.reports.await_delivery()
             self.exit_code = self._stop_code
-
-    def _await_delivery(self) -> None:
-        """Wait until the subscribers acknowledged the last transitions and returns: the learner closes the
-        final epoch on them, and a process that exits first can take unacknowledged messages with it."""
-        for publisher in (self._env_pub, self._eval_pub, self._train_pub):
-            if not publisher.wait_for_all_acked(Duration(seconds=DELIVERY_TIMEOUT_S)):
-                self.get_logger().warning(f"{publisher.topic_name}: not acknowledged within {DELIVERY_TIMEOUT_S} s; "
-                                          "the learner may miss the last messages")
 
     # --- control --------------------------------------------------------------------------------
 
@@ -434,45 +376,17 @@ class AgentNode(WorkerNode):
             self._send(action, self._held_time_s)
 
     def _publish_batches(self, batches: list[Batch]) -> None:
-        for batch in batches:
-            self._env_pub.publish(batch_to_msg(batch.data, "env", batch.policy_version,
-                                               stamp=self.get_clock().now().to_msg()))
+        self.reports.publish_batches(batches)
 
     def _end_episode(self, end: EpisodeEnd) -> None:
+        self.reports.publish_end(end)
         if end.evaluation:
-            self._eval_pub.publish(Float64(data=end.episode_return))
-            if len(end.foot):  # the leg's foot path
-                self._publish_foot_paths(end)
-                self._save_foot_path(end)
             self.get_logger().info(f"epoch {end.epoch}: eval return {end.episode_return:.2f} "
                                    f"(policy v{self.policy_version}, {self.core.env_steps} env steps)")
-        else:
-            self._train_pub.publish(Float64(data=end.episode_return))
         if self.core.finished:
             self._stop(0, f"done: {self.core.epoch} epochs, {self.core.env_steps} env steps")
         else:
             self._request_reset()
-
-    def _publish_foot_paths(self, end: EpisodeEnd) -> None:
-        stamp = self.get_clock().now().to_msg()
-        for publisher, path, color in ((self._foot_pub, end.foot, FOOT_COLOR),
-                                       (self._desired_pub, end.foot_desired, DESIRED_COLOR)):
-            marker = Marker(type=Marker.LINE_STRIP, action=Marker.ADD, ns=publisher.topic_name, color=color)
-            marker.header.frame_id = self.params["marker_frame"]
-            marker.header.stamp = stamp
-            marker.pose.orientation.w = 1.0
-            marker.scale.x = MARKER_WIDTH_M
-            marker.points = [Point(x=float(x), y=0.0, z=float(z)) for x, z in path]
-            publisher.publish(marker)
-
-    def _save_foot_path(self, end: EpisodeEnd) -> None:
-        if not self.params["run_dir"]:
-            return
-        path = Path(self.params["run_dir"]) / FOOT_PATH_FILE
-        try:
-            save_foot_path(path, end)
-        except OSError as error:
-            self.get_logger().warning(f"foot path not written to {path}: {error}")
 
     # --- policy snapshots: loaded on the worker thread, never in the control path ----------------
 

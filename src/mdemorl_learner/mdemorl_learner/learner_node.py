@@ -48,6 +48,7 @@ from stochlite_bringup.tasks.dimensions import task_dimensions
 from stochlite_bringup.tasks import task_init_alpha, task_real_ratio
 
 from .learner_core import LearnerCore
+from .policy_runner import PACING_MODES
 from .plotting import plot_foot_path, plot_learning_curve
 from .sac import SACConfig
 from .scalars import EpochScalars
@@ -84,6 +85,9 @@ PARAMETERS = {
     "real_ratio": Param(float, "fraction of each SAC minibatch drawn from D_ENV, the rest from D_MPC; -1 keeps the "
                         "robot's (leg 0.9, stochlite 0.5)", Rule(lambda v: v == -1 or 0 <= v <= 1, "in [0, 1], or -1")),
     "policy_period_updates": Param(int, "SAC updates between two policy snapshots", AT_LEAST_1),
+    "pacing": Param(str, "the robot's pacing (the launch argument pacing:=): with episode the robot may run an "
+                    "epoch's steps ahead of the updates before the ratio counts as behind",
+                    one_of(*PACING_MODES)),
     "status_period_s": Param(float, "seconds between two /mdemorl/status and /diagnostics messages", POSITIVE),
     "torch_threads": Param(int, "torch intra-op threads of the SAC updates", AT_LEAST_1),
     "compute_dtype": Param(str, "dtype of the SAC updates' hidden-layer matmuls: auto (bfloat16 where a measured "
@@ -281,11 +285,17 @@ class LearnerNode(WorkerNode):
             self._pace_epoch(self._paced_epochs, steps)
 
     def _pace_epoch(self, epoch: int, steps: int) -> None:
+        """Judge the updates made while epoch ``epoch``'s steps arrived; with episode pacing, the robot runs an
+        epoch ahead, so they are owed for the epoch before."""
         p, now = self.params, time.monotonic()
-        credited = self.core.credited_steps((epoch - 1) * steps, epoch * steps)
-        pace = EpochPace(epoch, self.core.updates - self._epoch_start[1], credited, steps, now - self._epoch_start[0])
+        owed_epoch = epoch - 1 if p["pacing"] == "episode" else epoch
+        updates, seconds = self.core.updates - self._epoch_start[1], now - self._epoch_start[0]
         self._epoch_start = (now, self.core.updates)
         self.stall = ""
+        if owed_epoch < 1:
+            return
+        credited = self.core.credited_steps((owed_epoch - 1) * steps, owed_epoch * steps)
+        pace = EpochPace(owed_epoch, updates, credited, steps, seconds)
         if update_ratio_stalled(pace, p["updates_per_step"]):
             self.stall = describe_update_stall(pace, p["updates_per_step"], self.compute_text)
             self.get_logger().warning(f"learning stalled in {self.stall}")
@@ -359,7 +369,8 @@ class LearnerNode(WorkerNode):
         pace = PaceSample(self.core.credited_steps(0, self.core.env_steps), self.core.updates)
         configured = self.params["updates_per_step"]
         was_behind = bool(self.ratio_behind)
-        behind = ratio_behind(pace, configured, self.params["policy_period_updates"])
+        episode_backlog = self.params["steps_per_epoch"] if self.params["pacing"] == "episode" else 0
+        behind = ratio_behind(pace, configured, self.params["policy_period_updates"], episode_backlog)
         self.ratio_behind = describe_ratio_behind(pace, configured) if behind else ""
         if behind and not was_behind:
             self.get_logger().warning(f"{RATIO_BEHIND}: {self.ratio_behind}; {self.compute_text}")

@@ -21,14 +21,14 @@ sampled action). An evaluation with a policy takes its mean and draws nothing. :
 reseeds both from ``[seed, env_steps]``. (The single-process trainer samples its policy in torch, with
 SAC's generator; its uniform actions come from ``default_rng(seed)`` as here.)
 
-Pacing (``max_policy_lag`` > 0, lockstep simulation only): after ``start_steps`` the learner
-does about one SAC update per env step and its snapshot versions count updates, so
-``(env_steps - start_steps) - policy_version`` is how far the newest policy the runner has been given
-lags the data it was given. While that exceeds ``max_policy_lag`` the runner holds its next
-command (:attr:`Step.held`; the simulator waits) and :meth:`PolicyRunner.resume` releases it once a
-newer policy is in bounds. The same rule gates every step of an evaluation episode, so an
-evaluation only starts with a policy within the bound. 0 disables pacing: a real robot cannot
-pause between two commands.
+Pacing keeps Algorithm 1's ratio of SAC updates to real steps. After ``start_steps`` the learner does about one
+SAC update per env step and its snapshot versions count updates, so ``(env_steps - start_steps) -
+policy_version`` (:func:`policy_lag`) is how far the newest policy the runner has been given lags the data it
+was given. ``pacing`` says where the runner waits while that exceeds ``max_policy_lag``: ``step`` before every
+command (:attr:`Step.held`: a lockstep simulator waits meanwhile, and :meth:`PolicyRunner.resume` releases the
+command once a newer policy is in bounds); ``episode`` only before an episode's first command, while the robot
+is homed and held (a real robot can pause between episodes, never between two commands); ``off`` never. The same
+rule gates an evaluation episode, so it only starts with a policy within the bound.
 """
 
 import os
@@ -88,6 +88,14 @@ class Batch:
     policy_version: int
 
 
+PACING_MODES = ("step", "episode", "off")
+
+
+def policy_lag(env_steps: int, start_steps: int, policy_version: int) -> int:
+    """Env steps since ``start_steps`` that policy ``policy_version`` (its SAC updates) has not been trained on."""
+    return (env_steps - start_steps) - policy_version
+
+
 def pacing_can_progress(max_policy_lag: int, policy_period_updates: int) -> bool:
     """Whether pacing with ``max_policy_lag`` can always be released by the learner's snapshots.
 
@@ -96,9 +104,9 @@ def pacing_can_progress(max_policy_lag: int, policy_period_updates: int) -> bool
     ``start_steps``), so it keeps updating to at least ``E - start_steps + 1`` updates, and its
     newest snapshot (one every ``policy_period_updates`` = P updates) is at most P - 1 behind that:
     the lag falls to at most P - 2. A bound >= P always releases; a smaller one could wait for a
-    snapshot that never comes. 0 (no pacing) is always fine.
+    snapshot that never comes.
     """
-    return max_policy_lag == 0 or (max_policy_lag > 0 and max_policy_lag >= policy_period_updates)
+    return max_policy_lag >= policy_period_updates
 
 
 def _streams(entropy: int | list[int]) -> tuple[np.random.Generator, np.random.Generator]:
@@ -127,9 +135,8 @@ class PolicyRunner:
 
     Call :meth:`start_episode` after each reset, then :meth:`step` on every sample with the newest
     policy and its version (None before the first); :meth:`take_batches` returns the transitions to
-    publish. ``finished`` is set by the evaluation of the last epoch. With ``max_policy_lag`` > 0
-    a step may be ``held`` (see the module docstring); call :meth:`resume` when a newer policy
-    has arrived.
+    publish. ``finished`` is set by the evaluation of the last epoch. With ``pacing`` a step may be
+    ``held`` (see the module docstring); call :meth:`resume` when a newer policy has arrived.
     """
 
     def __init__(
@@ -141,10 +148,13 @@ class PolicyRunner:
         start_steps: int,
         transitions_per_batch: int,
         seed: int,
+        pacing: str = "off",
         max_policy_lag: int = 0,
     ) -> None:
+        if pacing not in PACING_MODES:
+            raise ValueError(f"pacing={pacing!r} must be one of {', '.join(PACING_MODES)}")
         if max_policy_lag < 0:
-            raise ValueError(f"max_policy_lag={max_policy_lag} must be >= 0 (0: no pacing)")
+            raise ValueError(f"max_policy_lag={max_policy_lag} must be >= 0")
         if episode_steps < 1:
             raise ValueError(f"episode_steps={episode_steps} must be >= 1")
         self.act_dim = act_dim
@@ -154,6 +164,7 @@ class PolicyRunner:
         self.epochs = epochs
         self.start_steps = start_steps
         self.transitions_per_batch = transitions_per_batch
+        self.pacing = pacing
         self.max_policy_lag = max_policy_lag
         self.seed = seed
         self.rng, self.noise_rng = _streams(seed)
@@ -202,11 +213,18 @@ class PolicyRunner:
 
     def policy_lag(self, policy_version: int) -> int:
         """Env steps since ``start_steps`` that policy ``policy_version`` has not been trained on."""
-        return (self.env_steps - self.start_steps) - policy_version
+        return policy_lag(self.env_steps, self.start_steps, policy_version)
+
+    @property
+    def at_episode_start(self) -> bool:
+        """No command of the current episode has gone out yet."""
+        return self._previous is None
 
     def must_wait(self, policy_version: int) -> bool:
-        """The pacing rule: hold while ``policy_lag(policy_version) > max_policy_lag`` (> 0)."""
-        return self.max_policy_lag > 0 and self.policy_lag(policy_version) > self.max_policy_lag
+        """The pacing rule: before a command (``step``) or an episode's first command (``episode``), wait while
+        ``policy_lag(policy_version) > max_policy_lag``."""
+        paced = self.pacing == "step" or (self.pacing == "episode" and self.at_episode_start)
+        return paced and self.policy_lag(policy_version) > self.max_policy_lag
 
     def resume(self, actor: NumpyActor | None, policy_version: int) -> NDArray[np.float32] | None:
         """The held step's action if ``policy_version`` is now within the bound; else None (still holding).

@@ -63,11 +63,14 @@ class PaceSample:
         return updates_per_step * self.credited_steps - self.updates
 
 
-def ratio_behind(pace: PaceSample, updates_per_step: float, policy_period_updates: int) -> bool:
+def ratio_behind(pace: PaceSample, updates_per_step: float, policy_period_updates: int,
+                 episode_backlog: int = 0) -> bool:
     """True when the learner owes more than :data:`RATIO_MARGIN` of the updates it should have made and more than
-    the backlog pacing allows (:data:`PACING_SNAPSHOTS` snapshot periods of ``policy_period_updates``)."""
+    the backlog pacing allows (:data:`PACING_SNAPSHOTS` snapshot periods of ``policy_period_updates``, plus
+    ``episode_backlog`` real steps' updates when the robot waits only between episodes)."""
     owed = pace.owed(updates_per_step)
-    return owed > RATIO_MARGIN * updates_per_step * pace.credited_steps and owed > PACING_SNAPSHOTS * policy_period_updates
+    allowed = PACING_SNAPSHOTS * policy_period_updates + updates_per_step * episode_backlog
+    return owed > RATIO_MARGIN * updates_per_step * pace.credited_steps and owed > allowed
 
 
 def describe_ratio_behind(pace: PaceSample, updates_per_step: float) -> str:

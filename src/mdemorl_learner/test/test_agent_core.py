@@ -104,7 +104,7 @@ def test_joint_states_are_reordered_and_malformed_ones_rejected():
 def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer_one():
     # start_steps 2, bound 3: the transition that makes env_steps 6 has lag (6 - 2) - 0 = 4 > 3
     core = PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=2,
-                     transitions_per_batch=50, seed=0, max_policy_lag=3)
+                     transitions_per_batch=50, seed=0, pacing="step", max_policy_lag=3)
     actor = small_actor()
     core.start_episode()
     steps = [core.step(leg(Q, QDOT, i * 0.002), actor, 0) for i in range(7)]
@@ -127,10 +127,10 @@ def test_pacing_holds_the_command_while_the_policy_lags_and_resumes_with_a_newer
     assert core.resume(actor, 2) is not None
 
 
-def test_no_pacing_before_start_steps_or_with_max_policy_lag_0():
-    for lag, start_steps in ((0, 0), (3, 40)):
+def test_no_pacing_before_start_steps_or_with_pacing_off():
+    for pacing, start_steps in (("off", 0), ("step", 40)):
         core = PolicyRunner(ACT_DIM, 100, steps_per_epoch=100, epochs=1, start_steps=start_steps,
-                         transitions_per_batch=50, seed=0, max_policy_lag=lag)
+                         transitions_per_batch=50, seed=0, pacing=pacing, max_policy_lag=3)
         core.start_episode()
         steps = [core.step(leg(Q, QDOT, i * 0.002), None, 0) for i in range(44)]
         assert all(s.action is not None for s in steps[:-1]) and core.env_steps == 43
@@ -139,11 +139,31 @@ def test_no_pacing_before_start_steps_or_with_max_policy_lag_0():
     assert core.step(leg(Q, QDOT, 0.088), None, 0).held and core.env_steps == 44
     with pytest.raises(ValueError, match="max_policy_lag=-1 must be >= 0"):
         PolicyRunner(ACT_DIM, 1000, 10, 1, 0, 10, 0, max_policy_lag=-1)
+    with pytest.raises(ValueError, match="pacing='always' must be one of step, episode, off"):
+        PolicyRunner(ACT_DIM, 1000, 10, 1, 0, 10, 0, pacing="always")
+
+
+def test_episode_pacing_holds_only_an_episodes_first_command():
+    # start_steps 0, bound 3, episodes of 5: inside an episode the lag grows past 3 without a hold; the next
+    # episode's first command waits for a policy within 3 of the 5 env steps
+    core = PolicyRunner(ACT_DIM, 5, steps_per_epoch=100, epochs=1, start_steps=0, transitions_per_batch=50, seed=0,
+                        pacing="episode", max_policy_lag=3)
+    actor = small_actor()
+    core.start_episode()
+    steps = [core.step(leg(Q, QDOT, i * 0.002), actor, 0) for i in range(6)]
+    assert all(s.action is not None and not s.held for s in steps[:5]) and steps[5].episode_end is not None
+    assert core.policy_lag(0) == 5
+    core.start_episode()
+    assert core.at_episode_start and core.must_wait(1) and not core.must_wait(2)
+    assert core.step(leg(Q, QDOT, 0.0), actor, 1).held
+    assert core.resume(actor, 2) is not None and not core.holding
+    later = [core.step(leg(Q, QDOT, i * 0.002), actor, 2) for i in range(1, 5)]
+    assert all(s.action is not None for s in later) and core.policy_lag(2) == 7
 
 
 def test_evaluation_starts_only_with_a_policy_within_the_bound():
     core = PolicyRunner(ACT_DIM, 4, steps_per_epoch=5, epochs=1, start_steps=0,
-                     transitions_per_batch=50, seed=0, max_policy_lag=2)
+                     transitions_per_batch=50, seed=0, pacing="step", max_policy_lag=2)
     torch_actor = SquashedGaussianActor(OBS_DIM, ACT_DIM, 8, 1)
     actor = numpy_actor(torch_actor)
     n, end = run_episode(core, actor, version=5)  # a fresh policy: no hold
@@ -166,13 +186,12 @@ def test_evaluation_starts_only_with_a_policy_within_the_bound():
 
 
 def test_pacing_rule_needs_a_bound_of_at_least_one_snapshot_period():
-    assert pacing_can_progress(0, 250) and pacing_can_progress(250, 250) and pacing_can_progress(1000, 250)
-    assert not pacing_can_progress(249, 250) and not pacing_can_progress(1, 250)
-    assert not pacing_can_progress(-1, 250)
+    assert pacing_can_progress(250, 250) and pacing_can_progress(1000, 250)
+    assert not pacing_can_progress(249, 250) and not pacing_can_progress(0, 250)
 
 
 def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_size: int, epochs: int = 2,
-                    steps_per_epoch: int = 150) -> tuple[PolicyRunner, LearnerCore, list[int], int]:
+                    steps_per_epoch: int = 150, pacing: str = "step") -> tuple[PolicyRunner, LearnerCore, list[int], int]:
     """PolicyRunner and LearnerCore wired as in the graph, with a learner that only works while the agent waits.
 
     The learner's worst case: it never updates while the agent is acting. Returns the agent, the
@@ -180,7 +199,7 @@ def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_si
     a hold is not released by the learner's snapshots (a deadlock).
     """
     agent = PolicyRunner(ACT_DIM, 60, steps_per_epoch, epochs, start_steps, transitions_per_batch=25,
-                      seed=0, max_policy_lag=max_policy_lag)
+                      seed=0, pacing=pacing, max_policy_lag=max_policy_lag)
     learner = LearnerCore(OBS_DIM, ACT_DIM, SACConfig(hidden_size=8, num_layers=1, batch_size=batch_size), 0,
                           10_000, 100, start_steps, 1.0, 1.0)
     actor, version = small_actor(), 0
@@ -191,6 +210,7 @@ def run_paced_graph(max_policy_lag: int, period: int, start_steps: int, batch_si
             step = agent.step(leg(Q + 0.01 * t, QDOT, 0.002 * t), actor, version)
             t += 1
             if step.held:
+                assert pacing == "step" or agent.at_episode_start
                 holds += 1
                 for batch in agent.take_batches(flush=True):  # what the node does on a hold
                     learner.add_env(batch.data)
@@ -230,6 +250,14 @@ def test_paced_agent_and_learner_never_deadlock_and_updates_track_env_steps(one_
         assert max(lags) == max_policy_lag  # the agent runs up to the bound, never past it
         # updates per transition from start_steps on, as Trainer.env_step: 300 - 40 + 1
         assert learner.updates == 300 - start_steps + 1
+
+
+def test_episode_paced_agent_and_learner_never_deadlock_and_keep_the_update_ratio(one_torch_thread):
+    start_steps, period = 40, 20
+    agent, learner, lags, holds = run_paced_graph(period, period, start_steps, batch_size=32, pacing="episode")
+    assert agent.env_steps == learner.env_steps == 300 and holds > 0
+    assert max(lags) > period  # inside an episode the robot runs on, past the bound
+    assert learner.updates == 300 - start_steps + 1
 
 
 def test_foot_path_is_saved_atomically_and_replaced_by_the_next_evaluation(tmp_path):

@@ -451,10 +451,10 @@ def test_agent_pacing_bound_must_cover_a_snapshot_period():
     context = Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     try:
-        with pytest.raises(ValueError, match=r"parameter 'max_policy_lag' is 200 but must be 0 \(no pacing\) or "
-                                             r">= policy_period_updates \(250\)"):
+        with pytest.raises(ValueError, match=r"parameter 'max_policy_lag' is 200 but must be >= policy_period_updates "
+                                             r"\(250\) while pacing is step"):
             AgentNode(context=context, parameter_overrides=overrides(max_policy_lag=200))
-        AgentNode(context=context, parameter_overrides=overrides(max_policy_lag=0)).destroy_node()
+        AgentNode(context=context, parameter_overrides=overrides(max_policy_lag=200, pacing="off")).destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
 
@@ -503,9 +503,15 @@ def test_paced_agent_and_real_learner_finish_every_epoch_with_actions_never_past
         assert data["foot"].shape == (100, 2)
 
 
-def test_hardware_runs_never_pace():
-    """sim:=none drives the real leg, which cannot wait for the learner: the launcher turns pacing off."""
+def test_pacing_is_by_step_in_simulation_and_by_episode_on_hardware():
+    """sim:=none drives the real leg, which can wait for the learner between episodes only; its driver runs the
+    policy (no agent node) with the same runner settings; pacing:=step there is refused, naming the fix."""
     hardware = {n.name: n for n in training_nodes(resolve_arguments({"sim": "none", "port": "/dev/ttyACM0"}))}
-    assert hardware["agent"].parameters["max_policy_lag"] == 0
+    assert "agent" not in hardware and hardware["hw_interface"].parameters["policy_runner"] is True
+    assert hardware["hw_interface"].parameters["runner.pacing"] == hardware["learner"].parameters["pacing"] == "episode"
     simulated = {n.name: n for n in training_nodes(resolve_arguments({}))}
-    assert "max_policy_lag" not in simulated["agent"].parameters  # agent.yaml's bound
+    assert simulated["agent"].parameters["pacing"] == simulated["learner"].parameters["pacing"] == "step"
+    off = {n.name: n for n in training_nodes(resolve_arguments({"pacing": "off"}))}
+    assert off["agent"].parameters["pacing"] == "off"
+    with pytest.raises(ValueError, match="a robot cannot pause between two commands: use pacing:=episode"):
+        resolve_arguments({"sim": "none", "port": "/dev/ttyACM0", "pacing": "step"})

@@ -59,7 +59,8 @@ def _graph(context: LaunchContext, fixed: dict[str, str]) -> list:
     for spec in training_nodes(args):
         nodes.append((spec.name, Node(package=spec.package, executable=spec.executable, name=spec.name,
                                       output="screen", parameters=[os.path.join(share, "config", spec.parameter_file),
-                                                                   spec.parameters]), spec.ends_run))
+                                                                   spec.parameters],
+                                      prefix=f"nice -n {spec.nice}" if spec.nice else None), spec.ends_run))
     actions = []
     for name, node, ends_run in nodes:
         actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,

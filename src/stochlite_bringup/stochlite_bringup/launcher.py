@@ -61,6 +61,8 @@ def node_command(spec: NodeSpec) -> list[str]:
     if not config.is_file():
         raise LaunchError(f"node {spec.name!r}: parameter file {config} is missing; rebuild with `make setup`")
     command = [str(executable), "--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(config)]
+    if spec.nice:
+        command = ["nice", "-n", str(spec.nice), *command]
     for key, value in spec.parameters.items():
         command += ["-p", f"{key}:={value}"]
     return command

@@ -91,18 +91,23 @@ def parameter_error(node_name: str, name: str, problem: str) -> ValueError:
                       f"or pass -p {name}:=<value>")
 
 
-def declare_parameters(node: Node, node_name: str, parameters: dict[str, Param]) -> dict[str, Any]:
+def declare_parameters(node: Node, node_name: str, parameters: dict[str, Param], section: str = "",
+                       prefix: str = "") -> dict[str, Any]:
     """Declare ``parameters`` on ``node`` with defaults from ``config/<node_name>.yaml``; return the values.
 
-    Raises ValueError if the file and ``parameters`` disagree on the names or a default's type, or
+    With ``section``, the parameters are another node's, a subset of those in ``config/<section>.yaml`` (one
+    definition of their defaults), declared here under ``prefix`` (``runner.epochs``); the values come back
+    without it. Raises ValueError if the file and ``parameters`` disagree on the names or a default's type, or
     if a value breaks its rule.
     """
-    config_name = f"{node_name}.yaml"
-    defaults = config_defaults(config_name, node_name)
-    missing, unknown = sorted(set(parameters) - set(defaults)), sorted(set(defaults) - set(parameters))
+    section = section or node_name
+    config_name = f"{section}.yaml"
+    defaults = config_defaults(config_name, section)
+    missing = sorted(set(parameters) - set(defaults))
+    unknown = sorted(set(defaults) - set(parameters)) if section == node_name else []
     if missing or unknown:
         raise ValueError(
-            f"config/{config_name} section {node_name!r}: missing {missing}, unknown {unknown}; "
+            f"config/{config_name} section {section!r}: missing {missing}, unknown {unknown}; "
             f"it must set exactly {sorted(parameters)}"
         )
     descriptors = {name: param.descriptor() for name, param in parameters.items()}
@@ -111,13 +116,13 @@ def declare_parameters(node: Node, node_name: str, parameters: dict[str, Param])
         if default_type.value != descriptor.type:
             raise ValueError(
                 f"config/{config_name}: {name}={defaults[name]!r} is {default_type.name}, "
-                f"but {node_name} declares it {Parameter.Type(descriptor.type).name}"
+                f"but {section} declares it {Parameter.Type(descriptor.type).name}"
             )
     declared = node.declare_parameters(
-        "", [(name, defaults[name], descriptor) for name, descriptor in descriptors.items()]
+        "", [(prefix + name, defaults[name], descriptor) for name, descriptor in descriptors.items()]
     )
-    values = {parameter.name: parameter.value for parameter in declared}
+    values = {parameter.name[len(prefix):]: parameter.value for parameter in declared}
     for name, param in parameters.items():
         if param.rule is not None and not param.rule.test(values[name]):
-            raise parameter_error(node_name, name, f"is {values[name]!r} but must be {param.rule.text}")
+            raise parameter_error(section, prefix + name, f"is {values[name]!r} but must be {param.rule.text}")
     return values

@@ -6,6 +6,7 @@ same arguments.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,10 @@ ROBOT_DESCRIPTIONS = {LEG_TASK_NAME: "leg_2r.urdf", STOCHLITE_TASK_NAME: "stochl
 RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
 STALLS_FILE = "stalls.log"  # in run_dir: one line per learning stall, written by the learner and the agent
 HEALTH_FILE = "health.log"  # in run_dir: one line per health problem (run_health), written by the driver and learner
-CONFIG_FILE = "config.yaml"  # in run_dir: the launch arguments and the resolved compute choices
+CONFIG_FILE = "config.yaml"
+# niceness of the learning nodes when they share the machine with real hardware: the tty's flush workers, which
+# carry every serial byte, run at normal priority, and 2 busy cores at equal niceness delayed them by 20 ms and more
+LEARNING_NICE = 10  # in run_dir: the launch arguments and the resolved compute choices
 
 LAUNCH_ARGUMENTS = (
     LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, stochlite, or a gymnasium MuJoCo id", TASK_NAMES),
@@ -50,6 +54,11 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("device", "auto", "where the learner, model trainer and planner compute: auto (CUDA when torch "
                    "sees a GPU, else the CPU), cpu or cuda; each compute dtype then resolves on it (config/*.yaml "
                    "compute_dtype, auto by default)", ("auto", "cpu", "cuda")),
+    LaunchArgument("pacing", "auto", "how the robot keeps Algorithm 1's SAC updates per real step: step (the lockstep "
+                   "simulator waits for the learner before each command), episode (the robot is homed and held "
+                   "between episodes until the learner has caught up), off (never wait; the learner warns when its "
+                   "ratio falls behind); auto: step in simulation, episode on hardware",
+                   ("auto", "step", "episode", "off")),
     LaunchArgument("resume", "false", "continue the run in run_dir after a crash or a kill: D_ENV from its log, SAC "
                    "and the epoch count from its last checkpoint", ("true", "false")),
 )
@@ -95,6 +104,7 @@ class NodeSpec:
     parameters: dict[str, object] = field(default_factory=dict)
     ends_run: bool = False  # the run is complete when this node exits with code 0
     side: str = "workstation"  # robot: runs next to the hardware (part:=robot); workstation: learning
+    nice: int = 0  # the process's niceness (`nice -n`)
 
 
 def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
@@ -120,6 +130,11 @@ def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
                          "/mdemorl/status in rqt_plot instead")
     if sim == "none" and not in_pybullet:
         raise ValueError(f"robot:={robot} is a simulated benchmark with no hardware; use sim:=mujoco")
+    if sim == "none" and args["pacing"] == "step":
+        raise ValueError("pacing:=step holds each command, which only a lockstep simulator can wait for; a robot "
+                         "cannot pause between two commands: use pacing:=episode (or auto)")
+    if args["pacing"] == "auto":
+        args["pacing"] = "episode" if sim == "none" else "step"
     return args
 
 
@@ -132,8 +147,8 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     robot, seed = args["robot"], int(args["seed"])
     epochs, steps = int(args["epochs"]), int(args["steps_per_epoch"])
     resume = args["resume"] == "true"
-    agent = {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "run_dir": args["run_dir"],
-             "resume": resume}
+    runner = {"epochs": epochs, "steps_per_epoch": steps, "seed": seed, "resume": resume, "pacing": args["pacing"]}
+    agent = {"robot": robot, "run_dir": args["run_dir"], **runner}
     d_env_log = {"resume_log": str(Path(args["run_dir"]) / "d_env")} if resume else {}  # the learner's log
     device = {"device": args["device"]}
     estimator = []
@@ -142,21 +157,23 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                               {"robot": robot, "port": args["port"], "run_dir": args["run_dir"]}, side="robot")
         estimator = [NodeSpec("leg_driver", "stochlite_estimator_node", "stochlite_estimator",
                               "stochlite_estimator.yaml", side="robot")]
-        agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
-    elif args["sim"] == "none":
+    elif args["sim"] == "none":  # the leg's driver runs the policy in its loop process: no agent node
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
-                              {"robot": robot, "port": args["port"], "run_dir": args["run_dir"]}, side="robot")
-        agent["max_policy_lag"] = 0  # no pacing: a real robot cannot pause between two commands
+                              {"robot": robot, "port": args["port"], "run_dir": args["run_dir"], "policy_runner": True,
+                               **{f"runner.{name}": value for name, value in runner.items()}},
+                              ends_run=args["part"] == "robot", side="robot")
     else:
         robot_side = NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml",
                               {"robot": robot, "seed": seed}, side="robot")
+    onboard = args["sim"] == "none" and robot == LEG_TASK_NAME
+    agents = [] if onboard else [NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent,
+                                          ends_run=args["part"] == "robot", side="robot")]
     nodes = [
         robot_side,
         *estimator,
-        NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent, ends_run=args["part"] == "robot",
-                 side="robot"),
+        *agents,
         NodeSpec("mdemorl_learner", "learner_node", "learner", "learner.yaml",
-                 {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed,
+                 {"robot": robot, "epochs": epochs, "steps_per_epoch": steps, "seed": seed, "pacing": args["pacing"],
                   "run_dir": args["run_dir"], "resume": resume, **device}, ends_run=args["part"] != "robot"),
         NodeSpec("mdemorl_planner", "model_trainer_node", "model_trainer", "model_trainer.yaml",
                  {"seed": seed, "train_every_steps": steps, "min_steps": steps, **d_env_log, **device}),  # per epoch
@@ -166,4 +183,7 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
                  {"robot": robot, "output": str(Path(args["run_dir"]) / RECORD_FILE)}),
     ] + ([NodeSpec("stochlite_bringup", "foxglove_bridge_node", "foxglove_bridge", "foxglove_bridge.yaml",
                    {"robot": robot})] if args["foxglove"] == "true" else [])
+    if args["sim"] == "none":  # beside real hardware, learning yields the CPU to the serial link's kernel workers
+        nodes = [dataclasses.replace(node, nice=LEARNING_NICE) if node.side == "workstation" else node
+                 for node in nodes]
     return [node for node in nodes if args["part"] in ("all", node.side)]

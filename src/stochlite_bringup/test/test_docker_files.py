@@ -141,11 +141,11 @@ def test_the_sim_compose_trains_the_simulated_leg_with_foxglove():
     assert service["environment"]["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
 
 
-def test_the_split_compose_puts_driver_and_agent_on_the_robot_and_learning_on_the_workstation():
+def test_the_split_compose_puts_the_driver_on_the_robot_and_learning_on_the_workstation():
     services = compose_services("compose.split.yaml")
     robot = resolve_arguments(launch_arguments(services["robot"]["command"]))
     workstation = resolve_arguments(launch_arguments(services["workstation"]["command"]))
-    assert [n.name for n in training_nodes(robot)] == ["hw_interface", "agent"]
+    assert [n.name for n in training_nodes(robot)] == ["hw_interface"]  # the driver runs the policy
     assert [n.name for n in training_nodes(workstation)] == ["learner", "model_trainer", "planner", "recorder"]
     device = services["robot"]["devices"][0].rsplit(":", 1)[1]
     assert robot["port"] == device and "dialout" in services["robot"]["group_add"]

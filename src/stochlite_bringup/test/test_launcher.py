@@ -21,7 +21,7 @@ from stochlite_bringup.tasks.leg_task import JOINT_NAMES as LEG_JOINT_NAMES
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES as STOCHLITE_JOINT_NAMES
 
 TRAIN_LAUNCH_ARGUMENTS = ("robot", "sim", "port", "rviz", "epochs", "steps_per_epoch", "seed", "run_dir", "foxglove",
-                          "part", "device", "resume")
+                          "part", "device", "pacing", "resume")
 
 
 def test_launch_arguments_are_exactly_those_of_train_launch():
@@ -54,7 +54,7 @@ def test_stochlite_sim_none_runs_its_driver_profile_and_the_estimator_on_the_rob
                                                                                    "port": "/dev/ttyUSB0",
                                                                                    "run_dir": "runs/graph"}
     assert nodes[1].executable == "stochlite_estimator_node"
-    assert nodes[2].parameters["max_policy_lag"] == 0
+    assert nodes[2].parameters["pacing"] == "episode"  # a robot pauses between episodes, never between commands
     robot_side = training_nodes(resolve_arguments({**args, "part": "robot"}))
     assert [n.name for n in robot_side] == ["stochlite_hw_interface", "stochlite_estimator", "agent"]
 
@@ -128,7 +128,8 @@ def test_the_robot_and_workstation_parts_split_the_graph():
     args = {"sim": "none", "port": "/dev/ttyACM0"}
     robot = training_nodes(resolve_arguments({**args, "part": "robot"}))
     workstation = training_nodes(resolve_arguments({**args, "part": "workstation", "foxglove": "true"}))
-    assert [n.name for n in robot] == ["hw_interface", "agent"] and [n.name for n in robot if n.ends_run] == ["agent"]
+    # the leg's driver runs the policy itself, and ends a robot-side run
+    assert [n.name for n in robot] == [n.name for n in robot if n.ends_run] == ["hw_interface"]
     assert [n.name for n in workstation] == ["learner", "model_trainer", "planner", "recorder", "foxglove_bridge"]
     assert [n.name for n in workstation if n.ends_run] == ["learner"]
 
