@@ -31,12 +31,14 @@ from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENABLE_SERVICE, JOINT_STATES_TOPIC,
                                             RESET_SERVICE, ROBOT_QOS)
 from stochlite_bringup.node_diagnostics import diagnostics_message
+from mdemorl_learner.runner_parameters import RUNNER_PARAMETERS, RUNNER_SECTION, check_pacing
 from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters
 from stochlite_bringup.node_parameters import parameter_error
 from stochlite_bringup.run_health import HealthProblem, record_problem
 
 from .arming import arming_problem, arming_report
 from .loop_timing import NS_PER_S
+from .onboard_runner import RunnerSettings
 
 STATE_BACKLOG = 8  # states queued for publishing while the executor is busy (a reset); older ones are dropped
 ARMING_POLL_S = 0.02  # while enable waits for the loop to drive, ask for its arming this often
@@ -70,6 +72,12 @@ SERIAL_PARAMETERS = {
     "state_max_velocity": Param(float, "A state frame with a joint faster than this [rad/s] is invalid (a link "
                                 "fault).", POSITIVE),
 }
+TRAINING_PARAMETERS = {
+    "policy_runner": Param(bool, "Train: run the policy in the driver's loop with the runner.* settings (the agent's, "
+                           "config/agent.yaml), publish its transitions and returns, end the run after the last "
+                           "evaluation (leg_driver/onboard_agent.py); false: apply the command topic."),
+}
+RUNNER_PREFIX = "runner."  # the policy runner's parameters (defaults in config/agent.yaml)
 LINK_SETTINGS = ("spin_us", "command_timeout_s", "state_timeout_cycles", "max_ack_lag_cycles", "recovery_cycles",
                  "state_margin_rad", "state_max_velocity")  # the parameters that are the loop's settings as named
 
@@ -114,6 +122,10 @@ class DriverNode(Node):
                                   f"state_timeout_cycles + 1 = {p['state_timeout_cycles'] + 1}: a state stream "
                                   "that only just beats the timeout would re-arm between its states")
         self.prefix = prefix or p["robot"]
+        self.runner_params = check_pacing(node_name, declare_parameters(
+            self, node_name, RUNNER_PARAMETERS, section=RUNNER_SECTION, prefix=RUNNER_PREFIX), RUNNER_PREFIX)
+        self.agent = None  # an OnboardAgent while training (policy_runner)
+        self._exit_code: int | None = None
         self._state_pub = self.create_publisher(JointState, f"{self.prefix}/{JOINT_STATES_TOPIC}", ROBOT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._command_sub = self.create_subscription(Float64MultiArray, f"{self.prefix}/{command_topic}",
@@ -130,6 +142,37 @@ class DriverNode(Node):
         self._window_start_ns = time.monotonic_ns()
         self._reported: dict[str, int] = {}  # the fault counters in the last /diagnostics message
         self._problems_reported: list[str] = []  # and what kept the driver from driving then
+
+    @property
+    def exit_code(self) -> int | None:
+        """With the policy runner, set once the run ended; else once a stop was requested."""
+        return self.agent.exit_code if self.agent is not None else self._exit_code
+
+    def request_stop(self) -> None:
+        """SIGINT/SIGTERM: a training run disarms and ends (exit 0); a plain driver just stops."""
+        if self.agent is not None:
+            self.agent.stop(0, "interrupted")
+        else:
+            self._exit_code = 0
+
+    def runner_settings(self) -> RunnerSettings:
+        """The policy runner's settings; ValueError for step pacing, which a robot cannot follow."""
+        r = self.runner_params
+        if r["pacing"] == "step":
+            raise parameter_error(self.get_name(), f"{RUNNER_PREFIX}pacing", "is step, which holds each command: a "
+                                  "robot cannot pause between two commands; use episode (or off)")
+        return RunnerSettings(r["episode_steps"], r["steps_per_epoch"], r["epochs"], r["start_steps"],
+                              r["transitions_per_batch"], r["seed"], r["pacing"], r["max_policy_lag"])
+
+    def start_agent(self, profile, runner) -> None:
+        """Train through ``runner`` (``offer_policy``, ``resume_at``, ``run_episodes``) for the robot of ``profile``;
+        its messages go to ``self.agent.on_runner``."""
+        from .onboard_agent import OnboardAgent  # torch, for the snapshots: never in the leg's loop process
+
+        self.agent = OnboardAgent(self, self.runner_params, self.prefix, profile, runner)
+
+    def episode_began(self) -> None:
+        """What a profile does when the runner begins an episode (nothing by default)."""
 
     def destroy_node(self) -> None:
         if hasattr(self, "loop"):  # absent when the constructor refused its parameters
@@ -245,12 +288,12 @@ class DriverNode(Node):
         return response
 
     def _extra_diagnostics(self) -> dict[str, object]:
-        """A profile's own /diagnostics values (none by default)."""
-        return {}
+        """A profile's own /diagnostics values (the runner's while training)."""
+        return self.agent.diagnostics() if self.agent is not None else {}
 
     def _warnings(self) -> list[str]:
-        """A profile's own problems of the period, each making /diagnostics at least WARN (none by default)."""
-        return []
+        """The period's problems beyond the loop's (the runner's episodes), each making /diagnostics at least WARN."""
+        return self.agent.take_warnings() if self.agent is not None else []
 
     def _counters(self) -> dict[str, object]:
         """The loop's counters with its arming report (an empty dict while the loop has never answered)."""

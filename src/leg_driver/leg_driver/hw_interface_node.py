@@ -32,27 +32,26 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 from stochlite_bringup.graph_topics import EFFORT_COMMANDS_TOPIC
 from stochlite_bringup.node_main import run_node
-from mdemorl_learner.runner_parameters import RUNNER_PARAMETERS, RUNNER_SECTION, check_pacing
-from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, Rule, declare_parameters,
+from stochlite_bringup.node_parameters import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, Rule,
                                                one_of, parameter_error, within)
 from stochlite_bringup.sim_robots import start_joint_angles
 from stochlite_bringup.tasks.leg_simulation import MAX_JOINT_VELOCITY_RAD_PER_S, STALL_TORQUE_NM
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 
 from .control_loop import LoopSettings, SafetyLimits
-from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, DriverNode
+from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, TRAINING_PARAMETERS, DriverNode
 from .loop_process import HomeResult, LinkConfig, LoopProcess
-from .onboard_runner import RunnerSettings
+from .runner_profiles import LegProfile
 from .loop_timing import NS_PER_S, request_realtime
 
 NODE_NAME = "hw_interface"
-RUNNER_PREFIX = "runner."  # the policy runner's parameters (defaults in config/agent.yaml)
 ROBOTS = ("leg",)  # robot:=stochlite: stochlite_hw_node.StochliteHwInterfaceNode, chosen in main()
 
 PARAMETERS = {
     "robot": Param(str, "Robot and topic prefix (<robot>/joint_states, ...).", one_of(*ROBOTS)),
     "port": Param(str, "Serial device of the MCU (e.g. /dev/ttyACM0, or the link `mdemorl emulate` prints)."),
     **SERIAL_PARAMETERS,
+    **TRAINING_PARAMETERS,
     "loop_rate_hz": Param(int, "Torque loop rate [Hz]: one TORQUE or HEARTBEAT frame per cycle.", AT_LEAST_1),
     "realtime_priority": Param(int, "SCHED_FIFO priority of the loop thread (0: normal scheduling); falls back "
                                "to normal scheduling (said in /diagnostics 'scheduling') if refused.",
@@ -82,9 +81,6 @@ PARAMETERS = {
     "home_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
     "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
                                  "(all are counted)."),
-    "policy_runner": Param(bool, "Train: run the policy in the loop process with the runner.* settings (the agent's, "
-                           "config/agent.yaml), publish its transitions and returns, end the run after the last "
-                           "evaluation (leg_driver/onboard_agent.py); false: apply <robot>/effort_commands."),
     "timing_log": Param(str, "If set, an .npz written at exit with every cycle's deadline and wake-up lateness "
                         "and every command's arrival and state->command latency [ns, monotonic clock] (for "
                         "bench/driver_loop.py)."),
@@ -124,43 +120,17 @@ class HwInterfaceNode(DriverNode):
         self._executor_scheduling = (os.sched_getscheduler(0), os.sched_getparam(0))
         if not p["policy_runner"]:
             request_realtime(max(p["realtime_priority"] - 1, 0))
-        self.runner_params = check_pacing(NODE_NAME, declare_parameters(
-            self, NODE_NAME, RUNNER_PARAMETERS, section=RUNNER_SECTION, prefix=RUNNER_PREFIX), RUNNER_PREFIX)
-        self.agent = None  # an OnboardAgent when training
-        self._exit_code: int | None = None
-        runner = self._runner_settings() if p["policy_runner"] else None
-        if runner is not None:
-            # imported here: the loop process re-imports this module, and must not load torch with it
-            from .onboard_agent import OnboardAgent
-            self.agent = OnboardAgent(self, self.runner_params, self.prefix)
+        runner = self.runner_settings() if p["policy_runner"] else None
+        profile = LegProfile(self.runner_params["max_torque"], start_joint_angles(), p["home_timeout_s"])
         self.loop = LoopProcess(link, limits, settings, self._hand_over, self._state_ready.trigger,
-                                record_timing=bool(p["timing_log"]), runner=runner,
-                                on_runner=self.agent.on_runner if self.agent else lambda message: None)
+                                record_timing=bool(p["timing_log"]), runner=runner, profile=profile,
+                                on_runner=lambda message: self.agent.on_runner(message))
+        if runner is not None:
+            self.start_agent(profile, self.loop)
         self.loop.start()
         self.get_logger().info(
             f"driving {p['robot']!r} on {p['port']} at {p['loop_rate_hz']} Hz, torques clamped to {p['max_torque']} "
             f"N*m; disarmed until {self._enable_service.service_name} is called with true")
-
-    @property
-    def exit_code(self) -> int | None:
-        """With the policy runner, set once the run ended; else once a stop was requested."""
-        return self.agent.exit_code if self.agent is not None else self._exit_code
-
-    def request_stop(self) -> None:
-        """SIGINT/SIGTERM: a training run disarms and ends (exit 0); a plain driver just stops."""
-        if self.agent is not None:
-            self.agent.stop(0, "interrupted")
-        else:
-            self._exit_code = 0
-
-    def _runner_settings(self) -> RunnerSettings:
-        r = self.runner_params
-        if r["pacing"] == "step":
-            raise parameter_error(NODE_NAME, f"{RUNNER_PREFIX}pacing", "is step, which holds each command: a robot "
-                                  "cannot pause between two commands; use episode (or off)")
-        return RunnerSettings(r["episode_steps"], r["steps_per_epoch"], r["epochs"], r["start_steps"],
-                              r["transitions_per_batch"], r["seed"], r["pacing"], r["max_policy_lag"],
-                              r["max_torque"], start_joint_angles(), self.params["home_timeout_s"])
 
     def _loop_stopped(self) -> None:
         os.sched_setscheduler(0, *self._executor_scheduling)
@@ -193,11 +163,8 @@ class HwInterfaceNode(DriverNode):
 
     def _extra_diagnostics(self) -> dict[str, object]:
         latencies, self._latencies_ns = self._latencies_ns, []
-        values = {"cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a"}
-        return {**values, **self.agent.diagnostics()} if self.agent is not None else values
-
-    def _warnings(self) -> list[str]:
-        return self.agent.take_warnings() if self.agent is not None else []
+        return {"cmd_latency_p99_ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if latencies else "n/a",
+                **super()._extra_diagnostics()}
 
 
 def profile_node() -> Node:

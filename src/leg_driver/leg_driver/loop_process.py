@@ -23,6 +23,7 @@ from .arming import arming_report
 from .control_loop import ControlLoop, HomeRequest, LoopSettings, SafetyLimits, StateSample, effort_commands
 from .loop_timing import lock_memory, request_realtime
 from .onboard_runner import RUNNER_MESSAGES, OnboardRunner, RunnerSettings
+from .runner_profiles import LegProfile
 from .serial_link import SerialLink
 
 COUNTERS_TIMEOUT_S = 1.0
@@ -92,7 +93,7 @@ class Outbox:
 
 
 def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSettings, record_timing: bool,
-           runner: RunnerSettings | None) -> None:
+           runner: RunnerSettings | None, profile: LegProfile | None) -> None:
     """The child process: runs the loop and obeys the parent's messages until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -111,7 +112,7 @@ def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSetti
 
     loop = ControlLoop(SerialLink(link.port, link.baud, link.handshake_timeout_ns, link.reconnect_period_ns),
                        limits, settings, lambda sample: outbox.put_state(("state", sample)), home_done, record_timing)
-    onboard = OnboardRunner(runner, loop, send) if runner is not None else None
+    onboard = OnboardRunner(runner, profile, loop, send) if runner is not None else None
     if onboard is not None:
         loop.policy = onboard.command
     gc.freeze()  # the collector skips what start-up made: a full collection of it stalled a cycle for ~10 ms
@@ -139,7 +140,7 @@ def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSetti
             elif kind == "resume_at":
                 onboard.resume_at(*args)
             elif kind == "run":
-                onboard.start()
+                onboard.run_episodes()
             elif kind == "stop":
                 break
     finally:
@@ -153,18 +154,18 @@ def _child(down, up, link: LinkConfig, limits: SafetyLimits, settings: LoopSetti
 class LoopProcess:
     """Parent-side handle of a :class:`ControlLoop` in a spawned child process.
 
-    ``on_state``, ``on_home_done`` and ``on_runner`` (the runner's messages, with ``runner``) run on the parent's
-    reader thread.
+    ``on_state``, ``on_home_done`` and ``on_runner`` (the runner's messages, given ``runner`` settings and the leg's
+    ``profile``) run on the parent's reader thread.
     """
 
     def __init__(self, link: LinkConfig, limits: SafetyLimits, settings: LoopSettings,
                  on_state: Callable[[StateSample], None], on_home_done: Callable[[], None],
-                 record_timing: bool = False, runner: RunnerSettings | None = None,
+                 record_timing: bool = False, runner: RunnerSettings | None = None, profile: LegProfile | None = None,
                  on_runner: Callable[[tuple], None] = lambda message: None) -> None:
         context = multiprocessing.get_context("spawn")  # a fork would copy rclpy's threads and locks
         down_r, self._down = context.Pipe(duplex=False)
         self._up, up_w = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(down_r, up_w, link, limits, settings, record_timing, runner),
+        self._process = context.Process(target=_child, args=(down_r, up_w, link, limits, settings, record_timing, runner, profile),
                                         name="leg_control_loop", daemon=True)
         self._on_state = on_state
         self._on_home_done = on_home_done

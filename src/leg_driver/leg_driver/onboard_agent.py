@@ -1,10 +1,10 @@
-"""The ROS side of the policy runner in the leg's loop process (``runner.enabled``): the agent's part on hardware.
+"""The ROS side of the policy runner in a driver's loop (``policy_runner``): the agent's part on hardware.
 
-The hardware interface, given ``runner.*`` settings (the agent's, ``config/agent.yaml``), trains the leg itself:
+The hardware interface, given ``runner.*`` settings (the agent's, ``config/agent.yaml``), trains the robot itself:
 once the learner listens to ``/mdemorl/transitions/env`` it arms the loop (three attempts, 2 s apart, else the
-run fails naming why), resumes from the learner's ``/mdemorl/status`` if asked, and lets the loop process run the
-episodes (:mod:`~leg_driver.onboard_runner`). Policy snapshots from ``/mdemorl/policy`` are checked and turned
-into numpy actors on a thread of their own and offered to the loop, which swaps them in between episodes. What
+run fails naming why), resumes from the learner's ``/mdemorl/status`` if asked, and lets the runner in the loop
+run the episodes (:mod:`~leg_driver.onboard_runner`; the leg's in its loop process). Policy snapshots from ``/mdemorl/policy`` are checked and turned
+into numpy actors on a thread of their own and offered to the runner, which swaps them in between episodes. What
 the runner reports is published here (:class:`~mdemorl_learner.episode_reports.EpisodeReporter`): D_ENV batches,
 returns, foot paths; each episode is a row of ``run_dir/hil_episodes.csv``.
 
@@ -29,7 +29,6 @@ from mdemorl_msgs.msg import Snapshot, TrainingStatus
 from stochlite_bringup.graph_topics import POLICY_TOPIC, SNAPSHOT_QOS, STATUS_QOS, STATUS_TOPIC
 from stochlite_bringup.node_diagnostics import LOG_THROTTLE_S
 from stochlite_bringup.run_health import HealthProblem, record_problem
-from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM
 
 from .onboard_runner import EpisodeReport
 
@@ -61,9 +60,9 @@ class EpisodeRow:
     latency_p99_ms: float
 
 
-def episode_problems(report: EpisodeReport, rate_hz: int) -> list[HealthProblem]:
-    """What was wrong with an episode: a control rate under the floor, watchdog trips, link faults."""
-    node = "hw_interface"
+def episode_problems(node: str, report: EpisodeReport, rate_hz: int) -> list[HealthProblem]:
+    """What was wrong with an episode of ``node``'s robot: a control rate under the floor, watchdog trips, link
+    faults."""
     problems = []
     if not report.control_rate_hz >= CONTROL_RATE_FLOOR * rate_hz:
         problems.append(HealthProblem(node, "control rate", 1, f"{report.control_rate_hz:.1f} Hz in an episode "
@@ -76,12 +75,15 @@ def episode_problems(report: EpisodeReport, rate_hz: int) -> list[HealthProblem]
 
 
 class OnboardAgent:
-    """Runs the training through ``node`` (the leg's hardware interface) and its ``loop`` (a LoopProcess with a
-    runner); ``exit_code`` is set once the run ended. ``on_runner`` is the loop's callback for runner messages."""
+    """Runs the training through ``node`` (a DriverNode) and ``runner`` (``offer_policy``, ``resume_at``,
+    ``run_episodes``: the leg's LoopProcess, or an OnboardRunner on this process's loop thread) for the robot of
+    ``profile``; ``exit_code`` is set once the run ended. ``on_runner`` takes the runner's messages."""
 
-    def __init__(self, node, params: dict, ns: str) -> None:
+    def __init__(self, node, params: dict, ns: str, profile, runner) -> None:
         self._node = node
         self._params = params
+        self._profile = profile
+        self._runner = runner
         self._run_dir = node.params["run_dir"]
         self._rate_hz = node.params["loop_rate_hz"]
         self.reports = EpisodeReporter(node, ns, params["marker_frame"], self._run_dir)
@@ -187,10 +189,10 @@ class OnboardAgent:
             if self.epoch >= self._params["epochs"]:
                 self.stop(0, f"nothing to resume: all {self._params['epochs']} epochs are done")
                 return
-            node.loop.resume_at(self.env_steps, self.epoch)
+            self._runner.resume_at(self.env_steps, self.epoch)
             node.get_logger().info(f"resuming at {self.env_steps} env steps after epoch {self.epoch}")
         self._last_end = time.monotonic()
-        node.loop.run_episodes()
+        self._runner.run_episodes()
         node.get_logger().info("armed: the policy runs in the loop process")
 
     def _on_status(self, msg: TrainingStatus) -> None:
@@ -218,14 +220,14 @@ class OnboardAgent:
             except IndexError:
                 continue
             try:
-                actor, self._learner_compute = actor_from_snapshot(msg, OBS_DIM, ACT_DIM)
+                actor, self._learner_compute = actor_from_snapshot(msg, self._profile.obs_dim, self._profile.act_dim)
             except ValueError as error:
                 self.rejected_policies += 1
                 self._node.get_logger().warning(f"rejected policy snapshot v{msg.version} "
                                                 f"({self.rejected_policies} so far): {error}")
                 continue
             self.policy_version = msg.version
-            self._node.loop.offer_policy(actor, msg.version)
+            self._runner.offer_policy(actor, msg.version)
 
     # --- the runner's messages -------------------------------------------------------------------------
 
@@ -242,6 +244,7 @@ class OnboardAgent:
             elif kind == "begin":
                 self._hold_started = None
                 self._begin_time = time.monotonic()
+                self._node.episode_began()
             elif kind == "episode":
                 self._episode(args[0])
             elif kind == "failed":
@@ -261,7 +264,7 @@ class OnboardAgent:
                          round(report.latency_p99_ms, 4))
         self._last_end = now
         self._write_row(row)
-        for problem in episode_problems(report, self._rate_hz):
+        for problem in episode_problems(self._node.get_name(), report, self._rate_hz):
             self.warnings.append(f"{problem.kind} x{problem.count}: {problem.detail}")
             if self._run_dir:
                 record_problem(self._run_dir, problem)

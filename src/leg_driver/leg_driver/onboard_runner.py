@@ -1,18 +1,20 @@
-"""The policy runner inside the leg's loop process: a command in the same cycle as the state that caused it.
+"""The policy runner inside a driver's loop: a command in the same cycle as the state that caused it.
 
-:class:`OnboardRunner` runs :class:`~mdemorl_learner.policy_runner.PolicyRunner` episodes on a
-:class:`~leg_driver.control_loop.ControlLoop`. The loop calls :meth:`OnboardRunner.command` with each new valid
-state before it answers, and applies what it returns (action * ``action_scale_nm``) in that cycle; the
-observation and eq. 15's reward come from :class:`~stochlite_bringup.tasks.leg_task.LegTask` at the episode time
-of the cycle's deadline, so every step is one period of the loop, as in the lockstep simulation.
+:class:`OnboardRunner` runs :class:`~mdemorl_learner.policy_runner.PolicyRunner` episodes on a driver's loop
+(the leg's :class:`~leg_driver.control_loop.ControlLoop` in its own process, StochLite's
+:class:`~leg_driver.position_loop.PositionLoop`). The loop calls :meth:`OnboardRunner.command` with each new valid
+state before it answers, and applies what it returns in that cycle. The robot's profile
+(:mod:`~leg_driver.runner_profiles`) turns the state into the task's sample at the episode time of the cycle's
+deadline, so every step is one period of the loop, as in the lockstep simulation, and the action into the command.
 
-Between episodes the robot is homed to the start of the foot path and held there (the loop's PID hold). The next
+Between episodes the robot is reset (the leg homed to the start of the foot path, StochLite stood up) and held
+there. The next
 episode starts once the runner's pacing allows it (``episode``: the newest policy within ``max_policy_lag`` of
 the data), with the newest policy the parent has offered: policies are swapped only between episodes. Messages
 to the parent (``send``): ``("batch", Batch)`` as transitions fill a batch; ``("begin", env_steps, version,
 evaluating)`` at each episode's first command; ``("hold", env_steps, version)`` when pacing starts to hold the
-robot; ``("episode", EpisodeReport)`` at each episode's end; ``("failed", reason)`` when homing fails (the
-runner then stops). Imports numpy only (no torch, no simulator, no ROS).
+robot; ``("episode", EpisodeReport)`` at each episode's end; ``("failed", reason)`` when the reset fails or the
+runner raises (it then stops). Imports no torch and no ROS.
 """
 from __future__ import annotations
 
@@ -23,19 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 from mdemorl_learner.numpy_actor import NumpyActor
-from mdemorl_learner.policy_runner import EpisodeEnd, PolicyRunner, TaskSample
-from stochlite_bringup.tasks.leg_task import ACT_DIM, LegTask
+from mdemorl_learner.policy_runner import EpisodeEnd, PolicyRunner
 
-from .control_loop import ControlLoop, HomeRequest
 from .loop_timing import NS_PER_S
+from .mcu_loop import McuLoop, ResetRequest
 
-IDLE, HOMING, WAITING, RUNNING, DONE = "idle", "homing", "waiting", "running", "done"
+IDLE, RESETTING, WAITING, RUNNING, DONE = "idle", "resetting", "waiting", "running", "done"
 RUNNER_MESSAGES = ("batch", "begin", "hold", "episode", "failed")  # the kinds it sends its parent
 
 
 @dataclass(frozen=True)
 class RunnerSettings:
-    """The runner's settings (the agent's, ``config/agent.yaml``) and where an episode starts."""
+    """The runner's settings (the agent's, ``config/agent.yaml``)."""
 
     episode_steps: int
     steps_per_epoch: int
@@ -45,9 +46,6 @@ class RunnerSettings:
     seed: int
     pacing: str
     max_policy_lag: int
-    action_scale_nm: float  # joint torque of action 1.0
-    home_target: tuple[float, float]  # rad: the start of the desired foot path
-    home_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -77,21 +75,22 @@ class EpisodeReport:
 
 
 class OnboardRunner:
-    """Episodes of the policy runner on ``loop``: :meth:`start` homes the robot and begins; ``send`` gets the
-    messages of the module docstring. :meth:`command` runs on the loop's thread, the rest on the caller's."""
+    """Episodes of the policy runner on ``loop`` for the robot of ``profile``: :meth:`run_episodes` resets the robot
+    and begins; ``send`` gets the messages of the module docstring. :meth:`command` runs on the loop's thread, the rest
+    on the caller's."""
 
-    def __init__(self, settings: RunnerSettings, loop: ControlLoop, send: Callable[[tuple], None]) -> None:
+    def __init__(self, settings: RunnerSettings, profile, loop: McuLoop, send: Callable[[tuple], None]) -> None:
         s = settings
         self.settings = s
-        self.runner = PolicyRunner(ACT_DIM, s.episode_steps, s.steps_per_epoch, s.epochs, s.start_steps,
+        self.profile = profile
+        self.runner = PolicyRunner(profile.act_dim, s.episode_steps, s.steps_per_epoch, s.epochs, s.start_steps,
                                    s.transitions_per_batch, s.seed, s.pacing, s.max_policy_lag)
         self.phase = IDLE
         self._loop = loop
         self._send = send
-        self._task = LegTask()
         self._policy: tuple[NumpyActor | None, int] = (None, 0)  # in use for the current episode
         self._offered: tuple[NumpyActor | None, int] = (None, 0)  # the newest from the parent
-        self._home: HomeRequest | None = None
+        self._reset: ResetRequest | None = None
         self._holding = False
         self._lock = threading.Lock()  # start/stop against the loop thread's phase changes
         self._start_deadline_ns = 0
@@ -108,23 +107,23 @@ class OnboardRunner:
         """Continue a run (see :meth:`PolicyRunner.resume_at`); before :meth:`start`."""
         self.runner.resume_at(env_steps, epoch)
 
-    def start(self) -> None:
-        """Home the robot and run episodes until the last evaluation (the loop must be armed)."""
+    def run_episodes(self) -> None:
+        """Reset the robot and run episodes until the last evaluation (the loop must be armed)."""
         with self._lock:
             if self.phase in (IDLE, DONE) and not self.runner.finished:
-                self._go_home()
+                self._start_reset()
 
     def stop(self) -> None:
         """Run no further commands (the loop's hold or watchdog takes over)."""
         with self._lock:
             self.phase = IDLE
 
-    def command(self, state, now_ns: int, deadline_ns: int) -> tuple[float, float] | None:
-        """The loop's hook for each new valid state: the torque to apply this cycle, or None (hold, homing)."""
+    def command(self, state, now_ns: int, deadline_ns: int) -> tuple[float, ...] | None:
+        """The loop's hook for each new valid state: the command to apply this cycle, or None (hold, reset)."""
         with self._lock:
             try:
-                if self.phase == HOMING:
-                    self._homing_done()
+                if self.phase == RESETTING:
+                    self._reset_done()
                 if self.phase == WAITING:
                     self._maybe_begin(deadline_ns, now_ns)
                 return self._step(state, now_ns, deadline_ns) if self.phase == RUNNING else None
@@ -133,19 +132,19 @@ class OnboardRunner:
                 self._send(("failed", f"the policy runner failed: {error!r}"))
                 return None
 
-    def _go_home(self) -> None:
-        self.phase = HOMING
-        self._home = self._loop.start_home(self.settings.home_target, self.settings.home_timeout_s)
+    def _start_reset(self) -> None:
+        self.phase = RESETTING
+        self._reset = self.profile.start_reset(self._loop)
 
-    def _homing_done(self) -> None:
-        home = self._home
-        if not home.done.is_set():
+    def _reset_done(self) -> None:
+        request = self._reset
+        if not request.done.is_set():
             return
-        if home.ok:
+        if request.ok:
             self.phase = WAITING
         else:
             self.phase = IDLE
-            self._send(("failed", f"homing before an episode failed: {home.message}"))
+            self._send(("failed", f"the reset before an episode failed: {request.message}"))
 
     def _maybe_begin(self, deadline_ns: int, now_ns: int) -> None:
         self._policy = self._offered  # swapped only here, between episodes
@@ -157,6 +156,7 @@ class OnboardRunner:
                 self._send(("hold", self.runner.env_steps, version))
             return
         self._holding = False
+        self.profile.start_episode()
         self.phase = RUNNING
         self._start_deadline_ns = deadline_ns
         self._start_ns = self._last_ns = now_ns
@@ -165,10 +165,9 @@ class OnboardRunner:
         self._counts_at_start = (loop.clock.cycle, loop.clock.missed, loop.watchdog_trips, loop.link_faults)
         self._send(("begin", self.runner.env_steps, version, self.runner.evaluating))
 
-    def _step(self, state, now_ns: int, deadline_ns: int) -> tuple[float, float] | None:
+    def _step(self, state, now_ns: int, deadline_ns: int) -> tuple[float, ...] | None:
         time_s = (deadline_ns - self._start_deadline_ns) / NS_PER_S
-        leg = self._task.sample(state.position, state.velocity, time_s)
-        sample = TaskSample(leg.obs, leg.reward, time_s, False, leg.foot_position, leg.desired_foot_position)
+        sample = self.profile.sample(state, time_s)
         actor, version = self._policy
         step = self.runner.step(sample, actor, version)
         for batch in self.runner.take_batches(flush=step.episode_end is not None):
@@ -176,11 +175,10 @@ class OnboardRunner:
         if step.episode_end is not None:
             self._end_episode(step.episode_end, version)
             return None
-        scale = self.settings.action_scale_nm
-        torque = (float(step.action[0]) * scale, float(step.action[1]) * scale)
+        command = self.profile.command(step.action, time_s)
         self._last_ns = now_ns
         self._latencies_ns.append(time.monotonic_ns() - now_ns)
-        return torque
+        return command
 
     def _end_episode(self, end: EpisodeEnd, version: int) -> None:
         loop = self._loop
@@ -191,6 +189,6 @@ class OnboardRunner:
             (self._last_ns - self._start_ns) / NS_PER_S, loop.clock.cycle - cycle0, loop.clock.missed - missed0,
             loop.watchdog_trips - trips0, loop.link_faults - faults0,
             float(np.percentile(latencies, 99)) / 1e6 if latencies else float("nan"))))
-        self._go_home()  # held at the start until the next episode (or, after the last, the disarm)
+        self._start_reset()  # held at the start until the next episode (or, after the last, the disarm)
         if self.runner.finished:
             self.phase = DONE

@@ -13,23 +13,33 @@ periods the interpreter lock shared with rclpy costs little; the leg's 500 Hz lo
   on ``/stochlite/episode_start`` for the estimator; ``/diagnostics`` every ``diagnostics_period_s`` (its
   level covers the whole period).
 
+With ``policy_runner`` (``mdemorl train robot:=stochlite sim:=none``) the node trains the robot itself: the policy
+runner acts on the loop's thread, each cycle's 12 targets computed from that cycle's state (the estimator's
+observation and reward, :class:`~leg_driver.runner_profiles.StochliteProfile`, with the slope of
+``estimator.slope_roll_deg`` / ``estimator.slope_pitch_deg``, whose defaults are ``stochlite_estimator.yaml``'s),
+and the node publishes transitions, returns and ``/stochlite/gait_command`` (:mod:`~leg_driver.onboard_agent`).
+
 Parameters: ``stochlite_bringup/config/stochlite_hw_interface.yaml``.
 """
 from __future__ import annotations
 
 from geometry_msgs.msg import Vector3
+from mdemorl_learner.episode_reports import gait_message
 from sensor_msgs.msg import Imu
-from std_msgs.msg import Header
-from stochlite_bringup.graph_topics import IMU_TOPIC, JOINT_COMMANDS_TOPIC, LATEST_MESSAGE_QOS, ROBOT_QOS
-from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, one_of
+from std_msgs.msg import Float64MultiArray, Header
+from stochlite_bringup.graph_topics import (GAIT_COMMAND_TOPIC, IMU_TOPIC, JOINT_COMMANDS_TOPIC, LATEST_MESSAGE_QOS,
+                                            ROBOT_QOS)
+from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters, one_of
 from stochlite_bringup.tasks.stochlite_gait import standing_joint_targets
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_LOWER_RAD, JOINT_NAMES, JOINT_UPPER_RAD
 
-from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, DriverNode
+from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, TRAINING_PARAMETERS, DriverNode
 from .loop_timing import NS_PER_S
 from .mcu_loop import ResetRequest
+from .onboard_runner import OnboardRunner
 from .position_loop import PositionLimits, PositionLoop, PositionSettings
 from .protocol_frames import Robot, StochliteState
+from .runner_profiles import StochliteProfile
 from .serial_link import SerialLink
 
 NODE_NAME = "stochlite_hw_interface"
@@ -42,6 +52,7 @@ PARAMETERS = {
     "port": Param(str, "Serial device of the MCU (e.g. /dev/ttyACM0, or the link `mdemorl emulate robot:=stochlite` "
                   "prints)."),
     **SERIAL_PARAMETERS,
+    **TRAINING_PARAMETERS,
     "loop_rate_hz": Param(int, "Position loop rate [Hz]: one POSITION or HEARTBEAT frame per cycle.", AT_LEAST_1),
     "max_step_rad": Param(float, "Largest change of a servo target per cycle [rad] (rate limit).", POSITIVE),
     "joint_margin_rad": Param(float, "Targets stay this far inside the URDF limits [rad].", NON_NEGATIVE),
@@ -83,14 +94,31 @@ class StochliteHwInterfaceNode(DriverNode):
         self._episode_pub = self.create_publisher(Header, f"{NAMESPACE}/{EPISODE_START_TOPIC}", LATEST_MESSAGE_QOS)
         self._episode_pending = False
         self.loop = PositionLoop(link, limits, settings, self._hand_over)
+        self._profile = self._start_training() if p["policy_runner"] else None
         self.loop.start()
         self.get_logger().info(
             f"driving 'stochlite' on {p['port']} at {p['loop_rate_hz']} Hz, targets within the URDF limits, at most "
             f"{p['max_step_rad']} rad per cycle; disarmed (servos limp) until {self._enable_service.service_name} is "
             "called with true")
 
+    def _start_training(self) -> StochliteProfile:
+        """The policy runner on the loop's thread, and the agent's part; the robot's profile."""
+        from .stochlite_estimator_node import NODE_NAME as ESTIMATOR, PARAMETERS as ESTIMATOR_PARAMETERS
+
+        slope = declare_parameters(self, NODE_NAME, ESTIMATOR_PARAMETERS, section=ESTIMATOR, prefix="estimator.")
+        profile = StochliteProfile(slope["slope_roll_deg"], slope["slope_pitch_deg"], self.params["reset_timeout_s"])
+        runner = OnboardRunner(self.runner_settings(), profile, self.loop, lambda message: self.agent.on_runner(message))
+        self.loop.policy = runner.command
+        self.start_agent(profile, runner)
+        self._gait_pub = self.create_publisher(Float64MultiArray, f"{NAMESPACE}/{GAIT_COMMAND_TOPIC}", ROBOT_QOS)
+        self._gait_published = None
+        return profile
+
+    def episode_began(self) -> None:
+        self._episode_pending = True  # the estimator node restarts its gait phase, as the runner did
+
     def _published(self, state: StochliteState, stamp) -> None:
-        """The state's IMU, and the episode's start after a reset."""
+        """The state's IMU, the episode's start after a reset, and while training the gait the policy chose."""
         imu = Imu()
         imu.header.stamp, imu.header.frame_id = stamp, "base"
         imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = map(float, state.quaternion)
@@ -100,6 +128,10 @@ class StochliteHwInterfaceNode(DriverNode):
         if self._episode_pending:
             self._episode_pending = False
             self._episode_pub.publish(Header(stamp=stamp, frame_id="base"))
+        gait = self._profile.gait if self._profile is not None else None
+        if gait is not None and gait is not self._gait_published:
+            self._gait_published = gait
+            self._gait_pub.publish(gait_message(gait))
 
     def _start_reset(self) -> ResetRequest:
         return self.loop.start_reset(standing_joint_targets(), self.params["reset_timeout_s"])

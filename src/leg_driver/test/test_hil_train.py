@@ -74,6 +74,11 @@ def test_train_stochlite_through_its_profile_the_estimator_and_the_emulated_mcu(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "mdemorl: learner finished: the run is complete" in proc.stdout
     assert "[stochlite_hw_interface]" in proc.stdout and "[stochlite_estimator]" in proc.stdout
+    assert "[agent]" not in proc.stdout  # the driver runs the policy on its loop's thread
+    with open(run_dir / EPISODES_FILE) as stream:
+        episodes = list(csv.DictReader(stream))
+    assert [row["evaluation"] for row in episodes][-1] == "True" and sum(int(r["commands"]) for r in episodes) >= 200
+    assert all(int(row["watchdog_trips"]) == 0 for row in episodes), episodes
     with open(run_dir / "progress.csv") as stream:
         progress = list(csv.DictReader(stream))
     assert len(progress) == 1 and int(progress[0]["env_steps"]) == 200

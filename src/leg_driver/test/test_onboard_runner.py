@@ -1,12 +1,14 @@
-"""The policy runner inside the leg's loop, cycle by cycle on the stepped clock against the emulated MCU on a pty:
+"""The policy runner inside a driver's loop, cycle by cycle on the stepped clock against the emulated MCUs on a pty:
 each command leaves in the cycle of the state that caused it, episodes start homed, episode pacing holds the
-robot at home until a policy within the bound arrives, and a failing runner ends the run while the loop goes on."""
+robot at home until a policy within the bound arrives, a failing runner ends the run while the loop goes on, and
+StochLite's episodes run on its position loop from the estimator's view."""
 import numpy as np
 from mdemorl_learner.numpy_actor import NumpyActor
 from stochlite_bringup.sim_robots import start_joint_angles
 from stochlite_bringup.tasks.leg_task import ACT_DIM, OBS_DIM
 
 from leg_driver.onboard_runner import DONE, RUNNING, WAITING, OnboardRunner, RunnerSettings
+from leg_driver.runner_profiles import LegProfile, StochliteProfile
 
 SCALE_NM = 2.0
 HOMING_CYCLES = 3000  # 6 s on the stepped clock: more than the 5 s homing timeout
@@ -14,8 +16,7 @@ HOMING_CYCLES = 3000  # 6 s on the stepped clock: more than the 5 s homing timeo
 
 def settings(**overrides) -> RunnerSettings:
     values = dict(episode_steps=20, steps_per_epoch=40, epochs=1, start_steps=40, transitions_per_batch=8, seed=3,
-                  pacing="episode", max_policy_lag=10, action_scale_nm=SCALE_NM, home_target=start_joint_angles(),
-                  home_timeout_s=5.0)
+                  pacing="episode", max_policy_lag=10)
     return RunnerSettings(**{**values, **overrides})
 
 
@@ -28,10 +29,11 @@ def actor(obs_dim: int = OBS_DIM) -> NumpyActor:
 
 def attach(rig, runner_settings: RunnerSettings) -> tuple[OnboardRunner, list[tuple]]:
     messages = []
-    onboard = OnboardRunner(runner_settings, rig.loop, messages.append)
+    onboard = OnboardRunner(runner_settings, LegProfile(SCALE_NM, start_joint_angles(), 5.0), rig.loop,
+                            messages.append)
     rig.loop.policy = onboard.command
     rig.start_armed()
-    onboard.start()
+    onboard.run_episodes()
     return onboard, messages
 
 
@@ -110,3 +112,26 @@ def test_a_failing_runner_ends_the_run_and_the_loop_holds_the_robot(leg_rig):
     cycles = [rig.cycle() for _ in range(20)]
     assert rig.loop.clock.cycle == cycles[-1] and not rig.loop.fault  # the loop goes on
     assert all(rig.received(c) != (0.0, 0.0) for c in cycles)  # holding the homed pose, no policy command
+
+
+def test_stochlite_runs_its_episodes_on_its_position_loop_from_the_estimators_view(stochlite_rig):
+    rig = stochlite_rig
+    messages = []
+    profile = StochliteProfile(0.0, 0.0, 10.0)
+    onboard = OnboardRunner(settings(episode_steps=10, steps_per_epoch=20, start_steps=20), profile, rig.loop,
+                            messages.append)
+    rig.loop.policy = onboard.command
+    rig.start_armed()
+    onboard.run_episodes()
+    cycle_until(rig, lambda: "begin" in kinds(messages))  # stood up first
+    episode = [rig.loop.clock.cycle] + cycle_until(rig, lambda: "episode" in kinds(messages))
+    report = next(m[1] for m in messages if m[0] == "episode")
+    assert (report.commands, report.cycles, report.watchdog_trips) == (10, 10, 0) and report.end.foot.shape == (0, 2)
+    assert all(rig.received(c) for c in episode[:10])  # a POSITION frame in each cycle of the episode
+    batches = [m[1] for m in messages if m[0] == "batch"]
+    acts = np.concatenate([b.data["act"] for b in batches])
+    np.testing.assert_array_equal(acts, np.random.default_rng(3).uniform(-1.0, 1.0, (10, 13)).astype(np.float32))
+    obs = np.concatenate([b.data["obs"] for b in batches])
+    assert obs.shape == (10, 14) and np.isfinite(obs).all()
+    assert profile.gait is not None  # the last action's trot, for /stochlite/gait_command
+    cycle_until(rig, lambda: kinds(messages).count("begin") == 2)  # stood up again, then the next episode

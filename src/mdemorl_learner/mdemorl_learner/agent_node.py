@@ -40,7 +40,7 @@ from mdemorl_planner.messages import bytes_to_state_dict, msg_to_payload
 from mdemorl_planner.snapshots import load_policy
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENABLE_SERVICE, ENV_TOPIC, GAIT_COMMAND_TOPIC,
                                             JOINT_STATES_TOPIC, POLICY_TOPIC, RESET_SERVICE, ROBOT_QOS, SNAPSHOT_QOS,
@@ -52,7 +52,7 @@ from stochlite_bringup.node_worker import WorkerNode
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME, TASK_NAMES, robot_namespace
 
 from .agent_feedback import LegFeedback, StochliteFeedback, TaskSample, TaskStepFeedback
-from .episode_reports import EpisodeReporter
+from .episode_reports import EpisodeReporter, gait_message
 from .numpy_actor import NumpyActor
 from .policy_runner import Batch, EpisodeEnd, PolicyRunner
 from .runner_parameters import RUNNER_PARAMETERS, check_pacing
@@ -64,9 +64,6 @@ NS_PER_S = 1_000_000_000
 ARRIVALS_KEPT = 8  # policy snapshots (time, version) the learner's update rate is measured over
 ENABLE_ATTEMPTS = 3  # <ns>/enable true answered no this often (the robot cannot arm): the run fails, naming why
 ENABLE_RETRY_S = 2.0  # between two attempts (a robot whose link is still coming up arms on a later one)
-GAIT_LAYOUT = MultiArrayLayout(dim=[  # /stochlite/gait_command: 4 legs x (x, y, z) shift [m], then the step length
-    MultiArrayDimension(label="fl_fr_bl_br_x_y_z_shift_m", size=12, stride=13),
-    MultiArrayDimension(label="step_length_m", size=1, stride=1)])
 
 
 PARAMETERS = {
@@ -354,9 +351,7 @@ class AgentNode(WorkerNode):
     def _send(self, action, time_s: float) -> None:
         self._effort_pub.publish(Float64MultiArray(data=self.feedback.command(action, time_s)))
         if self._gait_pub is not None:
-            gait = self.feedback.gait(action)
-            self._gait_pub.publish(Float64MultiArray(layout=GAIT_LAYOUT,
-                                                     data=[*gait.shifts.ravel().tolist(), gait.step_length_m]))
+            self._gait_pub.publish(gait_message(self.feedback.gait(action)))
         self._steps_since_diagnostics += 1
 
     def _hold(self, version: int) -> None:

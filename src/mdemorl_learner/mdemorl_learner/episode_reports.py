@@ -1,7 +1,7 @@
 """What the robot side of the graph publishes about its episodes, for every host of the policy runner (the
 agent node; the leg's hardware interface): D_ENV batches on ``/mdemorl/transitions/env``, training and evaluation
-returns, and an evaluation's foot path (``<ns>/foot_path`` and ``foot_path_desired`` markers, and
-``run_dir/foot_path.npz`` for the launcher's plot). Imports no torch.
+returns, an evaluation's foot path (``<ns>/foot_path`` and ``foot_path_desired`` markers, and
+``run_dir/foot_path.npz`` for the launcher's plot), and StochLite's decoded gait commands. Imports no torch.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mdemorl_msgs.msg import TransitionBatch
 from mdemorl_planner.messages import batch_to_msg
 from rclpy.duration import Duration
 from rclpy.node import Node
-from std_msgs.msg import ColorRGBA, Float64
+from std_msgs.msg import ColorRGBA, Float64, Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 from stochlite_bringup.graph_topics import (ENV_TOPIC, EVAL_RETURN_TOPIC, MARKER_QOS, POLICY_TOPIC, RETURNS_QOS,
                                             TRAIN_RETURN_TOPIC, TRANSITIONS_QOS)
 from visualization_msgs.msg import Marker
@@ -24,6 +24,14 @@ MARKER_WIDTH_M = 0.004
 DELIVERY_TIMEOUT_S = 10.0  # at the end, how long to wait for the learner to acknowledge the last messages
 FOOT_COLOR = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
 DESIRED_COLOR = ColorRGBA(r=0.1, g=0.8, b=0.2, a=1.0)
+GAIT_LAYOUT = MultiArrayLayout(dim=[  # /stochlite/gait_command: 4 legs x (x, y, z) shift [m], then the step length
+    MultiArrayDimension(label="fl_fr_bl_br_x_y_z_shift_m", size=12, stride=13),
+    MultiArrayDimension(label="step_length_m", size=1, stride=1)])
+
+
+def gait_message(gait) -> Float64MultiArray:
+    """StochLite's ``gait_command`` of a :class:`~stochlite_bringup.tasks.stochlite_gait.GaitCommand`."""
+    return Float64MultiArray(layout=GAIT_LAYOUT, data=[*gait.shifts.ravel().tolist(), gait.step_length_m])
 
 
 class EpisodeReporter:

@@ -54,6 +54,13 @@ def test_before_any_credited_step_the_learner_is_never_behind():
     assert not ratio_behind(PaceSample(0, 0), 1.0, 250)
 
 
+def test_episode_pacing_allows_an_epoch_more_of_backlog():
+    """The robot runs a whole episode (up to an epoch) before it waits: that backlog is no shortfall either."""
+    assert not ratio_behind(PaceSample(2000, 2000 - 1500), 1.0, 250, episode_backlog=1000)  # 500 + 1000 owed
+    assert ratio_behind(PaceSample(2000, 2000 - 1501), 1.0, 250, episode_backlog=1000)
+    assert ratio_behind(PaceSample(2000, 2000 - 501), 1.0, 250)  # without it, the same run is behind
+
+
 def test_the_ratio_description_names_the_measured_and_configured_ratios():
     text = describe_ratio_behind(PaceSample(5000, 725), 1.0)
     assert text == "0.14 SAC updates per real step against 1 configured (725 updates for 5000 real steps: 4275 owed)"

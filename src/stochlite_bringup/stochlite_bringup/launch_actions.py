@@ -23,6 +23,7 @@ from .graph_topics import JOINT_STATES_TOPIC
 from .node_table import (ROBOT_DESCRIPTIONS, arguments_to_give, check_launch_configurations, resolve_arguments,
                          training_nodes)
 from .process_group import exit_decision
+from .run_health import clear_health_records
 from .task_names import robot_namespace
 
 
@@ -44,6 +45,7 @@ def _graph(context: LaunchContext, fixed: dict[str, str]) -> list:
     check_launch_configurations(context.launch_configurations, fixed)
     given = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments_to_give(fixed)}
     args = resolve_arguments({**given, **fixed})
+    clear_health_records(args["run_dir"], args["resume"] == "true")
     share = get_package_share_directory("stochlite_bringup")
     nodes = []  # (name, action, whether its clean exit ends the run)
     if args["rviz"] == "true":  # leg or stochlite (resolve_arguments refuses the rest); first, so that a

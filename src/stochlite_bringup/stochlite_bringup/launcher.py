@@ -25,7 +25,7 @@ from .node_parameters import config_defaults
 from .node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, LAUNCH_ARGUMENTS, STALLS_FILE, NodeSpec,
                          resolve_arguments, training_nodes)
 from .process_group import ProcessGroup, exit_decision
-from .run_health import describe_problems, read_problems
+from .run_health import clear_health_records, describe_problems, read_problems
 
 COMMANDS = ("train", "report", "emulate")
 HELP_FLAGS = ("-h", "--help")  # print a command's usage and exit 0
@@ -130,12 +130,6 @@ def summary(run_dir: Path, compute=None) -> str:
     health = (f"WARNING: the run was not healthy: {'; '.join(problems)}." if problems
               else "No fault, stall or update-ratio shortfall was recorded.")
     return f"{progress_summary(run_dir, compute)} {health}"
-
-
-def clear_health_records(run_dir: Path, resume: bool) -> None:
-    """A new run starts with no health.log; a resumed one keeps the problems of its earlier part."""
-    if not resume:
-        (run_dir / HEALTH_FILE).unlink(missing_ok=True)
 
 
 def train(words: list[str]) -> int:

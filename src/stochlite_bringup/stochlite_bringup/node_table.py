@@ -152,21 +152,21 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     d_env_log = {"resume_log": str(Path(args["run_dir"]) / "d_env")} if resume else {}  # the learner's log
     device = {"device": args["device"]}
     estimator = []
-    if args["sim"] == "none" and robot == STOCHLITE_TASK_NAME:  # StochLite's profile; the estimator makes task_step
+    # on hardware the driver runs the policy in its loop (no agent node) and ends a robot-side run
+    driver = {"robot": robot, "port": args["port"], "run_dir": args["run_dir"], "policy_runner": True,
+              **{f"runner.{name}": value for name, value in runner.items()}}
+    if args["sim"] == "none" and robot == STOCHLITE_TASK_NAME:  # its estimator node shows torso_rpy and task_step
         robot_side = NodeSpec("leg_driver", "hw_interface_node", "stochlite_hw_interface", "stochlite_hw_interface.yaml",
-                              {"robot": robot, "port": args["port"], "run_dir": args["run_dir"]}, side="robot")
+                              driver, ends_run=args["part"] == "robot", side="robot")
         estimator = [NodeSpec("leg_driver", "stochlite_estimator_node", "stochlite_estimator",
                               "stochlite_estimator.yaml", side="robot")]
-    elif args["sim"] == "none":  # the leg's driver runs the policy in its loop process: no agent node
-        robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
-                              {"robot": robot, "port": args["port"], "run_dir": args["run_dir"], "policy_runner": True,
-                               **{f"runner.{name}": value for name, value in runner.items()}},
+    elif args["sim"] == "none":
+        robot_side = NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml", driver,
                               ends_run=args["part"] == "robot", side="robot")
     else:
         robot_side = NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml",
                               {"robot": robot, "seed": seed}, side="robot")
-    onboard = args["sim"] == "none" and robot == LEG_TASK_NAME
-    agents = [] if onboard else [NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent,
+    agents = [] if args["sim"] == "none" else [NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml", agent,
                                           ends_run=args["part"] == "robot", side="robot")]
     nodes = [
         robot_side,

@@ -25,6 +25,13 @@ class HealthProblem:
     detail: str
 
 
+def clear_health_records(run_dir: Path | str, resume: bool) -> None:
+    """A new run starts with no health.log (the launcher and the launch files clear it); a resumed one keeps the
+    problems of its earlier part."""
+    if not resume:
+        (Path(run_dir) / HEALTH_FILE).unlink(missing_ok=True)
+
+
 def record_problem(run_dir: Path | str, problem: HealthProblem) -> None:
     """Append ``problem`` to the run's ``health.log``."""
     path = Path(run_dir) / HEALTH_FILE

@@ -10,12 +10,12 @@ import yaml
 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
-from stochlite_bringup.launcher import (COMMANDS, HELP_FLAGS, clear_health_records, health_problems,
+from stochlite_bringup.launcher import (COMMANDS, HELP_FLAGS, health_problems,
                                         resolve_compute_choice, summary, write_run_config)
 from stochlite_bringup.node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, LAUNCH_ARGUMENTS,
                                           ROBOT_DESCRIPTIONS, STALLS_FILE, resolve_arguments, training_nodes)
 from stochlite_bringup.process_group import ProcessGroup
-from stochlite_bringup.run_health import HealthProblem, read_problems, record_problem
+from stochlite_bringup.run_health import HealthProblem, clear_health_records, read_problems, record_problem
 from stochlite_bringup.task_names import LEG_TASK_NAME, STOCHLITE_TASK_NAME
 from stochlite_bringup.tasks.leg_task import JOINT_NAMES as LEG_JOINT_NAMES
 from stochlite_bringup.tasks.stochlite_simulation import JOINT_NAMES as STOCHLITE_JOINT_NAMES
@@ -49,14 +49,16 @@ def test_sim_none_swaps_in_the_serial_driver_on_the_port():
 def test_stochlite_sim_none_runs_its_driver_profile_and_the_estimator_on_the_robot_side():
     args = {"robot": "stochlite", "sim": "none", "port": "/dev/ttyUSB0"}
     nodes = training_nodes(resolve_arguments(args))
-    assert [n.name for n in nodes[:3]] == ["stochlite_hw_interface", "stochlite_estimator", "agent"]
-    assert nodes[0].executable == "hw_interface_node" and nodes[0].parameters == {"robot": "stochlite",
-                                                                                   "port": "/dev/ttyUSB0",
-                                                                                   "run_dir": "runs/graph"}
+    assert [n.name for n in nodes[:3]] == ["stochlite_hw_interface", "stochlite_estimator", "learner"]  # no agent
+    driver = nodes[0].parameters
+    assert nodes[0].executable == "hw_interface_node" and driver["policy_runner"] is True
+    assert (driver["robot"], driver["port"], driver["run_dir"]) == ("stochlite", "/dev/ttyUSB0", "runs/graph")
+    assert driver["runner.pacing"] == "episode"  # a robot pauses between episodes, never between commands
     assert nodes[1].executable == "stochlite_estimator_node"
-    assert nodes[2].parameters["pacing"] == "episode"  # a robot pauses between episodes, never between commands
     robot_side = training_nodes(resolve_arguments({**args, "part": "robot"}))
-    assert [n.name for n in robot_side] == ["stochlite_hw_interface", "stochlite_estimator", "agent"]
+    assert [n.name for n in robot_side] == ["stochlite_hw_interface", "stochlite_estimator"]
+    assert [n.name for n in robot_side if n.ends_run] == ["stochlite_hw_interface"]
+    assert all(n.nice == 0 for n in robot_side) and all(n.nice > 0 for n in nodes if n.side == "workstation")
 
 
 def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
