@@ -14,7 +14,6 @@ from .protocol_frames import (PROTOCOL_VERSION, Error, ErrorCode, Frame, FrameDe
                               Robot, encode)
 
 READ_LIMIT = 4096
-PROBE_AFTER_NS = 10_000_000  # a port quiet this long is probed with a read (longer than any state timeout)
 
 
 class LinkState(enum.Enum):
@@ -46,7 +45,6 @@ class SerialLink:
         self._decoder = FrameDecoder()
         self._retired = FrameDecoder()  # counters of decoders of closed ports
         self._next_attempt_ns = 0
-        self._data_ns = 0  # when bytes were last waiting
         self.written_bytes = 0
         self._hello_ns = 0
 
@@ -78,15 +76,10 @@ class SerialLink:
                 return []
         try:
             waiting = self._serial.in_waiting
-            # A read that finds nothing waits in the kernel for the tty's flush worker, a normal-priority thread that
-            # a loaded machine runs late (stalls of 100 ms were seen on a pty): read only what is there, and probe a
-            # quiet port (a read is what notices a vanished device) only once it has been quiet for PROBE_AFTER_NS.
-            if waiting:
-                self._data_ns = now_ns
-            if waiting or now_ns - self._data_ns >= PROBE_AFTER_NS:
-                data = self._serial.read(min(max(waiting, 1), READ_LIMIT))
-            else:
-                data = b""
+            # A read (its select) that finds nothing waits in the kernel for the tty's flush worker, a normal-priority
+            # thread that a loaded machine runs late (stalls of 100 ms and more were seen on a pty): read only what
+            # is there. A vanished device is noticed all the same: a hung-up tty fails the in_waiting ioctl (EIO).
+            data = self._serial.read(min(waiting, READ_LIMIT)) if waiting else b""
         except (serial.SerialException, OSError) as error:
             self._lose(f"read failed: {error}", now_ns)
             return []

@@ -20,8 +20,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from .graph_topics import JOINT_STATES_TOPIC
-from .node_table import (ROBOT_DESCRIPTIONS, arguments_to_give, check_launch_configurations, resolve_arguments,
-                         training_nodes)
+from .node_table import (IDLE_PREFIX, ROBOT_DESCRIPTIONS, arguments_to_give, check_launch_configurations,
+                         resolve_arguments, training_nodes)
 from .process_group import exit_decision
 from .run_health import clear_health_records
 from .task_names import robot_namespace
@@ -62,7 +62,7 @@ def _graph(context: LaunchContext, fixed: dict[str, str]) -> list:
         nodes.append((spec.name, Node(package=spec.package, executable=spec.executable, name=spec.name,
                                       output="screen", parameters=[os.path.join(share, "config", spec.parameter_file),
                                                                    spec.parameters],
-                                      prefix=f"nice -n {spec.nice}" if spec.nice else None), spec.ends_run))
+                                      prefix=" ".join(IDLE_PREFIX) if spec.idle else None), spec.ends_run))
     actions = []
     for name, node, ends_run in nodes:
         actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,

@@ -22,8 +22,8 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 import yaml
 
 from .node_parameters import config_defaults
-from .node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, LAUNCH_ARGUMENTS, STALLS_FILE, NodeSpec,
-                         resolve_arguments, training_nodes)
+from .node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, IDLE_PREFIX, LAUNCH_ARGUMENTS, STALLS_FILE,
+                         NodeSpec, resolve_arguments, training_nodes)
 from .process_group import ProcessGroup, exit_decision
 from .run_health import clear_health_records, describe_problems, read_problems
 
@@ -61,8 +61,8 @@ def node_command(spec: NodeSpec) -> list[str]:
     if not config.is_file():
         raise LaunchError(f"node {spec.name!r}: parameter file {config} is missing; rebuild with `make setup`")
     command = [str(executable), "--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(config)]
-    if spec.nice:
-        command = ["nice", "-n", str(spec.nice), *command]
+    if spec.idle:
+        command = [*IDLE_PREFIX, *command]
     for key, value in spec.parameters.items():
         command += ["-p", f"{key}:={value}"]
     return command

@@ -30,10 +30,8 @@ ROBOT_DESCRIPTIONS = {LEG_TASK_NAME: "leg_2r.urdf", STOCHLITE_TASK_NAME: "stochl
 RECORD_FILE = "record.mcap"  # in run_dir: the recorder's MCAP file
 STALLS_FILE = "stalls.log"  # in run_dir: one line per learning stall, written by the learner and the agent
 HEALTH_FILE = "health.log"  # in run_dir: one line per health problem (run_health), written by the driver and learner
-CONFIG_FILE = "config.yaml"
-# niceness of the learning nodes when they share the machine with real hardware: the tty's flush workers, which
-# carry every serial byte, run at normal priority, and 2 busy cores at equal niceness delayed them by 20 ms and more
-LEARNING_NICE = 10  # in run_dir: the launch arguments and the resolved compute choices
+CONFIG_FILE = "config.yaml"  # in run_dir: the launch arguments and the resolved compute choices
+IDLE_PREFIX = ("chrt", "--idle", "0")  # the command prefix of a node that runs in SCHED_IDLE (NodeSpec.idle)
 
 LAUNCH_ARGUMENTS = (
     LaunchArgument("robot", LEG_TASK_NAME, "robot or task: leg, stochlite, or a gymnasium MuJoCo id", TASK_NAMES),
@@ -104,7 +102,10 @@ class NodeSpec:
     parameters: dict[str, object] = field(default_factory=dict)
     ends_run: bool = False  # the run is complete when this node exits with code 0
     side: str = "workstation"  # robot: runs next to the hardware (part:=robot); workstation: learning
-    nice: int = 0  # the process's niceness (`nice -n`)
+    # SCHED_IDLE (`chrt --idle 0`): runs only on CPU time nothing else wants. Beside real hardware the learning
+    # nodes do: the kernel's tty workers, which carry every serial byte at normal priority, were delayed by 20 ms
+    # and more by learners at equal (and even at 19) niceness on 2 busy cores
+    idle: bool = False
 
 
 def resolve_arguments(given: Mapping[str, str]) -> dict[str, str]:
@@ -184,6 +185,5 @@ def training_nodes(args: Mapping[str, str]) -> list[NodeSpec]:
     ] + ([NodeSpec("stochlite_bringup", "foxglove_bridge_node", "foxglove_bridge", "foxglove_bridge.yaml",
                    {"robot": robot})] if args["foxglove"] == "true" else [])
     if args["sim"] == "none":  # beside real hardware, learning yields the CPU to the serial link's kernel workers
-        nodes = [dataclasses.replace(node, nice=LEARNING_NICE) if node.side == "workstation" else node
-                 for node in nodes]
+        nodes = [dataclasses.replace(node, idle=True) if node.side == "workstation" else node for node in nodes]
     return [node for node in nodes if args["part"] in ("all", node.side)]

@@ -58,7 +58,7 @@ def test_stochlite_sim_none_runs_its_driver_profile_and_the_estimator_on_the_rob
     robot_side = training_nodes(resolve_arguments({**args, "part": "robot"}))
     assert [n.name for n in robot_side] == ["stochlite_hw_interface", "stochlite_estimator"]
     assert [n.name for n in robot_side if n.ends_run] == ["stochlite_hw_interface"]
-    assert all(n.nice == 0 for n in robot_side) and all(n.nice > 0 for n in nodes if n.side == "workstation")
+    assert not any(n.idle for n in robot_side) and all(n.idle for n in nodes if n.side == "workstation")
 
 
 def test_a_mujoco_task_runs_the_same_graph_in_its_own_namespace():
