@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -62,6 +63,9 @@ def node_command(spec: NodeSpec) -> list[str]:
         raise LaunchError(f"node {spec.name!r}: parameter file {config} is missing; rebuild with `make setup`")
     command = [str(executable), "--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(config)]
     if spec.idle:
+        if shutil.which(IDLE_PREFIX[0]) is None:
+            raise LaunchError(f"node {spec.name!r} runs in SCHED_IDLE beside the hardware, through {IDLE_PREFIX[0]}, "
+                              "which is not installed: install util-linux")
         command = [*IDLE_PREFIX, *command]
     for key, value in spec.parameters.items():
         command += ["-p", f"{key}:={value}"]
