@@ -281,6 +281,9 @@ def main() -> int:
         "cmd_latency_p99_ms": figure(float(np.percentile(latencies, 99)) if len(latencies) else None, 4),
         "watchdog_trips_in_episodes": int(per_episode("watchdog_trips").sum()) if episodes else None,
         "link_faults_in_episodes": int(per_episode("link_faults").sum()) if episodes else None,
+        # commands the MCU applied a tick late (its next state did not acknowledge them), over all HIL commands
+        "late_commands_pct": figure(100.0 * per_episode("late_acks").sum() / per_episode("commands").sum()
+                                    if episodes else None, 3),
         "emulator_missed_pct": figure(mean_over_seeds("hil", "emulator_missed_pct") if "hil" in paths else None),
     }
     per_seed = [{"seed": s,

@@ -24,9 +24,12 @@ from .protocol_frames import Enable, Message, Status
 from .serial_link import SerialLink
 
 ENABLE_RESEND_CYCLES = 10
-# Two states in one cycle: the MCU's state arrived just after the last deadline (its clock and ours are in phase,
-# so jitter would alternate empty and double cycles); the deadlines move a quarter period later.
-PHASE_SHIFT_FRACTION = 4
+# With state_wait_us, the loop locks its phase to the MCU's: it wakes just before the state arrives, waits for it
+# and answers at once, so that the command reaches the MCU well before its next tick. A state already waiting at
+# the deadline moves the deadlines PHASE_STEP_NS earlier; one that came after more than PHASE_TARGET_NS of waiting
+# moves them later by half the excess.
+PHASE_STEP_NS = 125_000
+PHASE_TARGET_NS = 250_000
 STATE_POLL_S = 50e-6  # while a cycle waits for its state, read this often
 COUNTED_FLAGS = (Status.WATCHDOG, Status.OVER_TEMPERATURE)  # counted when raised
 
@@ -121,7 +124,7 @@ class McuLoop:
         self.commands = commands
         self.stats = PeriodStats()
         self.watchdog_trips = 0
-        self.phase_shifts = 0
+        self.late_acks = 0  # new states whose MCU had not yet applied the newest frame sent: it came after its tick
         self.link_faults = 0
         self.invalid_states = 0
         self.mcu_flags = {flag.name: 0 for flag in COUNTED_FLAGS}
@@ -132,9 +135,9 @@ class McuLoop:
         self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
         self._on_state = on_state
         self._on_reset_done = on_reset_done
-        # called with each new valid state, its arrival and the cycle's deadline [ns] before the loop answers;
-        # a command it returns counts as arrived then (leg_driver.onboard_runner)
-        self.policy: Callable[[object, int, int], tuple[float, ...] | None] | None = None
+        # called with each new valid state and its arrival [ns] before the loop answers; a command it returns
+        # counts as arrived then (leg_driver.onboard_runner)
+        self.policy: Callable[[object, int], tuple[float, ...] | None] | None = None
         self._armed = False
         self._fresh_after_ns = 0  # commands older than this are ignored (arming, fault, reset)
         self._command_live = False
@@ -188,7 +191,7 @@ class McuLoop:
                 "crc_errors": link.crc_errors, "resyncs": link.resyncs, "dropped_frames": link.dropped_frames,
                 "skipped_bytes": link.skipped_bytes, "invalid_states": self.invalid_states,
                 "reconnects": link.reconnects, "link_losses": link.link_losses, "link_faults": self.link_faults,
-                "watchdog_trips": self.watchdog_trips, "phase_shifts": self.phase_shifts, "rejected_commands": self.commands.rejected}
+                "watchdog_trips": self.watchdog_trips, "late_acks": self.late_acks, "rejected_commands": self.commands.rejected}
 
     def _mcu_counters(self) -> dict[str, object]:
         """The MCU's errors, raised flags and arming, the link's state and the newest link problem (the loop's own
@@ -215,18 +218,12 @@ class McuLoop:
     def cycle(self, now_ns: int) -> None:
         """One cycle: frames in, link check, the profile's answer out, the new state handed on."""
         frames = self.link.poll(now_ns)
-        if self.settings.state_wait_us and self.link.connected and not self._has_state(frames):
-            more, now_ns = self._await_state(now_ns)
-            frames += more
+        if self.settings.state_wait_us and self.link.connected:
+            frames, now_ns = self._lock_phase(frames, now_ns)
         new_state = None
-        states = 0
         for frame in frames:
             if isinstance(frame.message, self.STATE):
                 new_state = self._valid(frame.message)
-                states += 1
-        if states > 1 and not self.fault:  # the MCU's state came just after the last deadline: wake later
-            self.clock.shift(self.clock.period_ns // PHASE_SHIFT_FRACTION)
-            self.phase_shifts += 1
         cycle = self.clock.cycle
         if new_state is not None:
             self._count_flags(new_state.status)
@@ -234,10 +231,11 @@ class McuLoop:
             self.mcu_armed = bool(new_state.status & Status.ARMED)
             self._state_cycle = cycle
             self._ack_lag = (self.link.sent_seq - new_state.ack_seq) % 65536
+            self.late_acks += self._ack_lag > 0
             self._check_state(new_state)
         self._check_link(cycle, now_ns)
         if new_state is not None and self.policy is not None:
-            command = self.policy(new_state, now_ns, self.clock.deadline_ns)
+            command = self.policy(new_state, now_ns)
             if command is not None:
                 self.commands.offer(command, now_ns)
         message, answer = self._answer(now_ns)
@@ -251,6 +249,18 @@ class McuLoop:
 
     def _has_state(self, frames) -> bool:
         return any(isinstance(frame.message, self.STATE) for frame in frames)
+
+    def _lock_phase(self, frames: list, now_ns: int) -> tuple[list, int]:
+        """The cycle's frames, after waiting for its state if none is there yet, and the time then; moves the
+        deadlines towards the state's arrival (see :data:`PHASE_STEP_NS`)."""
+        if self._has_state(frames):
+            self.clock.shift(-PHASE_STEP_NS)
+            return frames, now_ns
+        more, now_ns = self._await_state(now_ns)
+        waited_ns = now_ns - self.clock.deadline_ns
+        if self._has_state(more) and waited_ns > PHASE_TARGET_NS:
+            self.clock.shift((waited_ns - PHASE_TARGET_NS) // 2)
+        return frames + more, now_ns
 
     def _await_state(self, now_ns: int) -> tuple[list, int]:
         """Keep reading until a state arrives or ``state_wait_us`` past the deadline: the frames and the time then."""

@@ -8,8 +8,8 @@ into numpy actors on a thread of their own and offered to the runner, which swap
 the runner reports is published here (:class:`~mdemorl_learner.episode_reports.EpisodeReporter`): D_ENV batches,
 returns, foot paths; each episode is a row of ``run_dir/hil_episodes.csv``.
 
-Health: an episode whose control rate is under :data:`CONTROL_RATE_FLOOR` of the loop rate, or with a watchdog
-trip or link fault, is a WARN in /diagnostics and a line of ``run_dir/health.log``; a pacing hold longer than
+Health: an episode whose control rate is under :data:`CONTROL_RATE_FLOOR` of the loop rate, with a watchdog
+trip or link fault, or with more than :data:`LATE_ACK_FLOOR` of its commands applied a tick late, is a WARN in /diagnostics and a line of ``run_dir/health.log``; a pacing hold longer than
 ``policy_wait_warning_s`` is a learning stall (WARN, ``stalls.log``). After the last evaluation the loop is
 disarmed and the node exits 0.
 """
@@ -34,6 +34,7 @@ from .onboard_runner import EpisodeReport
 
 EPISODES_FILE = "hil_episodes.csv"  # in run_dir: one row per episode on the robot
 CONTROL_RATE_FLOOR = 0.99  # of the loop rate: an episode acting slower is a health problem
+LATE_ACK_FLOOR = 0.01  # of an episode's commands: more applied a tick late is a health problem
 START_POLL_S = 0.2
 ARM_ATTEMPTS = 3
 ARM_RETRY_S = 2.0
@@ -57,6 +58,7 @@ class EpisodeRow:
     missed_cycles: int
     watchdog_trips: int
     link_faults: int
+    late_acks: int
     latency_p99_ms: float
 
 
@@ -71,6 +73,10 @@ def episode_problems(node: str, report: EpisodeReport, rate_hz: int) -> list[Hea
                         ("link faults in an episode", report.link_faults)):
         if count:
             problems.append(HealthProblem(node, kind, count, f"at env step {report.env_steps}"))
+    if report.late_acks > LATE_ACK_FLOOR * max(report.commands, 1):
+        problems.append(HealthProblem(node, "late commands in an episode", report.late_acks,
+                                      f"of {report.commands} at env step {report.env_steps}: the MCU applied them a "
+                                      "tick late"))
     return problems
 
 
@@ -260,7 +266,7 @@ class OnboardAgent:
         row = EpisodeRow(self.episodes, end.epoch, end.evaluation, round(end.episode_return, 4), report.env_steps,
                          report.policy_version, round(self._begin_time - self._last_end, 3), report.commands,
                          round(report.duration_s, 4), round(report.control_rate_hz, 2), report.cycles,
-                         report.missed_cycles, report.watchdog_trips, report.link_faults,
+                         report.missed_cycles, report.watchdog_trips, report.link_faults, report.late_acks,
                          round(report.latency_p99_ms, 4))
         self._last_end = now
         self._write_row(row)

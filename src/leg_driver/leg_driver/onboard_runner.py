@@ -4,8 +4,9 @@
 (the leg's :class:`~leg_driver.control_loop.ControlLoop` in its own process, StochLite's
 :class:`~leg_driver.position_loop.PositionLoop`). The loop calls :meth:`OnboardRunner.command` with each new valid
 state before it answers, and applies what it returns in that cycle. The robot's profile
-(:mod:`~leg_driver.runner_profiles`) turns the state into the task's sample at the episode time of the cycle's
-deadline, so every step is one period of the loop, as in the lockstep simulation, and the action into the command.
+(:mod:`~leg_driver.runner_profiles`) turns the state into the task's sample at the episode time of the cycle (its
+index times the period, so every step is one period of the loop, as in the lockstep simulation), and the action
+into the command.
 
 Between episodes the robot is reset (the leg homed to the start of the foot path, StochLite stood up) and held
 there. The next
@@ -66,6 +67,7 @@ class EpisodeReport:
     missed_cycles: int
     watchdog_trips: int
     link_faults: int
+    late_acks: int  # states whose MCU had not applied the last command before it: that step's action came late
     latency_p99_ms: float
 
     @property
@@ -93,11 +95,11 @@ class OnboardRunner:
         self._reset: ResetRequest | None = None
         self._holding = False
         self._lock = threading.Lock()  # start/stop against the loop thread's phase changes
-        self._start_deadline_ns = 0
+        self._start_cycle = 0
         self._start_ns = 0
         self._last_ns = 0
         self._latencies_ns: list[int] = []
-        self._counts_at_start: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._counts_at_start: tuple[int, ...] = ()
 
     def offer_policy(self, actor: NumpyActor, version: int) -> None:
         """The newest policy; it takes over at the next episode's start."""
@@ -118,15 +120,15 @@ class OnboardRunner:
         with self._lock:
             self.phase = IDLE
 
-    def command(self, state, now_ns: int, deadline_ns: int) -> tuple[float, ...] | None:
+    def command(self, state, now_ns: int) -> tuple[float, ...] | None:
         """The loop's hook for each new valid state: the command to apply this cycle, or None (hold, reset)."""
         with self._lock:
             try:
                 if self.phase == RESETTING:
                     self._reset_done()
                 if self.phase == WAITING:
-                    self._maybe_begin(deadline_ns, now_ns)
-                return self._step(state, now_ns, deadline_ns) if self.phase == RUNNING else None
+                    self._maybe_begin(now_ns)
+                return self._step(state, now_ns) if self.phase == RUNNING else None
             except Exception as error:  # the loop must go on (and hold the robot safe); the run ends, saying why
                 self.phase = IDLE
                 self._send(("failed", f"the policy runner failed: {error!r}"))
@@ -146,7 +148,7 @@ class OnboardRunner:
             self.phase = IDLE
             self._send(("failed", f"the reset before an episode failed: {request.message}"))
 
-    def _maybe_begin(self, deadline_ns: int, now_ns: int) -> None:
+    def _maybe_begin(self, now_ns: int) -> None:
         self._policy = self._offered  # swapped only here, between episodes
         actor, version = self._policy
         self.runner.start_episode()
@@ -158,15 +160,16 @@ class OnboardRunner:
         self._holding = False
         self.profile.start_episode()
         self.phase = RUNNING
-        self._start_deadline_ns = deadline_ns
         self._start_ns = self._last_ns = now_ns
         self._latencies_ns = []
         loop = self._loop
-        self._counts_at_start = (loop.clock.cycle, loop.clock.missed, loop.watchdog_trips, loop.link_faults)
+        self._start_cycle = loop.clock.cycle
+        self._counts_at_start = (loop.clock.missed, loop.watchdog_trips, loop.link_faults, loop.late_acks)
         self._send(("begin", self.runner.env_steps, version, self.runner.evaluating))
 
-    def _step(self, state, now_ns: int, deadline_ns: int) -> tuple[float, ...] | None:
-        time_s = (deadline_ns - self._start_deadline_ns) / NS_PER_S
+    def _step(self, state, now_ns: int) -> tuple[float, ...] | None:
+        clock = self._loop.clock
+        time_s = (clock.cycle - self._start_cycle) * clock.period_ns / NS_PER_S
         sample = self.profile.sample(state, time_s)
         actor, version = self._policy
         step = self.runner.step(sample, actor, version)
@@ -182,13 +185,13 @@ class OnboardRunner:
 
     def _end_episode(self, end: EpisodeEnd, version: int) -> None:
         loop = self._loop
-        cycle0, missed0, trips0, faults0 = self._counts_at_start
+        missed0, trips0, faults0, late0 = self._counts_at_start
         latencies = self._latencies_ns
         self._send(("episode", EpisodeReport(
             end, self.runner.env_steps, self.runner.finished, version, len(latencies),
-            (self._last_ns - self._start_ns) / NS_PER_S, loop.clock.cycle - cycle0, loop.clock.missed - missed0,
-            loop.watchdog_trips - trips0, loop.link_faults - faults0,
-            float(np.percentile(latencies, 99)) / 1e6 if latencies else float("nan"))))
+            (self._last_ns - self._start_ns) / NS_PER_S, loop.clock.cycle - self._start_cycle,
+            loop.clock.missed - missed0, loop.watchdog_trips - trips0, loop.link_faults - faults0,
+            loop.late_acks - late0, float(np.percentile(latencies, 99)) / 1e6 if latencies else float("nan"))))
         self._start_reset()  # held at the start until the next episode (or, after the last, the disarm)
         if self.runner.finished:
             self.phase = DONE

@@ -7,6 +7,7 @@ import pytest
 from stochlite_bringup.node_parameters import config_defaults
 
 from leg_driver.emulated_mcu import FaultPlan
+from leg_driver.mcu_loop import PHASE_STEP_NS
 from leg_driver.protocol_frames import Status
 
 LEG = config_defaults("hw_interface.yaml", "hw_interface")
@@ -118,29 +119,22 @@ def test_stochlite_holds_the_measured_pose_from_the_first_cycle_more_than_50_ms_
     np.testing.assert_allclose(previous, hold, atol=1e-6)
 
 
-def test_leg_a_cycle_that_reads_two_states_moves_its_deadlines_a_quarter_period_later(leg_rig):
-    rig = leg_rig
-    rig.start_armed()
-    rig.cycle(TORQUE, mcu_ticks=False)
-    rig.tick()
-    rig.tick()  # the MCU's state of this period came after the loop's deadline: two wait for the next cycle
-    period = rig.loop.clock.period_ns
-    before = rig.loop.clock.deadline_ns
-    rig.cycle(TORQUE)
-    assert rig.loop.phase_shifts == 1 and rig.loop.clock.deadline_ns == before + period + period // 4
-    rig.cycle(TORQUE)
-    assert rig.loop.phase_shifts == 1  # one state per cycle again
-
-
 @pytest.mark.parametrize("leg_rig", [{"settings": {"state_wait_us": LEG["state_wait_us"]}}], indirect=True)
-def test_leg_a_cycle_without_a_state_reads_on_for_state_wait_us_then_answers(leg_rig):
+def test_leg_a_cycle_locks_its_phase_just_before_the_mcus_state_and_waits_for_a_late_one(leg_rig):
+    """The rig's MCU ticks at each loop deadline, so its state is always waiting at the next one: each such cycle
+    moves the deadlines earlier. A cycle without a state reads on for state_wait_us, then answers."""
     rig = leg_rig
     rig.start_armed()
     rig.cycle(TORQUE)
-    on_time = rig.cycle(TORQUE)
-    assert rig.clock() == rig.loop.clock.deadline_ns + rig.command_delay_ns  # a state was there: no wait
+    before = rig.loop.clock.deadline_ns
+    on_time = rig.cycle(TORQUE)  # its state was waiting: the deadlines move PHASE_STEP_NS earlier
+    assert rig.loop.clock.deadline_ns == before + rig.loop.clock.period_ns - PHASE_STEP_NS
+    assert rig.clock() == rig.loop.clock.deadline_ns + PHASE_STEP_NS + rig.command_delay_ns  # no wait
     rig.cycle(TORQUE, mcu_ticks=False)  # the MCU skips a tick: the next cycle has no state
-    late = rig.cycle(TORQUE)  # it reads on for 1 ms, then sends
-    waited_ns = rig.clock() - rig.command_delay_ns - rig.loop.clock.deadline_ns
+    deadline = rig.loop.clock.deadline_ns + rig.loop.clock.period_ns
+    late = rig.cycle(TORQUE)  # it reads on for 1 ms, then sends; no state came, so the phase stays
+    waited_ns = rig.clock() - rig.command_delay_ns - deadline
+    assert rig.loop.clock.deadline_ns == deadline
     assert LEG["state_wait_us"] * 1000 <= waited_ns < LEG["state_wait_us"] * 1000 + 100_000
     assert rig.received(on_time) == rig.received(late) == TORQUE and not rig.loop.fault
+    assert rig.loop.late_acks == 0  # each frame reached the MCU before its next tick

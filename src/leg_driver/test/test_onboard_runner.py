@@ -62,6 +62,7 @@ def test_each_command_leaves_in_the_cycle_of_its_state_through_a_homed_episode(l
     np.testing.assert_allclose(received, expected, rtol=1e-6)
     report = next(m[1] for m in messages if m[0] == "episode")
     assert (report.commands, report.cycles, report.missed_cycles, report.watchdog_trips) == (20, 20, 0, 0)
+    assert report.late_acks == 0  # each torque reached the MCU before the tick that made the next state
     assert report.env_steps == 20 and not report.end.evaluation and not report.finished
     batches = [m[1] for m in messages if m[0] == "batch"]
     assert [len(b.data["reward"]) for b in batches] == [8, 8, 4]  # full batches, then the flushed rest
