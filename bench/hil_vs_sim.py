@@ -265,13 +265,14 @@ def main() -> int:
         return float(np.percentile(rates, 1)) if len(rates) else None
 
     both = all(p in paths for p in PATHS)
-    ratios = [records["hil", s]["final_eval_return"] / records["sim", s]["final_eval_return"]
-              for s in args.seeds if both and records["sim", s]["final_eval_return"]]
+    finals = {p: [records[p, s]["final_eval_return"] for s in args.seeds] for p in PATHS if p in paths}
+    # the mean final return over seeds on hardware over that in simulation (not a mean of per-seed ratios)
+    ratio = float(np.mean(finals["hil"]) / np.mean(finals["sim"])) if both and np.mean(finals["sim"]) else None
     ups = {p: mean_over_seeds(p, "final_updates_per_step") if p in paths else None for p in PATHS}
     cycles = per_episode("cycles").sum()
     latencies = per_episode("latency_p99_ms")
     figures = {
-        "return_ratio_hil_vs_sim": figure(float(np.mean(ratios)) if ratios else None),
+        "return_ratio_hil_vs_sim": figure(ratio),
         "updates_per_step_hil": figure(ups["hil"]),
         "updates_per_step_sim": figure(ups["sim"]),
         "updates_per_step_relative_difference": figure(relative_difference(ups["hil"], ups["sim"])),
