@@ -70,7 +70,7 @@ def run_graph(args, work: Path):
     specs = [NodeSpec("leg_driver", "hw_interface_node", "hw_interface", "hw_interface.yaml",
                       {"port": str(link), "timing_log": str(timing), "realtime_priority": args.realtime_priority}),
              NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml",
-                      {"robot": "leg", "start_steps": 0, "max_policy_lag": 0, "epochs": 1000, "run_dir": "''"})]
+                      {"robot": "leg", "start_steps": 0, "pacing": "off", "epochs": 1000, "run_dir": "''"})]
     window = (0, 0)
     try:
         group.start("emulator", emulator)
@@ -150,9 +150,10 @@ def run_in_process(args, work: Path):
             if proc is not None:
                 proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=30)
-    cycles, commands = np.asarray(loop.timing_log).reshape(-1, 2), np.asarray(latencies).reshape(-1, 2)
-    return {"deadline_ns": cycles[:, 0], "lateness_ns": cycles[:, 1], "command_arrival_ns": commands[:, 0],
-            "command_latency_ns": commands[:, 1], "period_ns": loop.clock.period_ns}, window
+    cycles, commands = np.asarray(loop.timing_log).reshape(-1, 3), np.asarray(latencies).reshape(-1, 2)
+    return {"deadline_ns": cycles[:, 0], "lateness_ns": cycles[:, 1], "cycle": cycles[:, 2],
+            "command_arrival_ns": commands[:, 0],
+            "command_latency_ns": commands[:, 1]}, window
 
 
 def main() -> int:
@@ -173,16 +174,15 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="driver_loop_") as work:  # node logs, pty link, the loop's log
         log, window = (run_in_process if args.in_process else run_graph)(args, Path(work))
-    period_ns = int(log["period_ns"])
     inside = (log["deadline_ns"] >= window[0]) & (log["deadline_ns"] < window[1])
-    deadlines, lateness = log["deadline_ns"][inside], log["lateness_ns"][inside]
-    expected = (deadlines[-1] - deadlines[0]) // period_ns + 1
+    lateness, index = log["lateness_ns"][inside], log["cycle"][inside]
+    expected = index[-1] - index[0] + 1  # the loop's deadlines move with its phase lock: count cycle indices
     arrivals = (log["command_arrival_ns"] >= window[0]) & (log["command_arrival_ns"] < window[1])
     latency = log["command_latency_ns"][arrivals]
     with open(results / f"{args.name}.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["cycle", "period_error_ms"])
-        writer.writerows(zip(((deadlines - deadlines[0]) // period_ns).tolist(), (lateness / 1e6).round(4)))
+        writer.writerows(zip((index - index[0]).tolist(), (lateness / 1e6).round(4)))
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": date.today().isoformat(),
         "design": "policy inside the loop" if args.in_process else "ROS graph",

@@ -5,7 +5,7 @@
 A probe node in this process stands in for the learner: it publishes an untrained 2x256 policy (so
 every command is a real policy forward pass) and takes the agent's transitions. It listens to <robot>/joint_states and <robot>/effort_commands, and stamps each on arrival
 with one clock. Latency = arrival of a command - arrival of the joint state it answers (lockstep: each
-command answers the newest state). Pacing is off (max_policy_lag:=0), as on hardware. Writes
+command answers the newest state). Pacing is off (pacing:=off). Writes
 bench/results/graph_latency.{csv,png}; the last line printed is one JSON object.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> int:
     group = ProcessGroup(results / "tmp" / "logs", echo=open(os.devnull, "w"))
     specs = [NodeSpec("stochlite_bringup", "sim_bridge_node", "sim_bridge", "sim_bridge.yaml", {"robot": "leg"}),
              NodeSpec("mdemorl_learner", "agent_node", "agent", "agent.yaml",
-                      {"robot": "leg", "start_steps": 0, "max_policy_lag": 0, "epochs": 1000, "run_dir": "''"})]
+                      {"robot": "leg", "start_steps": 0, "pacing": "off", "epochs": 1000, "run_dir": "''"})]
     for spec in specs:
         group.start(spec.name, node_command(spec))
     try:

@@ -19,6 +19,10 @@ A thin ROS shell over :class:`~leg_driver.control_loop.ControlLoop`, which talks
   counters, watchdog trips, command latency; its level covers the whole period (a fault in it is WARN
   or ERROR even if it is over).
 
+With ``policy_runner`` (``mdemorl train sim:=none``) the node trains the leg itself: the policy runner acts inside
+the loop process, each torque computed from that cycle's state (:mod:`~leg_driver.onboard_runner`), and the node
+publishes transitions, returns and foot paths (:mod:`~leg_driver.onboard_agent`).
+
 Parameters: ``stochlite_bringup/config/hw_interface.yaml``.
 """
 from __future__ import annotations
@@ -81,7 +85,7 @@ PARAMETERS = {
     "home_timeout_s": Param(float, "Reset fails after this long [s].", POSITIVE),
     "reject_log_period_s": Param(float, "Minimum time [s] between two warnings about rejected effort commands "
                                  "(all are counted)."),
-    "timing_log": Param(str, "If set, an .npz written at exit with every cycle's deadline and wake-up lateness "
+    "timing_log": Param(str, "If set, an .npz written at exit with every cycle's deadline, wake-up lateness and index "
                         "and every command's arrival and state->command latency [ns, monotonic clock] (for "
                         "bench/driver_loop.py)."),
 }
@@ -135,9 +139,9 @@ class HwInterfaceNode(DriverNode):
     def _loop_stopped(self) -> None:
         os.sched_setscheduler(0, *self._executor_scheduling)
         if self.params["timing_log"]:
-            cycles = np.asarray(self.loop.timing_log, dtype=np.int64).reshape(-1, 2)
+            cycles = np.asarray(self.loop.timing_log, dtype=np.int64).reshape(-1, 3)
             commands = np.asarray(self._all_latencies_ns, dtype=np.int64).reshape(-1, 2)
-            np.savez(self.params["timing_log"], deadline_ns=cycles[:, 0], lateness_ns=cycles[:, 1],
+            np.savez(self.params["timing_log"], deadline_ns=cycles[:, 0], lateness_ns=cycles[:, 1], cycle=cycles[:, 2],
                      command_arrival_ns=commands[:, 0], command_latency_ns=commands[:, 1],
                      period_ns=NS_PER_S // self.params["loop_rate_hz"])
 

@@ -179,7 +179,7 @@ class LoopProcess:
         self._home: HomeResult | None = None
         self._stopped = threading.Event()
         self._reader = threading.Thread(target=self._read, name="leg_loop_reader", daemon=True)
-        self.timing_log: list[tuple[int, int]] | None = None
+        self.timing_log: list[tuple[int, int, int]] | None = None
         self._commands = effort_commands()  # checked here, where rejections are counted and logged
 
     def start(self) -> None:

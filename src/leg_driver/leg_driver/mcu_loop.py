@@ -132,7 +132,8 @@ class McuLoop:
         self.last_fault = ""  # the newest link problem, kept after it ended
         self.mcu_armed = False
         self.latest_state = None
-        self.timing_log: list[tuple[int, int]] | None = [] if record_timing else None  # (deadline ns, lateness ns)
+        # (deadline ns, lateness ns, cycle index: its gaps are the missed cycles, as deadlines move with the phase)
+        self.timing_log: list[tuple[int, int, int]] | None = [] if record_timing else None
         self._on_state = on_state
         self._on_reset_done = on_reset_done
         # called with each new valid state and its arrival [ns] before the loop answers; a command it returns
@@ -212,7 +213,7 @@ class McuLoop:
         lateness = self.clock.wait()
         self.stats.add(lateness)
         if self.timing_log is not None:
-            self.timing_log.append((self.clock.deadline_ns, lateness))
+            self.timing_log.append((self.clock.deadline_ns, lateness, self.clock.cycle))
         self.cycle(self._now())
 
     def cycle(self, now_ns: int) -> None:

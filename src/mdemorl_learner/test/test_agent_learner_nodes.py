@@ -141,7 +141,7 @@ def test_agent_drives_the_sim_bridge_publishes_the_task_and_swaps_policies_safel
     bridge, probe = graph(lambda c: SimBridgeNode(context=c), Probe)
     (agent,) = graph(lambda c: AgentNode(context=c, parameter_overrides=overrides(
         epochs=epochs, steps_per_epoch=steps_per_epoch, episode_steps=episode_steps, start_steps=50,
-        transitions_per_batch=25, seed=1, max_policy_lag=0, run_dir=str(tmp_path))))
+        transitions_per_batch=25, seed=1, pacing="off", run_dir=str(tmp_path))))
 
     assert wait_for(lambda: probe.batches), "no TransitionBatch from the agent"
     corrupt = policy_snapshot(3, SquashedGaussianActor(OBS_DIM, ACT_DIM, 16, 1))

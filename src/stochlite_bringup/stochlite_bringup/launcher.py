@@ -68,8 +68,16 @@ def node_command(spec: NodeSpec) -> list[str]:
                               "which is not installed: install util-linux")
         command = [*IDLE_PREFIX, *command]
     for key, value in spec.parameters.items():
-        command += ["-p", f"{key}:={value}"]
+        command += ["-p", f"{key}:={parameter_text(value)}"]
     return command
+
+
+def parameter_text(value: object) -> str:
+    """``value`` as ``-p name:=<text>`` must spell it: ROS reads the text as YAML, so a string that YAML would read
+    as something else (``off`` is false, ``0.5`` a number, nothing at all null) is quoted."""
+    if isinstance(value, str) and (not value or not isinstance(yaml.safe_load(value), str)):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
 
 
 def print_help() -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from stochlite_bringup.node_parameters import config_defaults
 from stochlite_bringup.package_files import package_file
-from stochlite_bringup.launcher import (COMMANDS, HELP_FLAGS, health_problems,
+from stochlite_bringup.launcher import (COMMANDS, HELP_FLAGS, health_problems, node_command, parameter_text,
                                         resolve_compute_choice, summary, write_run_config)
 from stochlite_bringup.node_table import (COMPUTE_NODES, CONFIG_FILE, HEALTH_FILE, LAUNCH_ARGUMENTS,
                                           ROBOT_DESCRIPTIONS, STALLS_FILE, resolve_arguments, training_nodes)
@@ -280,3 +280,12 @@ def test_nodes_do_not_outlive_a_killed_launcher(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail(f"node {child} outlived its killed launcher")
+
+
+def test_string_parameters_reach_the_nodes_as_strings():
+    """ROS reads `-p name:=text` as YAML: `pacing:=off` would arrive as false and the node would refuse it."""
+    assert [parameter_text(v) for v in ("off", "episode", "", "on", "0.5", "runs/graph")] == [
+        "'off'", "episode", "''", "'on'", "'0.5'", "runs/graph"]
+    assert [parameter_text(v) for v in (True, 3, 0.5)] == ["True", "3", "0.5"]
+    spec = next(n for n in training_nodes(resolve_arguments({"pacing": "off"})) if n.name == "agent")
+    assert "pacing:='off'" in node_command(spec)
