@@ -30,8 +30,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from stochlite_bringup.graph_topics import (DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ENABLE_SERVICE, JOINT_STATES_TOPIC,
                                             RESET_SERVICE, ROBOT_QOS)
-from stochlite_bringup.node_diagnostics import diagnostics_message
 from mdemorl_learner.runner_parameters import RUNNER_PARAMETERS, RUNNER_SECTION, check_pacing
+from stochlite_bringup.node_diagnostics import diagnostics_message
 from stochlite_bringup.node_parameters import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Param, declare_parameters
 from stochlite_bringup.node_parameters import parameter_error
 from stochlite_bringup.run_health import HealthProblem, record_problem

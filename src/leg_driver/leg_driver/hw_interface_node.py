@@ -45,8 +45,8 @@ from stochlite_bringup.tasks.leg_task import JOINT_NAMES
 from .control_loop import LoopSettings, SafetyLimits
 from .driver_node import LINK_SETTINGS, SERIAL_PARAMETERS, TRAINING_PARAMETERS, DriverNode
 from .loop_process import HomeResult, LinkConfig, LoopProcess
-from .runner_profiles import LegProfile
 from .loop_timing import NS_PER_S, request_realtime
+from .runner_profiles import LegProfile
 
 NODE_NAME = "hw_interface"
 ROBOTS = ("leg",)  # robot:=stochlite: stochlite_hw_node.StochliteHwInterfaceNode, chosen in main()
@@ -125,7 +125,8 @@ class HwInterfaceNode(DriverNode):
         if not p["policy_runner"]:
             request_realtime(max(p["realtime_priority"] - 1, 0))
         runner = self.runner_settings() if p["policy_runner"] else None
-        profile = LegProfile(self.runner_params["max_torque"], start_joint_angles(), p["home_timeout_s"])
+        profile = (LegProfile(self.runner_params["max_torque"], start_joint_angles(), p["home_timeout_s"])
+                   if runner is not None else None)
         self.loop = LoopProcess(link, limits, settings, self._hand_over, self._state_ready.trigger,
                                 record_timing=bool(p["timing_log"]), runner=runner, profile=profile,
                                 on_runner=lambda message: self.agent.on_runner(message))

@@ -165,8 +165,8 @@ class LoopProcess:
         context = multiprocessing.get_context("spawn")  # a fork would copy rclpy's threads and locks
         down_r, self._down = context.Pipe(duplex=False)
         self._up, up_w = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(down_r, up_w, link, limits, settings, record_timing, runner, profile),
-                                        name="leg_control_loop", daemon=True)
+        self._process = context.Process(target=_child, name="leg_control_loop", daemon=True,
+                                        args=(down_r, up_w, link, limits, settings, record_timing, runner, profile))
         self._on_state = on_state
         self._on_home_done = on_home_done
         self._on_runner = on_runner

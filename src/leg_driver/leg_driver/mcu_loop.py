@@ -104,8 +104,8 @@ class McuLoop:
     A profile sets ``STATE`` (its state frame type), ``SAMPLE`` (built from the state, its arrival
     time and the profile's answer), ``STOP_FRAMES`` (sent before the port closes) and
     ``THREAD_NAME``, and implements :meth:`_answer`. ``limits`` are the profile's; ``settings`` has at
-    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles``, ``state_wait_us``, ``max_ack_lag_cycles``,
-    ``recovery_cycles``, ``state_margin_rad`` and ``state_max_velocity``.
+    least ``rate_hz``, ``spin_us``, ``command_timeout_s``, ``state_timeout_cycles``, ``state_wait_us``,
+    ``max_ack_lag_cycles``, ``recovery_cycles``, ``state_margin_rad`` and ``state_max_velocity``.
     ``clock`` (monotonic time [ns]) and ``sleep`` [s] are the loop's only sources of time; tests inject a stepped
     clock and drive the loop cycle by cycle with :meth:`step`.
     """
@@ -192,7 +192,8 @@ class McuLoop:
                 "crc_errors": link.crc_errors, "resyncs": link.resyncs, "dropped_frames": link.dropped_frames,
                 "skipped_bytes": link.skipped_bytes, "invalid_states": self.invalid_states,
                 "reconnects": link.reconnects, "link_losses": link.link_losses, "link_faults": self.link_faults,
-                "watchdog_trips": self.watchdog_trips, "late_acks": self.late_acks, "rejected_commands": self.commands.rejected}
+                "watchdog_trips": self.watchdog_trips, "late_acks": self.late_acks,
+                "rejected_commands": self.commands.rejected}
 
     def _mcu_counters(self) -> dict[str, object]:
         """The MCU's errors, raised flags and arming, the link's state and the newest link problem (the loop's own

@@ -3,13 +3,15 @@
 The hardware interface, given ``runner.*`` settings (the agent's, ``config/agent.yaml``), trains the robot itself:
 once the learner listens to ``/mdemorl/transitions/env`` it arms the loop (three attempts, 2 s apart, else the
 run fails naming why), resumes from the learner's ``/mdemorl/status`` if asked, and lets the runner in the loop
-run the episodes (:mod:`~leg_driver.onboard_runner`; the leg's in its loop process). Policy snapshots from ``/mdemorl/policy`` are checked and turned
-into numpy actors on a thread of their own and offered to the runner, which swaps them in between episodes. What
+run the episodes (:mod:`~leg_driver.onboard_runner`; the leg's in its loop process). Policy snapshots from
+``/mdemorl/policy`` are checked and turned into numpy actors on a thread of their own and offered to the runner,
+which swaps them in between episodes. What
 the runner reports is published here (:class:`~mdemorl_learner.episode_reports.EpisodeReporter`): D_ENV batches,
 returns, foot paths; each episode is a row of ``run_dir/hil_episodes.csv``.
 
 Health: an episode whose control rate is under :data:`CONTROL_RATE_FLOOR` of the loop rate, with a watchdog
-trip or link fault, or with more than :data:`LATE_ACK_FLOOR` of its commands applied a tick late, is a WARN in /diagnostics and a line of ``run_dir/health.log``; a pacing hold longer than
+trip or link fault, or with more than :data:`LATE_ACK_FLOOR` of its commands applied a tick late, is a WARN in
+/diagnostics and a line of ``run_dir/health.log``; a pacing hold longer than
 ``policy_wait_warning_s`` is a learning stall (WARN, ``stalls.log``). After the last evaluation the loop is
 disarmed and the node exits 0.
 """
@@ -64,7 +66,7 @@ class EpisodeRow:
 
 def episode_problems(node: str, report: EpisodeReport, rate_hz: int) -> list[HealthProblem]:
     """What was wrong with an episode of ``node``'s robot: a control rate under the floor, watchdog trips, link
-    faults."""
+    faults, commands applied a tick late."""
     problems = []
     if not report.control_rate_hz >= CONTROL_RATE_FLOOR * rate_hz:
         problems.append(HealthProblem(node, "control rate", 1, f"{report.control_rate_hz:.1f} Hz in an episode "

@@ -107,7 +107,8 @@ class StochliteHwInterfaceNode(DriverNode):
 
         slope = declare_parameters(self, NODE_NAME, ESTIMATOR_PARAMETERS, section=ESTIMATOR, prefix="estimator.")
         profile = StochliteProfile(slope["slope_roll_deg"], slope["slope_pitch_deg"], self.params["reset_timeout_s"])
-        runner = OnboardRunner(self.runner_settings(), profile, self.loop, lambda message: self.agent.on_runner(message))
+        runner = OnboardRunner(self.runner_settings(), profile, self.loop,
+                               lambda message: self.agent.on_runner(message))
         self.loop.policy = runner.command
         self.start_agent(profile, runner)
         self._gait_pub = self.create_publisher(Float64MultiArray, f"{NAMESPACE}/{GAIT_COMMAND_TOPIC}", ROBOT_QOS)
